@@ -1,0 +1,1 @@
+"""The example application whose models the toolkit migrates."""

@@ -1,0 +1,141 @@
+"""One exception base for the whole toolkit.
+
+Every failure a user can hit is a :class:`DbopsError` subclass that carries the
+data needed to explain it.  Only the edge (``tasks.py`` and the container
+entrypoint) turns one into an exit code and a message, via :func:`exit_code`.
+
+A message answers three questions: what failed, what was checked, and how to
+fix it.  ``hint`` holds the "how to fix it" part so the edge can print it on a
+line of its own.
+"""
+
+from __future__ import annotations
+
+
+class DbopsError(Exception):
+    """Base of every error the toolkit raises on purpose."""
+
+    #: process exit code the edge uses for this kind of failure
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None, details: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+    def render(self) -> str:
+        """The full text shown to a user: message, optional details block, hint."""
+        parts = [f"error: {self.message}"]
+        if self.details:
+            parts.append("\n".join("    " + line for line in self.details.rstrip().splitlines()))
+        if self.hint:
+            parts.append(f"hint: {self.hint}")
+        return "\n".join(parts)
+
+
+class CheckFailed(DbopsError):
+    """A check ran and found a problem (drift, pending migration, failed round trip). Exit 1."""
+
+    exit_code = 1
+
+
+class UsageError(DbopsError):
+    """Bad input from the user: unknown option value, malformed URL, unknown revision. Exit 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A setting is missing or invalid. Carries the variable's name."""
+
+    def __init__(self, variable: str, message: str, *, hint: str | None = None):
+        super().__init__(f"{variable}: {message}", hint=hint)
+        self.variable = variable
+
+
+class DatabaseUnreachable(DbopsError):
+    """Could not connect to Postgres. Carries the (masked) target and what was tried."""
+
+    exit_code = 3
+
+    def __init__(self, target: str, reason: str, *, tried: list[str] | None = None, hint: str | None = None):
+        details = None
+        if tried:
+            details = "tried:\n" + "\n".join(f"- {t}" for t in tried)
+        super().__init__(f"cannot connect to {target}: {reason}", hint=hint, details=details)
+        self.target = target
+        self.reason = reason
+        self.tried = tried or []
+
+
+class ServerError(DbopsError):
+    """A local Postgres server (embedded or docker) failed to start or stop."""
+
+    exit_code = 3
+
+
+class ToolFailed(DbopsError):
+    """An external program (pg_dump, pg_restore, psql, squawk) exited non-zero or timed out."""
+
+    exit_code = 3
+
+    def __init__(self, argv0: str, returncode: int | None, stderr_tail: str, *, hint: str | None = None):
+        what = "timed out" if returncode is None else f"exited with status {returncode}"
+        super().__init__(f"{argv0} {what}", hint=hint, details=stderr_tail or None)
+        self.argv0 = argv0
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class MigrationError(DbopsError):
+    """Alembic could not load or run the migration scripts (import error, bad revision, SQL error)."""
+
+    exit_code = 1
+
+
+class ModelImportError(UsageError):
+    """A models module failed to import. Carries the file."""
+
+    def __init__(self, path: str, error: str):
+        super().__init__(
+            f"models in {path} failed to import: {error}",
+            hint=f"fix the error in {path}, then run the command again",
+        )
+        self.path = path
+        self.error = error
+
+
+class MultipleHeads(DbopsError):
+    """The script directory has more than one head revision."""
+
+    exit_code = 1
+
+    def __init__(self, heads: list[str]):
+        joined = " ".join(heads)
+        super().__init__(
+            f"the migration history has {len(heads)} heads: {', '.join(heads)}",
+            hint=f'merge them first: alembic merge -m "merge heads" {joined}',
+        )
+        self.heads = heads
+
+
+class Refused(DbopsError):
+    """A guard refused a dangerous operation; nothing was changed."""
+
+    exit_code = 2
+
+
+class Aborted(DbopsError):
+    """The user declined a confirmation prompt; nothing was changed."""
+
+    exit_code = 1
+
+
+def exit_code(exc: BaseException) -> int:
+    """The process exit code for an exception reaching the edge."""
+    if isinstance(exc, DbopsError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return 1

@@ -1,0 +1,124 @@
+"""Talking to a Postgres server over SQLAlchemy: engines, readiness, databases.
+
+Connection helpers shared by every provider and command. Nothing here starts
+a server (see :mod:`dbops.servers`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from .errors import DatabaseUnreachable, UsageError
+from .settings import mask_url
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: URL, *, connect_timeout: int = 10, autocommit: bool = False, **kwargs: object) -> Engine:
+    """An engine for ``url`` with a connect timeout and no pooling surprises."""
+    connect_args = {"connect_timeout": connect_timeout, "application_name": "dbops"}
+    opts: dict[str, object] = {"poolclass": sa.pool.NullPool, "connect_args": connect_args}
+    if autocommit:
+        opts["isolation_level"] = "AUTOCOMMIT"
+    opts.update(kwargs)
+    return sa.create_engine(url, **opts)
+
+
+def _unreachable(url: URL, exc: BaseException, hint: str | None) -> DatabaseUnreachable:
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return DatabaseUnreachable(mask_url(url), reason, hint=hint)
+
+
+def check_connection(url: URL, *, timeout: int = 10, hint: str | None = None) -> str:
+    """Connect once and return the server version string; raise DatabaseUnreachable otherwise."""
+    engine = make_engine(url, connect_timeout=timeout)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SHOW server_version")).scalar_one()
+    except sa.exc.OperationalError as exc:
+        raise _unreachable(url, exc, hint) from None
+    finally:
+        engine.dispose()
+
+
+def wait_until_ready(url: URL, *, timeout: float = 60, what: str = "Postgres") -> str:
+    """Bounded wait for ``SELECT 1`` to succeed; returns the server version.
+
+    Retries with exponential backoff (capped at 1 s) for ``timeout`` seconds and
+    logs what it is waiting for; raises DatabaseUnreachable with the last error.
+    """
+    log.info("waiting up to %.0fs for %s at %s", timeout, what, mask_url(url))
+    try:
+        for attempt in Retrying(
+            stop=stop_after_delay(timeout),
+            wait=wait_exponential(multiplier=0.05, max=1),
+            retry=retry_if_exception_type(DatabaseUnreachable),
+            reraise=False,
+        ):
+            with attempt:
+                return check_connection(url, timeout=5)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        raise DatabaseUnreachable(
+            mask_url(url),
+            f"{what} not ready after {timeout:.0f}s ({getattr(last, 'reason', last)})",
+        ) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def server_major(conn: Connection) -> int:
+    return int(conn.execute(sa.text("SHOW server_version_num")).scalar_one()) // 10000
+
+
+@contextmanager
+def admin_connection(url: URL, *, timeout: int = 10) -> Iterator[Connection]:
+    """An autocommit connection to the server's maintenance database (for CREATE/DROP DATABASE)."""
+    engine = make_engine(url.set(database="postgres"), connect_timeout=timeout, autocommit=True)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except sa.exc.OperationalError as exc:
+        raise _unreachable(url, exc, None) from None
+    finally:
+        engine.dispose()
+
+
+def quote_ident(name: str) -> str:
+    if not name or "\x00" in name:
+        raise UsageError(f"invalid database name {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def database_exists(conn: Connection, name: str) -> bool:
+    return conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is not None
+
+
+def create_database(url: URL, name: str, *, template: str | None = None) -> URL:
+    """CREATE DATABASE name [TEMPLATE t]; returns the URL of the new database."""
+    with admin_connection(url) as conn:
+        sql = f"CREATE DATABASE {quote_ident(name)}"
+        if template:
+            sql += f" TEMPLATE {quote_ident(template)}"
+        conn.execute(sa.text(sql))
+    return url.set(database=name)
+
+
+def drop_database(url: URL, name: str) -> None:
+    """DROP DATABASE IF EXISTS name WITH (FORCE): also ends sessions still connected to it."""
+    with admin_connection(url) as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"))
+
+
+def ensure_database(url: URL) -> None:
+    """Create ``url.database`` if the server does not have it yet."""
+    with admin_connection(url) as conn:
+        if not database_exists(conn, url.database):
+            conn.execute(sa.text(f"CREATE DATABASE {quote_ident(url.database)}"))

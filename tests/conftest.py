@@ -1,0 +1,78 @@
+"""Shared fixtures: real Postgres servers on loopback, throwaway databases, project copies.
+
+Everything runs against real services on free ports the fixtures pick; nothing
+is mocked.  Tests marked ``docker`` skip without a Docker engine, except where
+``DBOPS_REQUIRE_DOCKER=1`` (CI sets it): there a missing engine fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "backend"))
+
+from dbops import postgres  # noqa: E402
+from dbops.dockerctl import _probe, engine_available  # noqa: E402
+from dbops.servers.embedded import FAST_OPTIONS, EmbeddedServer  # noqa: E402
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") and not engine_available():
+        why = f"no Docker engine ({_probe()})"
+        if os.environ.get("DBOPS_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"{why}, and DBOPS_REQUIRE_DOCKER=1 says docker tests must run here")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory):
+    """One throwaway embedded PostgreSQL 18 for the whole session (127.0.0.1, a free port)."""
+    server = EmbeddedServer(tmp_path_factory.mktemp("pg"), port=0, options=FAST_OPTIONS)
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def fresh_db(pg_server):
+    """A new empty database on the session server; dropped afterwards. Yields its URL."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    url = postgres.create_database(pg_server.url(), name)
+    yield url
+    postgres.drop_database(pg_server.url(), name)
+
+
+def copy_project(dest: Path) -> Path:
+    """A complete copy of this repo's Alembic project (alembic.ini, alembic/, backend/app) in ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "alembic.ini", dest / "alembic.ini")
+    shutil.copytree(ROOT / "alembic", dest / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "backend" / "app", dest / "backend" / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "backups").mkdir(exist_ok=True)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the example project, set as DBOPS_PROJECT_ROOT; ``app`` modules are re-imported from it."""
+    dest = copy_project(tmp_path / "project")
+    monkeypatch.setenv("DBOPS_PROJECT_ROOT", str(dest))
+    for key in ("DATABASE_URL", "DBOPS_DB", "LOCAL_DATABASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    _forget_app_modules()
+    monkeypatch.syspath_prepend(str(dest / "backend"))
+    yield dest
+    _forget_app_modules()
+
+
+def _forget_app_modules() -> None:
+    for name in list(sys.modules):
+        if name == "app" or name.startswith("app."):
+            del sys.modules[name]
