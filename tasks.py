@@ -102,3 +102,78 @@ def _quote(arg: str) -> str:
     import shlex
 
     return shlex.quote(arg)
+
+
+# -- the production job ---------------------------------------------------------------
+
+ENV_HELP = "local | staging | prod (settings: <ENV>_NAME over NAME, see docs/configuration.md)"
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "plan": "preflight + dry run only: say exactly what a deploy would do, change nothing",
+        "allow_multiple": "apply more than one pending revision in this run (each in its own transaction)",
+        "allow_unsafe": "deploy even when Squawk finds error-level (locking / data-loss) statements",
+        "auto_rollback": "downgrade to the previous revision automatically when verify or monitor fails",
+        "monitor_minutes": "how long to watch after the upgrade (default DBOPS_MONITOR_MINUTES or 10)",
+        "monitor_seconds": "the monitoring window in seconds (overrides --monitor-minutes; 0 skips it)",
+        "no_backup": "--env local only: skip the backup",
+    }
+)
+@edge
+def deploy(c, env="local", plan=False, allow_multiple=False, allow_unsafe=False, auto_rollback=False,
+           monitor_minutes=None, monitor_seconds=None, no_backup=False):
+    """Ship pending migrations: preflight, lock, backup, dry run + lint, upgrade, verify, monitor; report."""
+    from dbops.deploy.pipeline import DeployOptions, deploy as run_deploy
+
+    settings = load_settings(env)
+    seconds = float(monitor_seconds) if monitor_seconds is not None else (
+        float(monitor_minutes) * 60 if monitor_minutes is not None else None)
+    run_deploy(settings, DeployOptions(plan=plan, allow_multiple=allow_multiple, allow_unsafe=allow_unsafe,
+                                       auto_rollback=auto_rollback, monitor_seconds=seconds, no_backup=no_backup))
+
+
+@task(help={"env": ENV_HELP, "to": "downgrade to this revision (default: the revision before the last deploy)",
+            "no_backup": "--env local only: skip the fresh backup"})
+@edge
+def rollback(c, env="local", to=None, no_backup=False):
+    """Take a fresh backup, then downgrade to the revision before the last deploy (refuses irreversible ones)."""
+    from dbops.deploy.pipeline import rollback_database
+
+    rollback_database(load_settings(env), to=to, no_backup=no_backup)
+
+
+@task(help={"env": ENV_HELP, "minutes": "how long to watch (default DBOPS_MONITOR_MINUTES or 10)",
+            "seconds": "how long to watch, in seconds (overrides --minutes)"})
+@edge
+def monitor(c, env="local", minutes=None, seconds=None):
+    """Watch the health URL and the database (connections, blocked queries, long transactions); fail on trouble."""
+    from dbops.deploy.pipeline import monitor_only
+
+    settings = load_settings(env)
+    window = float(seconds) if seconds is not None else float(minutes if minutes is not None else settings.monitor_minutes) * 60
+    monitor_only(settings, seconds=window)
+
+
+@task(iterable=["revision"], help={"env": ENV_HELP, "revision": "lint this revision (repeatable; default: the pending ones)"})
+@edge
+def lint(c, env="local", revision=None):
+    """Lint migration SQL with Squawk, one revision at a time; exit 1 on error-level findings."""
+    from dbops.deploy.pipeline import lint_pending
+
+    lint_pending(load_settings(env), list(revision or []))
+
+
+@task(help={"env": ENV_HELP, "revision": "the applied revision whose edited file is accepted"})
+@edge
+def accept_migration_change(c, env="local", revision=None):
+    """Accept a deliberate edit to an applied migration file: record its new sha256 for the environment."""
+    from dbops.deploy.pipeline import accept_migration_change as accept
+
+    if not revision:
+        from dbops.errors import UsageError
+
+        raise UsageError("--revision is required", hint="inv accept-migration-change --env ENV --revision REV")
+    old, new = accept(load_settings(env), revision)
+    console.ok(f"{revision}: accepted sha256 {new} (was {old or 'not recorded'})")

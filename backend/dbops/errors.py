@@ -139,3 +139,112 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         return 130
     return 1
+
+
+# -- the production deploy (``inv deploy``) ------------------------------------
+
+
+class PooledConnectionRefused(Refused):
+    """The database URL goes through a connection pooler (Neon ``-pooler``); migrations need a direct connection."""
+
+    def __init__(self, variable: str, pooled_host: str, direct_host: str):
+        super().__init__(
+            f"{variable} points at the pooled host {pooled_host}; deploys need a direct (non-pooled) connection",
+            details="checked: the host name contains '-pooler' (Neon's PgBouncer endpoint), where session "
+            "advisory locks, SET lock_timeout and DDL transactions do not behave",
+            hint=f"use the direct host {direct_host} in {variable} (same user, password and database)",
+        )
+        self.variable = variable
+        self.pooled_host = pooled_host
+        self.direct_host = direct_host
+
+
+class MigrationChanged(Refused):
+    """An already-applied migration file differs from the one that was applied. Carries the file."""
+
+    def __init__(self, revision: str, path: str, recorded: str, actual: str, env: str):
+        super().__init__(
+            f"migration {path} (revision {revision}) was edited after it was applied",
+            details=f"sha256 recorded when applied: {recorded}\nsha256 of the file now:      {actual}\n"
+            "an applied migration never runs again, so an edit there silently diverges from the database",
+            hint="undo the edit and put the change in a new revision; if the edit is harmless (comments, "
+            f"formatting), accept it: inv accept-migration-change --env {env} --revision {revision}",
+        )
+        self.revision = revision
+        self.path = path
+        self.recorded = recorded
+        self.actual = actual
+
+
+class LockBusy(DbopsError):
+    """Another deploy holds the deploy lock. Carries who holds it and since when."""
+
+    exit_code = 4
+
+    def __init__(self, holder: str, since: str | None, waited_s: float):
+        super().__init__(
+            f"another deploy holds the deploy lock: {holder}" + (f" (since {since})" if since else ""),
+            details=f"waited {waited_s:.0f}s for the Postgres advisory lock; nothing was changed",
+            hint="wait for that deploy to finish and run the command again; if its process is gone the lock "
+            "is released when its connection closes (check pg_stat_activity)",
+        )
+        self.holder = holder
+        self.since = since
+
+
+class LintFailed(CheckFailed):
+    """Squawk found error-level problems in the migration SQL. Carries the findings."""
+
+    def __init__(self, findings: list, *, details: str | None = None, hint: str | None = None):
+        errors = [f for f in findings if getattr(f, "is_error", False)]
+        super().__init__(
+            f"{len(errors)} unsafe statement(s) in the migration SQL",
+            details=details,
+            hint=hint,
+        )
+        self.findings = findings
+
+
+class HealthCheckFailed(CheckFailed):
+    """The health URL did not answer 200 at head. Carries the last status and body."""
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None, body: object = None):
+        super().__init__(
+            f"health check of {url} failed: {reason}",
+            hint="look at the application's logs; the app must answer 200 on its health URL at the new head",
+        )
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.body = body
+
+
+class IrreversibleMigration(Refused):
+    """A downgrade would pass through a revision whose downgrade() does nothing or raises."""
+
+    def __init__(self, revision: str, path: str, why: str, env: str, backup_key: str | None = None):
+        restore = f"inv restore --env {env} --backup {backup_key}" if backup_key else f"inv restore --env {env} --backup KEY"
+        super().__init__(
+            f"revision {revision} cannot be downgraded: {why}",
+            details=f"file: {path}\nnothing was changed",
+            hint=f"restore the backup taken before the deploy instead: {restore}",
+        )
+        self.revision = revision
+        self.path = path
+
+
+class DeployFailed(DbopsError):
+    """A deploy (or rollback) step failed. Carries the run's report; the exit code is the cause's."""
+
+    def __init__(self, report, cause: DbopsError | None = None):
+        self.report = report
+        self.cause = cause
+        step = report.failed_step or "?"
+        reason = cause.message if cause is not None else (report.error or "unknown error")
+        super().__init__(
+            f"{report.command} --env {report.env} failed at step '{step}': {reason}",
+            details=cause.details if cause is not None else None,
+            hint=report.recovery_hint(),
+        )
+        if cause is not None:
+            self.exit_code = cause.exit_code

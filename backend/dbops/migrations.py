@@ -67,9 +67,14 @@ class Project:
             )
 
     # -- config and scripts -------------------------------------------------
-    def config(self, *, connection: Connection | None = None, url: URL | None = None, stdout=None) -> Config:
-        """A fresh alembic Config; ``connection`` goes to env.py via attributes, ``url`` as sqlalchemy.url."""
-        cfg = Config(str(self.ini), stdout=stdout or io.StringIO())
+    def config(
+        self, *, connection: Connection | None = None, url: URL | None = None, stdout=None, output_buffer=None
+    ) -> Config:
+        """A fresh alembic Config; ``connection`` goes to env.py via attributes, ``url`` as sqlalchemy.url.
+
+        ``output_buffer`` receives the SQL of ``--sql`` (offline) runs; ``stdout`` alembic's messages.
+        """
+        cfg = Config(str(self.ini), stdout=stdout or io.StringIO(), output_buffer=output_buffer)
         if url is not None:
             # ConfigParser interpolation: a literal % must be doubled
             cfg.set_main_option("sqlalchemy.url", url.render_as_string(hide_password=False).replace("%", "%%"))
@@ -148,7 +153,7 @@ class Project:
         out = io.StringIO()
         target = f"{start}:{end}" if start else end
         with self._env():
-            command.upgrade(self.config(url=url, stdout=out), target, sql=True)
+            command.upgrade(self.config(url=url, output_buffer=out), target, sql=True)
         return out.getvalue()
 
     def diffs(self, conn: Connection) -> list:

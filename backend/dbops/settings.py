@@ -106,6 +106,19 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return value
 
 
+def _float(environ: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum:g}, got {value:g}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the toolkit needs to know, resolved for one environment."""
@@ -134,8 +147,20 @@ class Settings:
     lock_timeout_ms: int = 5_000
     statement_timeout_ms: int = 600_000
     connect_timeout_s: int = 10
-    monitor_minutes: int = 10
+    monitor_minutes: float = 10
     notify_webhook_url: str | None = None
+    #: deploy: how long a second deploy waits for the deploy lock
+    deploy_lock_wait_s: float = 60
+    #: deploy: attempts of the upgrade when it fails on lock_timeout (SQLSTATE 55P03)
+    lock_retries: int = 3
+    #: deploy: how long verify keeps retrying the health URL and the DB before it fails
+    verify_timeout_s: float = 60
+    #: timeout of one health request
+    health_timeout_s: float = 5
+    #: monitor: seconds between polls
+    monitor_interval_s: float = 5
+    #: monitor: a transaction open longer than this is reported
+    long_transaction_s: float = 300
 
     def __post_init__(self) -> None:
         if self.alembic_ini is None:
@@ -249,6 +274,12 @@ def load_settings(
         lock_timeout_ms=_int(environ, "DBOPS_LOCK_TIMEOUT_MS", 5_000, minimum=1),
         statement_timeout_ms=_int(environ, "DBOPS_STATEMENT_TIMEOUT_MS", 600_000, minimum=1),
         connect_timeout_s=_int(environ, "DBOPS_CONNECT_TIMEOUT", 10, minimum=1),
-        monitor_minutes=_int(environ, "DBOPS_MONITOR_MINUTES", 10),
+        monitor_minutes=_float(environ, "DBOPS_MONITOR_MINUTES", 10),
         notify_webhook_url=webhook,
+        deploy_lock_wait_s=_float(environ, "DBOPS_DEPLOY_LOCK_WAIT", 60),
+        lock_retries=_int(environ, "DBOPS_LOCK_RETRIES", 3, minimum=1),
+        verify_timeout_s=_float(environ, "DBOPS_VERIFY_TIMEOUT", 60),
+        health_timeout_s=_float(environ, "DBOPS_HEALTH_TIMEOUT", 5, minimum=0.1),
+        monitor_interval_s=_float(environ, "DBOPS_MONITOR_INTERVAL", 5, minimum=0.1),
+        long_transaction_s=_float(environ, "DBOPS_LONG_TRANSACTION", 300, minimum=1),
     )

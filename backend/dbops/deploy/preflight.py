@@ -1,0 +1,95 @@
+"""Preflight: what would be deployed where, checked without changing anything.
+
+Settings are complete; the URL is a direct connection (not a Neon
+``-pooler`` host); the server answers; the history has one head; applied
+migration files are unchanged since they were applied; and how many
+revisions are pending (more than one needs ``--allow-multiple``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.script import Script
+from sqlalchemy.engine import URL, Connection
+
+from ..errors import ConfigError, Refused, PooledConnectionRefused
+from ..migrations import Project
+from ..settings import Settings
+from . import checksums
+
+
+@dataclass
+class Preflight:
+    server_version: str
+    current: tuple[str, ...]
+    head: str
+    pending: list[Script]
+    checks: list[str] = field(default_factory=list)
+    unrecorded: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_pending(self) -> bool:
+        return not self.pending
+
+    def pending_rows(self) -> list[dict]:
+        return [{"revision": s.revision, "doc": s.doc, "file": Path(s.path).name} for s in self.pending]
+
+
+def database_url(settings: Settings, *, need_backup: bool = True, need_health: bool = True) -> URL:
+    """The deploy target, refusing missing settings and pooled hosts (changes nothing)."""
+    var = settings.database_url_var if settings.env == "local" else f"{settings.env.upper()}_DATABASE_URL"
+    if settings.database_url is None:
+        raise ConfigError(
+            var if settings.env != "local" else "DATABASE_URL",
+            f"is not set: --env {settings.env} needs the database to deploy to",
+            hint=f"export {var} (or DATABASE_URL) with the direct connection string of the {settings.env} database",
+        )
+    url = settings.database_url
+    host = str(url.host or "")
+    if "-pooler" in host:
+        raise PooledConnectionRefused(settings.database_url_var, host, host.replace("-pooler", "", 1))
+    if settings.env != "local":
+        scoped = settings.env.upper()
+        if need_backup and not settings.backup_url:
+            raise ConfigError(
+                f"{scoped}_BACKUP_URL",
+                f"is not set: a backup is mandatory before a {settings.env} deploy",
+                hint=f"export {scoped}_BACKUP_URL (or BACKUP_URL), e.g. s3://my-bucket/dbops/{settings.env}",
+            )
+        if need_health and not settings.health_url:
+            raise ConfigError(
+                f"{scoped}_HEALTH_URL",
+                f"is not set: a {settings.env} deploy verifies the app's health endpoint",
+                hint=f"export {scoped}_HEALTH_URL (or HEALTH_URL), e.g. https://api.example.com/api/health",
+            )
+    return url
+
+
+def inspect(conn: Connection, project: Project, settings: Settings, *, allow_multiple: bool = False) -> Preflight:
+    """Run every read-only check; raise the first refusal."""
+    version = conn.execute(sa.text("SHOW server_version")).scalar_one()
+    checks = [f"connected over a direct connection (PostgreSQL {version})"]
+    head = project.single_head()
+    checks.append(f"one head: {head}")
+    current = project.current(conn)
+    pending = project.pending(current)
+    verification = checksums.verify(conn, project, current, settings.env)
+    if verification.checked:
+        checks.append(f"{len(verification.checked)} applied migration file(s) unchanged since applied")
+    if verification.unrecorded:
+        checks.append(f"{len(verification.unrecorded)} applied revision(s) have no checksum yet (recorded by this deploy)")
+    if conn.in_transaction():
+        conn.rollback()
+    if len(pending) > 1 and not allow_multiple:
+        raise Refused(
+            f"{len(pending)} revisions are pending ({', '.join(s.revision for s in pending)}); "
+            "a deploy ships one at a time",
+            details="\n".join(f"{s.revision}  {s.doc}" for s in pending),
+            hint="deploy them one release at a time, or pass --allow-multiple to apply them in one run "
+            "(each still in its own transaction)",
+        )
+    checks.append(f"{len(pending)} pending revision(s)")
+    return Preflight(version, current, head, pending, checks, verification.unrecorded)
