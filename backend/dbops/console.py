@@ -1,0 +1,108 @@
+"""Output for humans: plain lines, tables, prompts, and a live progress line.
+
+Colour and carriage-return progress only on a terminal; in CI and container
+logs every line is plain text.  Secrets never reach this module: callers pass
+masked URLs (``settings.mask_url``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+
+def is_tty(stream=None) -> bool:
+    stream = stream or sys.stdout
+    return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def _color(code: str, text: str) -> str:
+    if is_tty() and not os.environ.get("NO_COLOR"):
+        return f"\033[{code}m{text}\033[0m"
+    return text
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def ok(text: str) -> None:
+    say(_color("32", "✔ ") + text)
+
+
+def warn(text: str) -> None:
+    say(_color("33", "! ") + text)
+
+
+def fail(text: str) -> None:
+    say(_color("31", "✘ ") + text)
+
+
+def heading(text: str) -> None:
+    say(_color("1", text))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table, columns padded to their widest cell."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def confirm(question: str, *, default: bool = False) -> bool:
+    """Ask yes/no on the terminal. Without a terminal the default is taken, and said."""
+    suffix = " [Y/n] " if default else " [y/N] "
+    if not sys.stdin or not sys.stdin.isatty():
+        say(f"{question}{suffix}(no terminal: {'yes' if default else 'no'})")
+        return default
+    answer = input(question + suffix).strip().lower()
+    if not answer:
+        return default
+    return answer in ("y", "yes")
+
+
+def ask(question: str, *, default: str = "") -> str:
+    """Ask for a line of text; the default is taken without a terminal."""
+    if not sys.stdin or not sys.stdin.isatty():
+        return default
+    shown = f" [{default}]" if default else ""
+    answer = input(f"{question}{shown}: ").strip()
+    return answer or default
+
+
+class Progress:
+    """A live status line on a terminal; every ``every`` seconds a plain line elsewhere."""
+
+    def __init__(self, *, every: float = 5.0, stream=None):
+        import time
+
+        self._time = time
+        self.stream = stream or sys.stdout
+        self.tty = is_tty(self.stream)
+        self.every = every
+        self._last = 0.0
+        self._width = 0
+
+    def update(self, text: str, *, force: bool = False) -> None:
+        if self.tty:
+            pad = max(0, self._width - len(text))
+            self.stream.write("\r" + text + " " * pad)
+            self.stream.flush()
+            self._width = len(text)
+            return
+        now = self._time.monotonic()
+        if force or now - self._last >= self.every:
+            self._last = now
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def done(self, text: str | None = None) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+        if text:
+            self.stream.write(text + "\n")
+        self.stream.flush()

@@ -1,0 +1,104 @@
+"""dbops tasks: ``inv --list`` shows them, ``inv --help TASK`` explains one.
+
+Each task parses its flags and calls one core function in ``backend/dbops``
+with the settings first; errors become exit codes in ``dbops.cli.edge``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from invoke import task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "backend"))
+
+from dbops import console, local  # noqa: E402
+from dbops.cli import edge  # noqa: E402
+from dbops.servers import server_for  # noqa: E402
+from dbops.settings import load_settings  # noqa: E402
+
+DB_HELP = "which Postgres: embedded | docker | url (default: url if DATABASE_URL is set, docker if it runs, else embedded)"
+
+
+@task(help={"db": DB_HELP})
+@edge
+def db_up(c, db=None):
+    """Start the local Postgres (embedded, docker, or check the URL) and print its URL."""
+    server = server_for(load_settings(provider=db))
+    url = server.start()
+    console.ok(f"{server.describe()} is up (PostgreSQL {server.version()})")
+    console.say(url.render_as_string(hide_password=True))
+
+
+@task(help={"db": DB_HELP})
+@edge
+def db_down(c, db=None):
+    """Stop the local Postgres; its data is kept (a URL database is left alone)."""
+    server = server_for(load_settings(provider=db))
+    server.stop()
+    console.ok(f"{server.name}: stopped" if server.owned else "url: not ours to stop; nothing done")
+
+
+@task(help={"db": DB_HELP})
+@edge
+def db_shell(c, db=None):
+    """Open psql on the local database."""
+    from dbops import pgtools
+
+    server = server_for(load_settings(provider=db))
+    url = server.start()
+    argv = [str(pgtools.find("psql")), *pgtools.conninfo_args(url), pgtools.dbname_arg(url)]
+    os.execvpe(argv[0], argv, pgtools.libpq_env(url))
+
+
+@task(help={"db": DB_HELP})
+@edge
+def status(c, db=None):
+    """Show provider, server version, current revision, heads, pending migrations and model/DB drift."""
+    console.say(local.render_status(local.status(load_settings(provider=db))))
+
+
+@task(
+    help={
+        "auto": "no prompts: derive the message from the changes, apply and verify",
+        "check_only": "change nothing; exit 0 when at head and models match, 1 otherwise (CI, pre-commit)",
+        "force_recreate": "drop and recreate the local database, then upgrade to head (local targets only)",
+        "yes": "with --force-recreate: do not ask for confirmation",
+        "message": "the migration message (default: derived from the changes)",
+        "db": DB_HELP,
+    }
+)
+@edge
+def sync(c, auto=False, check_only=False, force_recreate=False, yes=False, message=None, db=None):
+    """Bring the local database in line with the models: apply pending, generate, apply, verify."""
+    settings = load_settings(provider=db)
+    if check_only:
+        console.say(local.render_status(local.check(settings)))
+        console.ok("in sync: at head and the models match")
+    elif force_recreate:
+        local.force_recreate(settings, yes=yes)
+    else:
+        local.sync(settings, auto=auto, message=message)
+
+
+@task(help={"env": "local | staging | prod", "db": DB_HELP})
+@edge
+def config(c, env="local", db=None):
+    """Print the resolved settings for an environment, secrets masked."""
+    settings = load_settings(env, provider=db)
+    console.say(console.table(["setting", "value"], settings.describe()))
+
+
+@task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
+def test(c, k=None, x=False):
+    """Run the whole test suite (real Postgres, real S3; Docker tests where an engine runs)."""
+    args = ["-q"] + (["-k", k] if k else []) + (["-x"] if x else [])
+    c.run(f"{sys.executable} -m pytest " + " ".join(_quote(a) for a in args), pty=False)
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
