@@ -34,11 +34,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory):
     """One throwaway embedded PostgreSQL 18 for the whole session (127.0.0.1, a free port)."""
-    directory = tmp_path_factory.mktemp("pg")
-    if os.geteuid() == 0:  # the server runs as an unprivileged user: let it reach its directory
-        for p in (directory.parent.parent, directory.parent):
-            os.chmod(p, 0o755)
-    server = EmbeddedServer(directory, port=0, options=FAST_OPTIONS)
+    server = EmbeddedServer(tmp_path_factory.mktemp("pg"), port=0, options=FAST_OPTIONS)
     server.start()
     yield server
     server.destroy()
