@@ -244,7 +244,8 @@ class DeployFailed(DbopsError):
         super().__init__(
             f"{report.command} --env {report.env} failed at step '{step}': {reason}",
             details=cause.details if cause is not None else None,
-            hint=report.recovery_hint(),
+            hint=report.recovery_hint() if report.recovery or cause is None or not cause.hint
+            else f"{cause.hint}\n(nothing was changed by this run)" if report.db_changed is False else cause.hint,
         )
         if cause is not None:
             self.exit_code = cause.exit_code

@@ -45,7 +45,7 @@ class DeployOptions:
 
 
 def _stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S_%fZ")
 
 
 def target_url(settings: Settings, *, need_backup: bool = True, need_health: bool = True) -> URL:
@@ -176,6 +176,7 @@ def deploy(settings: Settings, opts: DeployOptions | None = None) -> Report:
         conn_cm = _connection(settings, url, f"dbops deploy {settings.env}")
         conn = conn_cm.__enter__()
         with r.step("preflight") as st:
+            r.revision_before = list(project.current(conn))
             pf = preflight.inspect(conn, project, settings, allow_multiple=opts.allow_multiple)
             r.revision_before = list(pf.current)
             r.head = pf.head
@@ -345,6 +346,8 @@ def _after_failure(run: Run, project: Project, url: URL | None, err: DbopsError,
     console.fail(f"step '{r.failed_step}' failed: {err.message}")
     if url is None or r.failed_step in ("settings", "lock", "preflight"):
         r.db_changed = False if r.failed_step in ("settings", "lock", "preflight") else None
+        if r.failed_step == "preflight":
+            r.revision_after = list(r.revision_before)
         return
     r.revision_after = _db_revision(settings, url)
     r.db_changed = None if r.revision_after is None else sorted(r.revision_after) != sorted(r.revision_before)

@@ -142,9 +142,10 @@ def app(project: Path, db: URL):
 
 
 @pytest.fixture
-def deploy_env(project: Path, db: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Environment variables of a prod deploy against the test database (short timeouts for tests)."""
+def deploy_env(project: Path, db: URL, app: App, tmp_path: Path) -> dict[str, str]:
+    """Environment variables of a prod deploy against the test database and app (short timeouts for tests)."""
     env = {
+        "PROD_HEALTH_URL": app.url,
         "DBOPS_PROJECT_ROOT": str(project),
         "PROD_DATABASE_URL": db.render_as_string(hide_password=False),
         "PROD_BACKUP_URL": f"file://{tmp_path / 'offsite'}",
