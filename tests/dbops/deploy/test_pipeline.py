@@ -253,3 +253,55 @@ def test_bad_settings_are_refused_before_anything(project: Path, db, deploy_env,
     assert needle in info.value.render()
     assert SECRET not in info.value.render()
     assert info.value.report.failed_step == "settings"
+
+
+class Webhook:
+    """A Slack-compatible webhook on loopback that records what it receives."""
+
+    def __init__(self, status: int = 200):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+        self.status, self.texts = status, []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.texts.append(json.loads(self.rfile.read(int(self.headers["content-length"])))["text"])
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/services/T000/B000/XXXXSECRETXXXX"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_webhook_gets_the_outcome_and_its_failure_never_fails_a_good_deploy(project: Path, db, deploy_env, capsys):
+    hook = Webhook()
+    add_revision(project, "a1", BASE, *ADD_PHONE)
+    pipeline.deploy(settings_for(deploy_env, PROD_NOTIFY_WEBHOOK_URL=hook.url), DeployOptions(monitor_seconds=0))
+    assert len(hook.texts) == 1 and "inv deploy --env prod: success" in hook.texts[0] and "-> a1" in hook.texts[0]
+
+    hook.status = 500
+    add_revision(project, "a2", "a1", "op.add_column('users', sa.Column('nick', sa.Text()))", "op.drop_column('users', 'nick')")
+    report = pipeline.deploy(settings_for(deploy_env, PROD_NOTIFY_WEBHOOK_URL=hook.url), DeployOptions(monitor_seconds=0))
+    assert report.outcome == "success" and current(db) == ["a2"]
+    assert "HTTP 500" in report.notify_error
+    out = capsys.readouterr().out
+    assert "notification failed" in out and "XXXXSECRETXXXX" not in out
+    hook.httpd.shutdown()
+
+
+def test_monitor_on_its_own_watches_and_fails_when_the_db_is_not_at_head(project: Path, db, deploy_env, capsys):
+    from dbops.deploy.monitor import MonitorFailed
+
+    result = pipeline.monitor_only(settings_for(deploy_env), seconds=1)
+    assert result.samples >= 2
+    assert "all healthy" in capsys.readouterr().out
+    add_revision(project, "a1", BASE, *ADD_PHONE)  # new code, old schema: the app answers 503
+    with pytest.raises(MonitorFailed) as info:
+        pipeline.monitor_only(settings_for(deploy_env), seconds=1)
+    assert "HTTP 503" in info.value.message
