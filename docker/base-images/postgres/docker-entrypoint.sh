@@ -55,18 +55,21 @@ process_init_files() {
     for f in "$@"; do
         case "$f" in
             *.sh)
+                # shellcheck disable=SC1090  # init scripts are user-provided
                 if [ -x "$f" ]; then log "running $f"; "$f"
                 else log "sourcing $f"; . "$f"; fi ;;
-            *.sql)    log "running $f"; psql_run -f "$f" ;;
-            *.sql.gz) log "running $f"; gunzip -c "$f" | psql_run ;;
+            *.sql)    log "running $f"; psql_run "$POSTGRES_DB" -f "$f" ;;
+            *.sql.gz) log "running $f"; gunzip -c "$f" | psql_run "$POSTGRES_DB" ;;
             *)        log "ignoring $f" ;;
         esac
     done
 }
 
+# psql_run DBNAME [psql args...]: as the superuser over the unix socket.
 psql_run() {
-    PGHOST= PGHOSTADDR= psql -X -q -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" \
-        --no-password --dbname "${POSTGRES_DB:-postgres}" "$@"
+    local db="$1"; shift
+    PGHOST='' PGHOSTADDR='' psql -X -q -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" \
+        --no-password --dbname "$db" "$@"
 }
 
 init_database() {
@@ -108,7 +111,7 @@ EOM
 
     if [ "$POSTGRES_DB" != 'postgres' ]; then
         log "creating database '$POSTGRES_DB'"
-        POSTGRES_DB=postgres psql_run --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
+        psql_run postgres --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
     fi
 
     if [ -d /docker-entrypoint-initdb.d ]; then
