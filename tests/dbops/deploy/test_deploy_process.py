@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from dbops import postgres
 from dbops.deploy.lock import DeployLock
 
-from conftest import ADD_PHONE, BASE, SECRET, add_revision, columns, current
+from scenarios import ADD_PHONE, BASE, SECRET, add_revision, columns, current
+from scenarios import app, db, deploy_env  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[3]
 

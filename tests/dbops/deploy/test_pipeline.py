@@ -11,7 +11,8 @@ from dbops.deploy import pipeline
 from dbops.deploy.pipeline import DeployOptions
 from dbops.errors import DeployFailed
 
-from conftest import ADD_PHONE, BASE, SECRET, add_revision, columns, current, settings_for
+from scenarios import ADD_PHONE, BASE, SECRET, add_revision, columns, current, settings_for
+from scenarios import app, db, deploy_env  # noqa: F401  (fixtures)
 
 
 def test_clean_deploy_end_to_end(project: Path, db, app, deploy_env, capsys):
@@ -142,7 +143,7 @@ def test_a_long_transaction_makes_the_upgrade_fail_fast_retried_and_unchanged(pr
 
 
 def test_health_failing_after_upgrade_reports_and_rollback_restores(project: Path, db, deploy_env, capsys):
-    from conftest import App
+    from scenarios import App
 
     add_revision(project, "a1", BASE, *ADD_PHONE)
     broken = App(project, db.set(database="no_such_db"))  # the app cannot reach its database: 503
