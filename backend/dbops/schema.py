@@ -364,8 +364,8 @@ def diff(a: Snapshot, b: Snapshot, *, before: str = "before", after: str = "afte
 
     An object present on one side only gives ``<object>: only <label>``; a
     changed attribute gives ``<object> <attribute>: <value in a> != <value in
-    b>`` (long values such as function bodies get an indented line diff
-    instead).  ``before``/``after`` label ``a`` and ``b``; the defaults suit
+    b>`` (multi-line or long values such as function bodies get an indented
+    line diff instead).  ``before``/``after`` label ``a`` and ``b``; the defaults suit
     the usual call ``diff(before_upgrade, after_downgrade)``.
     """
     lines: list[str] = []
@@ -385,7 +385,8 @@ def diff(a: Snapshot, b: Snapshot, *, before: str = "before", after: str = "afte
             if va == vb:
                 continue
             sa_, sb_ = _fmt(va), _fmt(vb)
-            if len(sa_) <= _LONG and len(sb_) <= _LONG:
+            multiline = "\n" in str(va or "").strip() or "\n" in str(vb or "").strip()
+            if not multiline and len(sa_) <= _LONG and len(sb_) <= _LONG:
                 lines.append(f"{key} {attr}: {sa_} != {sb_}")
                 continue
             lines.append(f"{key} {attr}: differs ({before} -> {after}):")
