@@ -66,7 +66,7 @@ def resolve(directory: ScriptDirectory, rev: str) -> Script:
     return script
 
 
-def select(directory: ScriptDirectory, order: list[Script], *, last: int | None = None, start: str | None = None) -> list[Script]:
+def select(directory: ScriptDirectory, order: list[Script], *, last: int | str | None = None, start: str | None = None) -> list[Script]:
     """The revisions to test, in order: all; the newest ``last``; or ``start`` and its descendants.
 
     Whatever is not selected is applied before the stairway without checks;
@@ -75,6 +75,10 @@ def select(directory: ScriptDirectory, order: list[Script], *, last: int | None 
     if last is not None and start is not None:
         raise UsageError("--last and --from cannot be combined", hint="use one of them")
     if last is not None:
+        try:
+            last = int(last)
+        except (TypeError, ValueError):
+            raise UsageError(f"--last must be a whole number, got {last!r}") from None
         if last < 1:
             raise UsageError(f"--last must be at least 1, got {last}")
         return order[-last:]

@@ -8,7 +8,9 @@ purpose, in either of two ways::
     irreversible = True          # a module-level variable, or
     # dbops: irreversible        # this comment anywhere in the file
 
-A marked revision is upgraded but never downgraded by the stairway.
+A revision whose ``upgrade()`` is empty too (a merge point) has nothing to
+undo and is not irreversible.  A marked revision is upgraded but never
+downgraded by the stairway.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ def check(script: Script) -> Irreversible | None:
     source = path.read_text(encoding="utf-8")
     tree = ast.parse(source, filename=str(path))
     funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "downgrade"]
+    ups = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "upgrade"]
+    if ups and not [s for s in ups[-1].body if not _is_noop(s)]:
+        return None  # nothing to undo: merge points and other empty revisions
     if not funcs:
         reason = "no downgrade() function"
     else:
