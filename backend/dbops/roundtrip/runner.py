@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,22 +42,34 @@ class StepRunner:
         self.script = project.script
         self.config = project.config(connection=conn, url=url)
 
-    def _steps(self, scripts: Sequence[Script], upgrade: bool) -> list[RevisionStep]:
-        return [RevisionStep(self.script.revision_map, s, upgrade) for s in scripts]
-
     def run(self, scripts: Sequence[Script], *, upgrade: bool) -> None:
         """Apply (or revert) exactly these revisions, in this order, in one env.py run."""
-        steps = self._steps(scripts, upgrade)
+        self.run_plan([(s, upgrade) for s in scripts])
+
+    def run_plan(self, plan: Sequence[tuple[Script, bool]], on_step: Callable | None = None) -> None:
+        """Run ``(revision, is_upgrade)`` steps in one env.py run; ``on_step(connection)`` after each.
+
+        ``on_step`` is called inside the step's transaction on the connection
+        env.py configured (ours or its own), so it sees the step's DDL.
+        """
+        steps = [RevisionStep(self.script.revision_map, s, up) for s, up in plan]
         if not steps:
             return
         if self.conn.in_transaction():
             self.conn.commit()
-        destination = scripts[-1].revision if upgrade else (scripts[-1].down_revision or "base")
+        last, upgrade = plan[-1]
+        destination = last.revision if upgrade else (last.down_revision or "base")
+
+        def fn(_rev, context):
+            if on_step is not None:
+                hook = lambda ctx, **_kw: on_step(ctx.connection)  # noqa: E731
+                context.on_version_apply_callbacks = tuple(context.on_version_apply_callbacks) + (hook,)
+            return list(steps)
         with self.project._env():
             with EnvironmentContext(
                 self.config,
                 self.script,
-                fn=lambda _rev, _context: list(steps),
+                fn=fn,
                 as_sql=False,
                 starting_rev=None,
                 destination_rev=destination if isinstance(destination, str) else destination[0],

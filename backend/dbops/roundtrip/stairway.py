@@ -135,87 +135,94 @@ class Stairway:
 
     # -- the walk -------------------------------------------------------------------
     def walk(self) -> list[RevisionResult]:
+        """Walk every selected revision; one env.py run per stretch without failures."""
         results = [RevisionResult(s.revision, (s.doc or "").strip()) for s in self.selected]
         self.prepare()
         before = self.snapshot()
-        total = len(self.selected)
-        for i, (script, result) in enumerate(zip(self.selected, results), start=1):
-            label = f"[{i}/{total}] {script.revision} {result.message[:40]}"
-            if self.progress is not None:
-                self.progress.update(f"{label}: upgrade")
-            try:
-                before = self._one(script, result, before, label)
-            except _Stop:
-                return results
+        i = 0
+        try:
+            while i < len(self.selected):
+                i, before = self._stretch(i, results, before)
+        except _Stop:
+            return results
         self.completed = True
         return results
 
-    def _one(self, script: Script, result: RevisionResult, before: schema.Snapshot, label: str) -> schema.Snapshot:
-        t0 = time.perf_counter()
+    def _plan(self, start: int) -> list[tuple[Script, bool, int, str]]:
+        plan = []
+        for j in range(start, len(self.selected)):
+            script = self.selected[j]
+            if irreversible.check(script) is not None:
+                plan.append((script, True, j, "up only"))
+            else:
+                plan += [(script, True, j, "up"), (script, False, j, "down"), (script, True, j, "again")]
+        return plan
+
+    def _stretch(self, start: int, results: list[RevisionResult], before: schema.Snapshot) -> tuple[int, schema.Snapshot]:
+        """Run the steps of ``selected[start:]`` in one env.py run, checking after each step.
+
+        Returns where to go on and the snapshot there: the end, or (after a
+        failed step and a rebuild) the revision after the failing one.
+        """
+        plan = self._plan(start)
+        total = len(self.selected)
+        state = {"k": 0, "t": time.perf_counter(), "before": before, "after_up": None}
+
+        def on_step(conn: Connection) -> None:
+            elapsed = (time.perf_counter() - state["t"]) * 1000
+            script, _up, j, phase = plan[state["k"]]
+            result = results[j]
+            snap = schema.snapshot(conn)
+            if phase == "up only":
+                result.up_ms = elapsed
+                irr = irreversible.check(script)
+                result.result = UP_ONLY
+                if irr is not None and not irr.marked:
+                    result.result = FAILED
+                    result.problems.append(
+                        f"irreversible: {irr.reason}; implement downgrade(), or mark the revision "
+                        "irreversible (`irreversible = True` or `# dbops: irreversible` in the file)"
+                    )
+                state["before"] = snap
+            elif phase == "up":
+                result.up_ms = elapsed
+                state["after_up"] = snap
+            elif phase == "down":
+                result.down_ms = elapsed
+                back = schema.diff(state["before"], snap, before="before upgrade", after="after downgrade")
+                if back:
+                    result.problems.append("the downgrade did not restore the schema:")
+                    result.problems.extend("  " + line for line in back)
+            else:
+                redo = schema.diff(state["after_up"], snap, before="after upgrade", after="after downgrade and upgrade")
+                if redo:
+                    result.problems.append("upgrading again after the downgrade gave a different schema:")
+                    result.problems.extend("  " + line for line in redo)
+                result.result = FAILED if result.problems else OK
+                state["before"] = snap
+            if self.progress is not None:
+                self.progress.update(f"[{j + 1}/{total}] {script.revision} {result.message[:40]}: {phase}")
+            state["k"] += 1
+            state["t"] = time.perf_counter()
+
         try:
-            self.runner.upgrade(script)
+            self.runner.run_plan([(s, up) for s, up, _j, _p in plan], on_step)
         except Exception as exc:
+            script, _up, j, phase = plan[min(state["k"], len(plan) - 1)]
+            result = results[j]
             result.result = FAILED
-            result.problems.append(f"upgrade failed: {first_line(exc)}")
-            result.problems.append("the walk stops here: later revisions need this one")
-            raise _Stop from None
-        result.up_ms = (time.perf_counter() - t0) * 1000
-        self.applied.append(script)
-
-        irr = irreversible.check(script)
-        if irr is not None:
-            result.result = UP_ONLY
-            if not irr.marked:
-                result.result = FAILED
-                result.problems.append(
-                    f"irreversible: {irr.reason}; implement downgrade(), or mark the revision "
-                    "irreversible (`irreversible = True` or `# dbops: irreversible` in the file)"
-                )
-            return self.snapshot()
-
-        after_up = self.snapshot()
-        if self.progress is not None:
-            self.progress.update(f"{label}: downgrade")
-        t0 = time.perf_counter()
-        try:
-            self.runner.downgrade(script)
-        except Exception as exc:
-            result.result = FAILED
-            result.problems.append(f"downgrade failed: {first_line(exc)}")
-            return self._recover(script)
-        result.down_ms = (time.perf_counter() - t0) * 1000
-        self.applied.pop()
-        after_down = self.snapshot()
-        back = schema.diff(before, after_down, before="before upgrade", after="after downgrade")
-        if back:
-            result.problems.append("the downgrade did not restore the schema:")
-            result.problems.extend("  " + line for line in back)
-
-        if self.progress is not None:
-            self.progress.update(f"{label}: upgrade again")
-        try:
-            self.runner.upgrade(script)
-        except Exception as exc:
-            result.result = FAILED
-            result.problems.append(f"upgrade after the downgrade failed: {first_line(exc)}")
-            return self._recover(script)
-        self.applied.append(script)
-        again = self.snapshot()
-        redo = schema.diff(after_up, again, before="after upgrade", after="after downgrade and upgrade")
-        if redo:
-            result.problems.append("upgrading again after the downgrade gave a different schema:")
-            result.problems.extend("  " + line for line in redo)
-        result.result = FAILED if result.problems else OK
-        return again
-
-    def _recover(self, script: Script) -> schema.Snapshot:
-        """After a failed step: rebuild the database through ``script`` (its upgrade worked once), or stop."""
-        target = [s for s in self.applied if s is not script] + [script]
-        try:
-            self.rebuild(target)
-        except Exception as exc:
-            raise _Stop from exc
-        return self.snapshot()
+            what = {"up": "upgrade", "up only": "upgrade", "down": "downgrade"}.get(phase, "upgrade after the downgrade")
+            result.problems.append(f"{what} failed: {first_line(exc)}")
+            if phase in ("up", "up only"):
+                result.problems.append("the walk stops here: later revisions need this one")
+                raise _Stop from None
+            try:
+                self.rebuild(self.prepared + self.selected[: j + 1])
+            except Exception as again:
+                result.problems.append(f"the walk stops here: could not rebuild the database ({first_line(again)})")
+                raise _Stop from None
+            return j + 1, self.snapshot()
+        return len(self.selected), state["before"]
 
 
 class _Stop(Exception):
