@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from . import console, postgres
+from . import console, postgres, schema
 from .errors import Aborted, CheckFailed, MigrationError, MultipleHeads, Refused
 from .migrations import Project, State, describe_diff, message_for
 from .servers import PostgresServer, UrlServer, server_for
@@ -134,30 +134,27 @@ def local_backup(settings: Settings, url: URL, revision: str | None) -> Path:
     return path
 
 
-def _round_trip(project: Project, conn: Connection, revision: str, before) -> None:
+def _round_trip(project: Project, conn: Connection, revision: str, before: schema.Snapshot) -> None:
     """Downgrade the new revision, check the schema is as before, upgrade again, check it is as after."""
-    from . import schema
-
     after = schema.snapshot(conn)
     down_rev = project.revision(revision).down_revision
-    project.downgrade(conn, down_rev if isinstance(down_rev, str) else "-1")
+    project.downgrade(conn, "base" if down_rev is None else down_rev if isinstance(down_rev, str) else "-1")
     conn.commit()
-    back = schema.snapshot(conn)
-    differences = schema.diff(before, back)
-    if differences:
-        raise CheckFailed(
-            f"revision {revision}: the downgrade does not restore the schema",
-            details="\n".join(differences),
-            hint=f"fix downgrade() in the new revision file, then run `alembic upgrade head` and `inv sync --check-only`",
-        )
+    _require_same(before, schema.snapshot(conn), ("before upgrade", "after downgrade"),
+                  f"revision {revision}: the downgrade does not restore the schema")
     project.upgrade(conn, "head")
     conn.commit()
-    again = schema.snapshot(conn)
-    differences = schema.diff(after, again)
+    _require_same(after, schema.snapshot(conn), ("after upgrade", "after re-upgrade"),
+                  f"revision {revision}: upgrading again after the downgrade gives a different schema")
+
+
+def _require_same(a: schema.Snapshot, b: schema.Snapshot, labels: tuple[str, str], message: str) -> None:
+    differences = schema.diff(a, b, before=labels[0], after=labels[1])
     if differences:
         raise CheckFailed(
-            f"revision {revision}: upgrading again after the downgrade gives a different schema",
+            message,
             details="\n".join(differences),
+            hint="fix downgrade() in the new revision file, then run `alembic upgrade head` and `inv sync --check-only`",
         )
 
 
@@ -220,8 +217,6 @@ def sync(
                 result.backup = local_backup(settings, server.url(), current[0] if current else None)
                 console.ok(f"backup written: {result.backup}")
             proposed = console.ask("migration message", default=proposed)
-
-        from . import schema
 
         before = schema.snapshot(conn)
         if conn.in_transaction():
