@@ -8,9 +8,6 @@ restores the schema only, never data (the seed's FAQ) - hence the backup.
 
 from __future__ import annotations
 
-import ast
-import inspect
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..errors import IrreversibleMigration, UsageError
 from ..migrations import Project
+from ..roundtrip import irreversible
 
 
 @dataclass
@@ -30,34 +28,11 @@ class Plan:
 
 
 def irreversible_reason(project: Project, revision: str) -> str | None:
-    """Why ``revision``'s downgrade cannot undo it, or None when it looks reversible."""
-    try:
-        from ..roundtrip import irreversible_reason as shared  # issue 3's detector, when present
-    except ImportError:
-        shared = None
-    if shared is not None:
-        try:
-            return shared(project, revision)
-        except TypeError:
-            pass
-    script = project.revision(revision)
-    fn = getattr(script.module, "downgrade", None)
-    if fn is None:
-        return "it has no downgrade() function"
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError):
+    """Why ``revision``'s downgrade cannot undo it, or None (the round-trip tester's detector)."""
+    found = irreversible.check(project.revision(revision))
+    if found is None:
         return None
-    func = tree.body[0]
-    body = [n for n in func.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-    if not body or all(isinstance(n, ast.Pass) for n in body):
-        return "its downgrade() is empty (pass)"
-    for node in ast.walk(func):
-        if isinstance(node, ast.Raise) and node.exc is not None:
-            target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
-            if isinstance(target, ast.Name) and target.id == "NotImplementedError":
-                return "its downgrade() raises NotImplementedError"
-    return None
+    return f"its {found.reason}" + (" (marked irreversible in the file)" if found.marked else "")
 
 
 def plan(
