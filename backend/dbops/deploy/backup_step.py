@@ -71,18 +71,27 @@ def _file_backup(settings: Settings, url: URL, revision: str | None) -> dict:
 
 
 def store_beside(settings: Settings, backup_info: dict | None, name: str, data: bytes) -> str | None:
-    """Store an artifact (dry-run SQL, report) next to the backup; returns where, or None."""
+    """Store an artifact (dry-run SQL, report) next to the backup; returns where, or None.
+
+    Local backups: a file in the backup's folder.  Object storage: the backup
+    layer's store (``dbops.storage.open_store``), same prefix as the dump.
+    """
     if not backup_info:
         return None
-    try:
-        from .. import backup
-    except ImportError:
-        backup = None
-    if backup is not None and hasattr(backup, "store_beside"):
-        return backup.store_beside(settings, backup_info["key"], name, data)
-    key = Path(str(backup_info["key"]))
-    if key.parent.is_dir():
-        target = key.parent / name
+    key = str(backup_info["key"])
+    local = Path(key)
+    if local.is_absolute() and local.parent.is_dir():
+        target = local.parent / name
         target.write_bytes(data)
         return str(target)
-    return None
+    try:
+        from ..storage import open_store
+    except ImportError:
+        return None
+    import posixpath
+
+    target_key = posixpath.join(posixpath.dirname(key), name)
+    store = open_store(settings)
+    content_type = "application/json" if name.endswith(".json") else "text/plain"
+    store.put_bytes(target_key, data, content_type=content_type)
+    return target_key

@@ -114,8 +114,14 @@ class Run:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / name
         path.write_text(text)
-        backup_step.store_beside(self.settings, self.report.backup, name, text.encode())
+        self._beside(name, text.encode())
         return str(path)
+
+    def _beside(self, name: str, data: bytes) -> None:
+        try:
+            backup_step.store_beside(self.settings, self.report.backup, name, data)
+        except Exception as exc:  # never fail a run over a copy of its own record
+            self.report.warnings.append(f"could not store {name} beside the backup: {type(exc).__name__}")
 
     def finalize(self, conn: Connection | None) -> None:
         r = self.report
@@ -130,7 +136,7 @@ class Run:
         if r.notify_error:
             r.warnings.append(f"notification failed: {r.notify_error}")
         path = r.write(self.settings.backups_dir, self.stem)
-        backup_step.store_beside(self.settings, r.backup, path.name, path.read_bytes())
+        self._beside(path.name, path.read_bytes())
         console.say("")
         console.say(r.summary())
 

@@ -111,3 +111,13 @@ def test_sigkill_during_the_upgrade_leaves_the_old_revision(project: Path, db, d
     assert "phone" not in columns(db, "users")
     with DeployLock(db, "test", wait_s=1):  # the killed deploy's lock went with its connection
         pass
+
+
+def test_inv_lint_lints_pending_revisions_and_exits_1_on_errors(project: Path, db, deploy_env):
+    add_revision(project, "a1", BASE, "op.drop_column('users', 'name')", "pass")
+    r = run_inv("lint", "--env", "prod", env=deploy_env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "-- ==== revision a1" in r.stdout and "[error] a1" in r.stdout and "ban-drop-column" in r.stdout
+    assert SECRET not in r.stdout + r.stderr
+    ok = run_inv("lint", "--revision", BASE, env={"DBOPS_PROJECT_ROOT": str(project)})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
