@@ -162,3 +162,11 @@ def deploy_env(project: Path, db: URL, app: App, tmp_path: Path) -> dict[str, st
 
 def settings_for(env: dict[str, str], **extra: str):
     return load_settings("prod", environ={**env, **extra})
+
+
+def backup_file(env: dict[str, str], key: str) -> Path:
+    """The local file of a backup key under a file:// BACKUP_URL (keys may be store-relative)."""
+    path = Path(key)
+    if path.is_absolute():
+        return path
+    return Path(env["PROD_BACKUP_URL"].removeprefix("file://")) / key

@@ -11,7 +11,7 @@ from dbops.deploy import pipeline
 from dbops.deploy.pipeline import DeployOptions
 from dbops.errors import DeployFailed
 
-from scenarios import ADD_PHONE, BASE, SECRET, add_revision, columns, current, settings_for
+from scenarios import ADD_PHONE, BASE, SECRET, add_revision, backup_file, columns, current, settings_for
 from scenarios import app, db, deploy_env  # noqa: F401  (fixtures)
 
 
@@ -28,7 +28,7 @@ def test_clean_deploy_end_to_end(project: Path, db, app, deploy_env, capsys):
     assert all(s.status == "ok" for s in report.steps)
     assert report.revision_before == [BASE] and report.revision_after == ["a1"]
     # the backup exists where BACKUP_URL says, and its checksum is the file's
-    backup = Path(report.backup["key"])
+    backup = backup_file(deploy_env, report.backup["key"])
     assert backup.is_file() and backup.stat().st_size == report.backup["size"]
     # dry-run SQL and the JSON report: under backups/ and beside the backup
     sql = Path(report.dry_run_sql).read_text()
@@ -164,7 +164,7 @@ def test_health_failing_after_upgrade_reports_and_rollback_restores(project: Pat
 
     rb = pipeline.rollback_database(settings)
     assert rb.outcome == "success" and current(db) == [BASE] and "phone" not in columns(db, "users")
-    assert rb.backup and Path(rb.backup["key"]).is_file()  # a fresh backup first
+    assert rb.backup and backup_file(deploy_env, rb.backup["key"]).is_file()  # a fresh backup first
     assert SECRET not in capsys.readouterr().out
 
 
