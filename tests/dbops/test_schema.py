@@ -100,3 +100,33 @@ def test_other_schemas_are_qualified_and_extension_objects_left_out(conn):
     assert "extension vector" in snap
     assert not [n for n in snap.names("function") if "vector" in n]
     assert not snap.names("range type") and not snap.names("composite type")
+
+
+def test_digest_equals_only_identical_schemas_and_diffs_like_a_snapshot(conn):
+    conn.exec_driver_sql("CREATE TABLE users (id int PRIMARY KEY, phone varchar(20))")
+    before = schema.digest(conn)
+    assert before == schema.digest(conn)
+    assert before.text == schema.digest(conn).text  # the fast path: a plain string comparison
+    assert schema.diff(before, schema.digest(conn)) == []
+    assert before.snapshot() == schema.snapshot(conn)  # same content as the detailed snapshot
+
+    # a downgrade that forgot an index and an enum type: the digest path must see both
+    conn.exec_driver_sql("CREATE INDEX ix_users_phone ON users (phone); CREATE TYPE mood AS ENUM ('a')")
+    leftover = schema.digest(conn)
+    assert leftover != before
+    lines = schema.diff(before, leftover)
+    assert lines == schema.diff(before.snapshot(), schema.snapshot(conn))  # exactly the detailed diff
+    assert "index ix_users_phone on users: only after downgrade" in lines
+    assert "enum type mood: only after downgrade" in lines
+
+    # an index that differs only in its definition, same name: still caught
+    conn.exec_driver_sql("DROP TYPE mood; DROP INDEX ix_users_phone; CREATE INDEX ix_users_phone ON users (lower(phone))")
+    changed = schema.diff(leftover, schema.digest(conn))
+    assert "enum type mood: only before" in changed
+    assert any(line.startswith("index ix_users_phone on users definition:") for line in changed)
+
+    # alembic_version is ignored the same way as in snapshot()
+    conn.exec_driver_sql("DROP INDEX ix_users_phone")
+    conn.exec_driver_sql("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+    assert schema.digest(conn) == before
+    assert schema.digest(conn, ignore_tables=()) != before

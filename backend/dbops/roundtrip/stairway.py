@@ -123,9 +123,9 @@ class Stairway:
         self.runner.run(list(applied), upgrade=True)
         self.applied = list(applied)
 
-    def snapshot(self) -> schema.Snapshot:
+    def snapshot(self) -> schema.Digest:
         assert self.conn is not None
-        snap = schema.snapshot(self.conn)
+        snap = schema.digest(self.conn)
         self.conn.commit()  # hold no catalog locks while env.py may use its own connection
         return snap
 
@@ -158,7 +158,7 @@ class Stairway:
                 plan += [(script, True, j, "up"), (script, False, j, "down"), (script, True, j, "again")]
         return plan
 
-    def _stretch(self, start: int, results: list[RevisionResult], before: schema.Snapshot) -> tuple[int, schema.Snapshot]:
+    def _stretch(self, start: int, results: list[RevisionResult], before: schema.Digest) -> tuple[int, schema.Digest]:
         """Run the steps of ``selected[start:]`` in one env.py run, checking after each step.
 
         Returns where to go on and the snapshot there: the end, or (after a
@@ -172,7 +172,9 @@ class Stairway:
             elapsed = (time.perf_counter() - state["t"]) * 1000
             script, _up, j, phase = plan[state["k"]]
             result = results[j]
-            snap = schema.snapshot(conn)
+            # the fast path: one text per snapshot, compared as a string; only a
+            # difference expands both sides into the detailed snapshots diff() shows
+            snap = schema.digest(conn)
             if phase == "up only":
                 result.up_ms = elapsed
                 irr = irreversible.check(script)
