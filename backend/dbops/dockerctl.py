@@ -50,3 +50,96 @@ def client(timeout: int = 120):  # -> docker.DockerClient
     import docker
 
     return docker.from_env(timeout=timeout)
+
+
+class ImageBuildError(DbopsError):
+    """``docker build`` (or the wheelhouse before it) failed; ``details`` holds the tail of the build log."""
+
+    exit_code = 3
+
+
+def build_image(context, *, tag: str, dockerfile: str = "Dockerfile", buildargs: dict[str, str] | None = None,
+                timeout: int = 1800):  # -> docker.models.images.Image
+    """``docker build`` of ``context`` (legacy builder), logging each step; the tagged image.
+
+    Layers are reused between builds (no ``--no-cache``); intermediate containers are removed.
+    """
+    import docker.errors
+
+    api = client(timeout=timeout).api
+    lines: list[str] = []
+    image_id = None
+    error = None
+    try:
+        for chunk in api.build(path=str(context), dockerfile=dockerfile, tag=tag, buildargs=buildargs or {},
+                               rm=True, forcerm=True, decode=True):
+            if "stream" in chunk:
+                for line in chunk["stream"].splitlines():
+                    if line.strip():
+                        lines.append(line)
+                        log.info("build %s: %s", tag, line)
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            if "error" in chunk:
+                error = chunk["error"].strip()
+    except docker.errors.APIError as exc:
+        error = str(exc)
+    if error or image_id is None:
+        raise ImageBuildError(
+            f"docker build of {tag} ({dockerfile}) failed: {error or 'no image id in the build output'}",
+            details="\n".join(lines[-25:]) or None,
+            hint="read the build log above; a missing wheel means the wheelhouse is stale: run `inv image` again",
+        )
+    return client().images.get(tag)
+
+
+def image_size(tag: str) -> int:
+    """Size of a local image in bytes (what ``docker images`` shows)."""
+    return int(client().images.get(tag).attrs["Size"])
+
+
+class JobResult:
+    """What a finished one-shot container left: its exit code, its output, how long it ran."""
+
+    def __init__(self, exit_code: int, output: str, seconds: float):
+        self.exit_code = exit_code
+        self.output = output
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"JobResult(exit_code={self.exit_code}, seconds={self.seconds:.1f})"
+
+
+def run_job(image: str, command: list[str] | None = None, *, environment: dict[str, str] | None = None,
+            network_mode: str | None = None, timeout: float = 600, name: str | None = None,
+            user: str | None = None) -> JobResult:
+    """Run a one-shot container to the end (like ``docker run --rm``): exit code, stdout+stderr, wall time.
+
+    The container is removed afterwards, also on timeout (then it is killed and
+    :class:`DockerJobTimeout` carries the output so far).
+    """
+    import time
+
+    dc = client(timeout=int(timeout) + 30)
+    start = time.monotonic()
+    container = dc.containers.run(image, command, detach=True, environment=environment or {},
+                                  network_mode=network_mode, name=name, user=user)
+    try:
+        try:
+            status = container.wait(timeout=timeout)
+        except Exception as exc:  # requests ReadTimeout / ConnectionError when the wait times out
+            container.kill()
+            output = container.logs().decode(errors="replace")
+            raise DockerJobTimeout(
+                f"container from {image} still ran after {timeout:.0f}s; killed",
+                details=output[-3000:] or None,
+            ) from exc
+        seconds = time.monotonic() - start
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        return JobResult(int(status.get("StatusCode", -1)), output, seconds)
+    finally:
+        container.remove(force=True)
+
+
+class DockerJobTimeout(DbopsError):
+    exit_code = 3
