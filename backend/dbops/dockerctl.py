@@ -112,7 +112,7 @@ class JobResult:
 
 def run_job(image: str, command: list[str] | None = None, *, environment: dict[str, str] | None = None,
             network_mode: str | None = None, timeout: float = 600, name: str | None = None,
-            user: str | None = None) -> JobResult:
+            entrypoint: list[str] | None = None) -> JobResult:
     """Run a one-shot container to the end (like ``docker run --rm``): exit code, stdout+stderr, wall time.
 
     The container is removed afterwards, also on timeout (then it is killed and
@@ -123,7 +123,7 @@ def run_job(image: str, command: list[str] | None = None, *, environment: dict[s
     dc = client(timeout=int(timeout) + 30)
     start = time.monotonic()
     container = dc.containers.run(image, command, detach=True, environment=environment or {},
-                                  network_mode=network_mode, name=name, user=user)
+                                  network_mode=network_mode, name=name, entrypoint=entrypoint)
     try:
         try:
             status = container.wait(timeout=timeout)
