@@ -71,15 +71,36 @@ def test_a_bad_database_url_exits_non_zero_naming_the_variable(job_image):
     assert "DATABASE_URL" in r.output and "hunter2-pw" not in r.output
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture
-def deploy_env(request, container_db):
-    """--env prod settings for the job: the container database, backups to the session SeaweedFS."""
+def app_container(job_image, container_db):
+    """The example app from the same image (uvicorn), on a free loopback port; yields its health URL."""
+    port = free_port()
+    container = dockerctl.client().containers.run(
+        job_image.tag, ["app.main:app", "--app-dir", "/app/backend", "--host", "127.0.0.1", "--port", str(port)],
+        entrypoint=["uvicorn"], environment={"DATABASE_URL": url_str(container_db)}, network_mode="host", detach=True,
+        labels={"dbops.role": "test-app"})
+    yield f"http://127.0.0.1:{port}/api/health"
+    container.remove(force=True)
+
+
+@pytest.fixture
+def deploy_env(request, container_db, app_container):
+    """--env prod settings for the job: the container database, the app's health URL, backups to SeaweedFS."""
     pytest.importorskip("dbops.deploy", reason="the deploy pipeline (issue 5) is not merged yet")
     s3 = request.getfixturevalue("s3")
     from s3_server import ACCESS_KEY, SECRET_KEY
 
     return {
         "DATABASE_URL": url_str(container_db),
+        "HEALTH_URL": app_container,
         "BACKUP_URL": "s3://dbops-backups/prod",
         "AWS_ENDPOINT_URL_S3": s3.endpoint,
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
