@@ -169,14 +169,15 @@ def compose_command() -> list[str]:
 
 
 def compose(root, args: list[str], *, env: dict[str, str] | None = None, timeout: float = 900,
-            capture: bool = False):  # -> subprocess.CompletedProcess
+            capture: bool = False, project: str | None = None):  # -> subprocess.CompletedProcess
     """Run the compose CLI on ``root``/docker-compose.yml with ``args``; raises ToolFailed on a non-zero exit."""
     import os
     import subprocess
 
     from .errors import ToolFailed
 
-    argv = [*compose_command(), "--project-directory", str(root), "-f", str(root / "docker-compose.yml"), *args]
+    argv = [*compose_command(), "--project-directory", str(root), "-f", str(root / "docker-compose.yml"),
+            *(["-p", project] if project else []), *args]
     log.info("compose %s", " ".join(args))
     try:
         proc = subprocess.run(argv, env={**os.environ, **(env or {})}, timeout=timeout, check=False,
