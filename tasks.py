@@ -201,3 +201,63 @@ def accept_migration_change(c, env="local", revision=None):
         raise UsageError("--revision is required", hint="inv accept-migration-change --env ENV --revision REV")
     old, new = accept(load_settings(env), revision)
     console.ok(f"{revision}: accepted sha256 {new} (was {old or 'not recorded'})")
+
+
+# -- containers, compose, Render ------------------------------------------------------
+
+PYTHON_IMAGE_HELP = "base image of the build (default DBOPS_PYTHON_IMAGE or python:3.11-slim)"
+
+
+@task(help={"tag": "name of the job image (default dbops-job:latest)", "python_image": PYTHON_IMAGE_HELP,
+            "s3": "also build the SeaweedFS image of the compose s3 service (dbops-s3:latest)",
+            "no_wheelhouse": "reuse build/wheelhouse as it is (no pip download)"})
+@edge
+def image(c, tag="dbops-job:latest", python_image=None, s3=False, no_wheelhouse=False):
+    """Build the job image: download the wheelhouse on this host, then docker build (offline inside)."""
+    from dbops import image as images
+
+    root, base = load_settings().root, python_image or os.environ.get("DBOPS_PYTHON_IMAGE") or "python:3.11-slim"
+    built = [images.build_job_image(root, tag=tag, python_image=base, wheelhouse=not no_wheelhouse)]
+    if s3:
+        built.append(images.build_s3_image(root, python_image=base, wheelhouse=not no_wheelhouse))
+    for b in built:
+        console.ok(f"{b.tag}: {b.size_mb:.0f} MB ({b.id[7:19]}), built in {b.seconds:.0f}s")
+
+
+@task(help={"services": "which services to start (default: db s3 app)", "build": "(re)build the images first"},
+      iterable=["services"])
+@edge
+def compose_up(c, services=None, build=False):
+    """Start the local stack with docker compose (db, s3, app); `migrate` waits for their health checks."""
+    from dbops import dockerctl
+
+    root = load_settings().root
+    dockerctl.compose(root, ["up", "-d", *(["--build"] if build else []), *(services or ["db", "s3", "app"])])
+    console.ok("stack is up; deploy into it: docker compose --profile migrate run --rm migrate")
+
+
+@task(help={"volumes": "also delete the stack's volumes (database and S3 data)"})
+@edge
+def compose_down(c, volumes=False):
+    """Stop and remove the local compose stack (its data volumes stay unless --volumes)."""
+    from dbops import dockerctl
+
+    dockerctl.compose(load_settings().root, ["--profile", "migrate", "down", "--remove-orphans",
+                                            *(["--volumes"] if volumes else [])])
+    console.ok("stack removed" + (" with its volumes" if volumes else "; volumes kept"))
+
+
+@task(help={"env": "local | staging | prod: picks <ENV>_RENDER_* settings and the default command",
+            "service": "the srv-... id of the job service (default <ENV>_RENDER_JOB_SERVICE_ID / RENDER_JOB_SERVICE_ID)",
+            "command": "the job's start command (default: inv deploy --env ENV)",
+            "timeout": "seconds to wait for the job to finish (default 3600)",
+            "poll": "seconds between status checks (default 5)"})
+@edge
+def render_job(c, env="prod", service=None, command=None, timeout=None, poll=None):
+    """Run the deploy as a Render one-off job and wait; exit 0 when it succeeded, 1 when it failed."""
+    from dbops import render
+
+    config = render.RenderConfig.from_env(env, os.environ, service_id=service)
+    job = render.run_job(config, command or f"inv deploy --env {env}", timeout=float(timeout or 3600),
+                         poll_interval=float(poll or 5), on_status=lambda j: console.say(f"render job {j.id}: {j.status}"))
+    console.ok(f"render job {job.id} succeeded in {job.describe_duration()}")

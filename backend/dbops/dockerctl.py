@@ -50,3 +50,142 @@ def client(timeout: int = 120):  # -> docker.DockerClient
     import docker
 
     return docker.from_env(timeout=timeout)
+
+
+class ImageBuildError(DbopsError):
+    """``docker build`` (or the wheelhouse before it) failed; ``details`` holds the tail of the build log."""
+
+    exit_code = 3
+
+
+def build_image(context, *, tag: str, dockerfile: str = "Dockerfile", buildargs: dict[str, str] | None = None,
+                timeout: int = 1800):  # -> docker.models.images.Image
+    """``docker build`` of ``context`` (legacy builder), logging each step; the tagged image.
+
+    Layers are reused between builds (no ``--no-cache``); intermediate containers are removed.
+    """
+    import docker.errors
+
+    api = client(timeout=timeout).api
+    lines: list[str] = []
+    image_id = None
+    error = None
+    try:
+        for chunk in api.build(path=str(context), dockerfile=dockerfile, tag=tag, buildargs=buildargs or {},
+                               rm=True, forcerm=True, decode=True):
+            if "stream" in chunk:
+                for line in chunk["stream"].splitlines():
+                    if line.strip():
+                        lines.append(line)
+                        log.info("build %s: %s", tag, line)
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            if "error" in chunk:
+                error = chunk["error"].strip()
+    except docker.errors.APIError as exc:
+        error = str(exc)
+    if error or image_id is None:
+        raise ImageBuildError(
+            f"docker build of {tag} ({dockerfile}) failed: {error or 'no image id in the build output'}",
+            details="\n".join(lines[-25:]) or None,
+            hint="read the build log above; a missing wheel means the wheelhouse is stale: run `inv image` again",
+        )
+    return client().images.get(tag)
+
+
+def image_size(tag: str) -> int:
+    """Size of a local image in bytes (what ``docker images`` shows)."""
+    return int(client().images.get(tag).attrs["Size"])
+
+
+class JobResult:
+    """What a finished one-shot container left: its exit code, its output, how long it ran."""
+
+    def __init__(self, exit_code: int, output: str, seconds: float):
+        self.exit_code = exit_code
+        self.output = output
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"JobResult(exit_code={self.exit_code}, seconds={self.seconds:.1f})"
+
+
+def run_job(image: str, command: list[str] | None = None, *, environment: dict[str, str] | None = None,
+            network_mode: str | None = None, timeout: float = 600, name: str | None = None,
+            entrypoint: list[str] | None = None) -> JobResult:
+    """Run a one-shot container to the end (like ``docker run --rm``): exit code, stdout+stderr, wall time.
+
+    The container is removed afterwards, also on timeout (then it is killed and
+    :class:`DockerJobTimeout` carries the output so far).
+    """
+    import time
+
+    dc = client(timeout=int(timeout) + 30)
+    start = time.monotonic()
+    container = dc.containers.run(image, command, detach=True, environment=environment or {},
+                                  network_mode=network_mode, name=name, entrypoint=entrypoint)
+    try:
+        try:
+            status = container.wait(timeout=timeout)
+        except Exception as exc:  # requests ReadTimeout / ConnectionError when the wait times out
+            container.kill()
+            output = container.logs().decode(errors="replace")
+            raise DockerJobTimeout(
+                f"container from {image} still ran after {timeout:.0f}s; killed",
+                details=output[-3000:] or None,
+            ) from exc
+        seconds = time.monotonic() - start
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        return JobResult(int(status.get("StatusCode", -1)), output, seconds)
+    finally:
+        container.remove(force=True)
+
+
+class DockerJobTimeout(DbopsError):
+    exit_code = 3
+
+
+class ComposeUnavailable(DbopsError):
+    exit_code = 3
+
+
+def compose_command() -> list[str]:
+    """The compose CLI here: ``docker compose`` (v2 plugin) if it answers, else ``docker-compose`` (v1)."""
+    import shutil
+    import subprocess
+
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=30, check=False)
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    v1 = shutil.which("docker-compose")
+    if v1:
+        return [v1]
+    raise ComposeUnavailable(
+        "neither `docker compose` nor `docker-compose` is installed",
+        hint="run .ci/install-docker (installs Debian's docker-compose), or install the docker compose plugin",
+    )
+
+
+def compose(root, args: list[str], *, env: dict[str, str] | None = None, timeout: float = 900,
+            capture: bool = False, project: str | None = None):  # -> subprocess.CompletedProcess
+    """Run the compose CLI on ``root``/docker-compose.yml with ``args``; raises ToolFailed on a non-zero exit."""
+    import os
+    import subprocess
+
+    from .errors import ToolFailed
+
+    argv = [*compose_command(), "--project-directory", str(root), "-f", str(root / "docker-compose.yml"),
+            *(["-p", project] if project else []), *args]
+    log.info("compose %s", " ".join(args))
+    try:
+        proc = subprocess.run(argv, env={**os.environ, **(env or {})}, timeout=timeout, check=False,
+                              capture_output=capture, text=True)
+    except subprocess.TimeoutExpired as exc:
+        raise ToolFailed(" ".join(argv[:2] + args[:1]), None, str(exc.output or "")[-2000:]) from exc
+    if proc.returncode != 0:
+        tail = ((proc.stdout or "") + (proc.stderr or ""))[-3000:] if capture else ""
+        raise ToolFailed(f"compose {' '.join(args[:1])}", proc.returncode, tail,
+                         hint="read the compose output above; `inv compose-down` cleans up")
+    return proc

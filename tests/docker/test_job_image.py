@@ -1,0 +1,134 @@
+"""The job image for real: built from the Dockerfile, run against a Postgres container (and SeaweedFS)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from dbops import dockerctl
+
+pytestmark = pytest.mark.docker
+
+SECRET_WORDS = re.compile(r"(PASSWORD|SECRET|API_KEY|TOKEN|AWS_ACCESS_KEY_ID)\s*=", re.I)
+
+
+def url_str(url) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def run(job_image, command, env, **kw) -> dockerctl.JobResult:
+    return dockerctl.run_job(job_image.tag, command, environment=env, network_mode="host", timeout=300, **kw)
+
+
+def test_image_is_small_non_root_and_holds_no_secrets(job_image):
+    img = dockerctl.client().images.get(job_image.tag)
+    cfg = img.attrs["Config"]
+    assert cfg["User"] == "10001:10001"
+    assert cfg["Entrypoint"] == ["inv"] and cfg["Cmd"] == ["deploy", "--env", "prod"]
+    assert "NO_COLOR=1" in cfg["Env"]
+    for var in cfg["Env"]:
+        assert not SECRET_WORDS.search(var), f"image env carries a secret-looking variable: {var}"
+    for layer in img.history():
+        assert not SECRET_WORDS.search(layer.get("CreatedBy", "")), layer["CreatedBy"]
+    assert job_image.size_bytes < 300e6, f"image is {job_image.size_mb:.0f} MB"
+    # no build tools, no repo leftovers, no dotenv; who runs
+    r = run(job_image, ["-c", "id -u; ls -A /app; command -v gcc cc make pip || true; "
+                              "find / -xdev -name '.env*' -not -path '/proc/*' 2>/dev/null; true"], {},
+            entrypoint=["/bin/sh"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.split()
+    assert lines[0] == "10001"
+    assert {"alembic", "alembic.ini", "tasks.py", "backend", "backups"} <= set(lines)
+    for unwanted in (".git", "tests", ".dbops", "build", "gcc", "make", "/opt/venv/bin/pip", ".env"):
+        assert not any(line.endswith(unwanted) for line in lines), r.output
+
+
+def test_pg_dump_18_in_the_image_dumps_the_postgres_container(job_image, container_db):
+    r = run(job_image, ["--version"], {}, entrypoint=["pg_dump"])
+    assert r.exit_code == 0 and "pg_dump (PostgreSQL) 18" in r.output, r.output
+    r = run(job_image, ["--schema-only", "--no-password", f"--dbname={url_str(container_db).replace('+psycopg2', '')}"],
+            {}, entrypoint=["pg_dump"])
+    assert r.exit_code == 0, r.output
+    assert "PostgreSQL database dump complete" in r.output
+
+
+def test_status_and_check_only_against_the_postgres_container(job_image, container_db):
+    env = {"DATABASE_URL": url_str(container_db)}
+    r = run(job_image, ["status"], env)
+    assert r.exit_code == 0, r.output
+    assert "pending    1" in r.output and "\x1b[" not in r.output  # plain text, no ANSI colour
+    assert container_db.password not in r.output
+    r = run(job_image, ["sync", "--check-only"], env)
+    assert r.exit_code == 1, r.output
+    assert "1 pending migration" in r.output
+
+
+def test_a_bad_database_url_exits_non_zero_naming_the_variable(job_image):
+    r = run(job_image, ["status"], {"DATABASE_URL": "mysql://u:hunter2-pw@127.0.0.1/x"})
+    assert r.exit_code == 2, r.output
+    assert "DATABASE_URL" in r.output and "hunter2-pw" not in r.output
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def app_container(job_image, container_db):
+    """The example app from the same image (uvicorn), on a free loopback port; yields its health URL."""
+    port = free_port()
+    container = dockerctl.client().containers.run(
+        job_image.tag, ["app.main:app", "--app-dir", "/app/backend", "--host", "127.0.0.1", "--port", str(port)],
+        entrypoint=["uvicorn"], environment={"DATABASE_URL": url_str(container_db)}, network_mode="host", detach=True,
+        labels={"dbops.role": "test-app"})
+    yield f"http://127.0.0.1:{port}/api/health"
+    container.remove(force=True)
+
+
+@pytest.fixture
+def deploy_env(request, container_db, app_container):
+    """--env prod settings for the job: the container database, the app's health URL, backups to SeaweedFS."""
+    pytest.importorskip("dbops.deploy", reason="the deploy pipeline (issue 5) is not merged yet")
+    s3 = request.getfixturevalue("s3")
+    from s3_server import ACCESS_KEY, SECRET_KEY
+
+    return {
+        "DATABASE_URL": url_str(container_db),
+        "HEALTH_URL": app_container,
+        "BACKUP_URL": "s3://dbops-backups/prod",
+        "AWS_ENDPOINT_URL_S3": s3.endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+        "BACKUP_SSE": "off",
+        "DBOPS_MONITOR_MINUTES": "0",
+    }, s3
+
+
+def test_default_command_deploys_end_to_end_then_nothing_pending(job_image, deploy_env):
+    env, s3 = deploy_env
+    r = run(job_image, None, env)  # the image's CMD: inv deploy --env prod
+    assert r.exit_code == 0, r.output
+    assert "\x1b[" not in r.output
+    for secret in (env["AWS_SECRET_ACCESS_KEY"], r"" + env["DATABASE_URL"].split(":")[2].split("@")[0]):
+        assert secret not in r.output
+    keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="dbops-backups").get("Contents", [])]
+    assert any(k.startswith("prod/") for k in keys), keys  # the pre-deploy backup landed in S3
+    again = run(job_image, ["deploy", "--env", "prod"], env)
+    assert again.exit_code == 0, again.output
+    assert "nothing to deploy" in again.output
+
+
+def test_a_failing_deploy_exits_non_zero_with_the_report(job_image, deploy_env):
+    env, _ = deploy_env
+    env = {**env, "HEALTH_URL": "http://127.0.0.1:9/api/health", "DBOPS_VERIFY_TIMEOUT": "2"}
+    r = run(job_image, None, env)
+    assert r.exit_code != 0, r.output
+    assert "failed" in r.output and "verify" in r.output, r.output
+    assert env["AWS_SECRET_ACCESS_KEY"] not in r.output
