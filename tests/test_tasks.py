@@ -28,7 +28,7 @@ def test_every_task_has_a_one_line_help_and_every_flag_is_explained():
         assert doc, f"task {name} has no docstring (it is its --help)"
         params = [p for p in inspect.signature(t.body).parameters if p != "c"]
         for p in params:
-            assert t.help.get(p), f"{name}: flag --{p.replace('_', '-')} has no help"
+            assert t.help.get(p) or t.help.get(p.rstrip("_")), f"{name}: flag --{p.replace('_', '-')} has no help"
 
 
 def inv(*args: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
