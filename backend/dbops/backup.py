@@ -687,6 +687,21 @@ def render_backups(backups: list[BackupInfo]) -> str:
     return table(["time", "revision", "size", "duration", "verified", "name"], rows)
 
 
+def render_prune(result: PruneResult) -> str:
+    """What ``inv prune-backups`` prints: what goes, what stays and why."""
+    lines = []
+    verb = "would delete" if result.dry_run else "deleted"
+    for b in result.delete:
+        lines.append(f"{verb}: {b.key} ({b.time:%Y-%m-%d %H:%M} UTC, {_human(b.size)})")
+    for b, why in result.keep:
+        lines.append(f"keep: {b.key} ({why})")
+    if result.dry_run:
+        lines.append(f"dry run: {len(result.delete)} backup(s) would be deleted; add --confirm to delete them")
+    else:
+        lines.append(f"{len(result.delete)} backup(s) deleted, {len(result.keep)} kept")
+    return "\n".join(lines)
+
+
 def _human(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -707,6 +722,8 @@ __all__ = [
     "list_backups",
     "prune_backups",
     "render_backups",
+    "render_prune",
+    "ConfirmationRequired",
     "restore_backup",
     "verify_backup",
     "asdict",
