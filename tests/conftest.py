@@ -67,13 +67,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DBOPS_PROJECT_ROOT", str(dest))
     for key in ("DATABASE_URL", "DBOPS_DB", "LOCAL_DATABASE_URL"):
         monkeypatch.delenv(key, raising=False)
-    _forget_app_modules()
+    forget_app_modules()
     monkeypatch.syspath_prepend(str(dest / "backend"))
     yield dest
-    _forget_app_modules()
+    forget_app_modules()
 
 
-def _forget_app_modules() -> None:
+def forget_app_modules() -> None:
     for name in list(sys.modules):
         if name == "app" or name.startswith("app."):
             del sys.modules[name]

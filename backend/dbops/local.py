@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from . import console, postgres
+from . import console, postgres, schema
 from .errors import Aborted, CheckFailed, MigrationError, MultipleHeads, Refused
 from .migrations import Project, State, describe_diff, message_for
 from .servers import PostgresServer, UrlServer, server_for
@@ -136,14 +136,12 @@ def local_backup(settings: Settings, url: URL, revision: str | None) -> Path:
 
 def _round_trip(project: Project, conn: Connection, revision: str, before) -> None:
     """Downgrade the new revision, check the schema is as before, upgrade again, check it is as after."""
-    from . import schema
-
     after = schema.snapshot(conn)
     down_rev = project.revision(revision).down_revision
-    project.downgrade(conn, down_rev if isinstance(down_rev, str) else "-1")
+    project.downgrade(conn, "base" if down_rev is None else down_rev if isinstance(down_rev, str) else "-1")
     conn.commit()
     back = schema.snapshot(conn)
-    differences = schema.diff(before, back)
+    differences = schema.diff(before, back, before="before upgrade", after="after downgrade")
     if differences:
         raise CheckFailed(
             f"revision {revision}: the downgrade does not restore the schema",
@@ -153,7 +151,7 @@ def _round_trip(project: Project, conn: Connection, revision: str, before) -> No
     project.upgrade(conn, "head")
     conn.commit()
     again = schema.snapshot(conn)
-    differences = schema.diff(after, again)
+    differences = schema.diff(after, again, before="after upgrade", after="after re-upgrade")
     if differences:
         raise CheckFailed(
             f"revision {revision}: upgrading again after the downgrade gives a different schema",
@@ -220,8 +218,6 @@ def sync(
                 result.backup = local_backup(settings, server.url(), current[0] if current else None)
                 console.ok(f"backup written: {result.backup}")
             proposed = console.ask("migration message", default=proposed)
-
-        from . import schema
 
         before = schema.snapshot(conn)
         if conn.in_transaction():

@@ -200,7 +200,7 @@ class Project:
             else:
                 written.append(True)
 
-        with self._env():
+        with self._env(), redirect_stdout(io.StringIO()):  # alembic prints "Generating ..."; we report the file
             result = command.revision(
                 self.config(connection=conn),
                 message=message,

@@ -117,6 +117,12 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run a program strictly; raise :class:`ToolFailed` on a non-zero exit or timeout."""
     name = Path(argv[0]).name
+    as_user: dict[str, object] = {}
+    if user is not None:  # drop root entirely: uid, primary group and supplementary groups
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     try:
         proc = subprocess.run(
             list(argv),
@@ -125,8 +131,8 @@ def run(
             text=True,
             timeout=timeout,
             env=env,
-            user=user,
             cwd=cwd,
+            **as_user,
         )
     except subprocess.TimeoutExpired as exc:
         tail = (exc.stderr or b"")

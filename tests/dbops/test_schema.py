@@ -1,0 +1,101 @@
+"""dbops.schema: catalog snapshots and their diff, against a real Postgres."""
+
+from __future__ import annotations
+
+import pytest
+
+from dbops import postgres, schema
+
+
+@pytest.fixture
+def conn(fresh_db):
+    engine = postgres.make_engine(fresh_db)
+    with engine.connect() as c:
+        yield c
+    engine.dispose()
+
+
+def run(conn, sql: str) -> schema.Snapshot:
+    conn.exec_driver_sql(sql)
+    return schema.snapshot(conn)
+
+
+def test_empty_database_has_only_public_and_plpgsql(conn):
+    snap = schema.snapshot(conn)
+    assert snap.names() == ["schema public", "extension plpgsql"]
+
+
+def test_snapshot_covers_every_kind_of_object(conn):
+    snap = run(
+        conn,
+        """
+        CREATE TYPE mood AS ENUM ('ok', 'sad');
+        CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
+        CREATE SEQUENCE counter START 5 INCREMENT 2;
+        CREATE TABLE users (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                            email varchar(20) NOT NULL DEFAULT 'x', m mood,
+                            doubled integer GENERATED ALWAYS AS (id * 2) STORED);
+        CREATE UNIQUE INDEX ix_users_email ON users (lower(email));
+        CREATE TABLE posts (id serial PRIMARY KEY,
+                            uid integer REFERENCES users (id) ON DELETE CASCADE,
+                            CONSTRAINT ck_posts_id CHECK (id > 0));
+        CREATE VIEW v_users AS SELECT id FROM users;
+        CREATE FUNCTION f(x integer) RETURNS integer LANGUAGE sql AS 'SELECT x';
+        CREATE TRIGGER t_users BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
+        CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
+        """,
+    )
+    assert snap["enum type mood"]["labels"] == ["ok", "sad"]
+    assert snap["domain positive"]["base type"] == "integer"
+    assert snap["sequence counter"]["start"] == 5
+    assert snap["sequence users_id_seq"]["owned by"] == "users.id (identity)"
+    assert snap["column users.email"] == {"type": "varchar(20)", "nullable": False, "default": "'x'::character varying"}
+    assert snap["column users.id"]["identity"] == "always"
+    assert snap["column users.doubled"]["generated"] == "stored: (id * 2)"
+    assert "lower((email)::text)" in snap["index ix_users_email on users"]["definition"]
+    assert "ON DELETE CASCADE" in snap["constraint posts_uid_fkey on posts"]["definition"]
+    assert snap["constraint ck_posts_id on posts"]["type"] == "check"
+    assert "view v_users" in snap
+    assert "SELECT x" in snap["function f(x integer)"]["definition"]
+    assert "trigger t_users on users" in snap
+    assert not [name for name in snap.names() if "alembic_version" in name]
+
+
+def test_identical_schemas_have_no_diff(conn):
+    conn.exec_driver_sql("CREATE TABLE t (id int PRIMARY KEY)")
+    assert schema.diff(schema.snapshot(conn), schema.snapshot(conn)) == []
+    assert schema.snapshot(conn) == schema.snapshot(conn)
+
+
+def test_diff_names_leftovers_and_changed_attributes(conn):
+    before = run(conn, "CREATE TABLE users (id int PRIMARY KEY, phone varchar(20) DEFAULT '0')")
+    after = run(
+        conn,
+        """
+        CREATE INDEX ix_users_phone ON users (phone);
+        CREATE TYPE mood AS ENUM ('a');
+        ALTER TABLE users ALTER COLUMN phone TYPE text, ALTER COLUMN phone DROP DEFAULT;
+        """,
+    )
+    lines = schema.diff(before, after)
+    assert "index ix_users_phone on users: only after downgrade" in lines
+    assert "enum type mood: only after downgrade" in lines
+    assert "column users.phone type: varchar(20) != text" in lines
+    assert "column users.phone default: '0'::character varying != (none)" in lines
+    assert schema.diff(after, before, before="after", after="before")[0] == "enum type mood: only after"
+
+
+def test_diff_shows_long_definitions_as_a_line_diff(conn):
+    before = run(conn, "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 1$$")
+    after = run(conn, "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 2$$")
+    lines = schema.diff(before, after)
+    assert lines[0].startswith("function f() definition: differs")
+    assert "    -AS $function$SELECT 1$function$" in lines
+    assert "    +AS $function$SELECT 2$function$" in lines
+
+
+def test_other_schemas_are_qualified_and_extension_objects_left_out(conn):
+    snap = run(conn, "CREATE SCHEMA audit; CREATE TABLE audit.log (id int); CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    assert "table audit.log" in snap and "column audit.log.id" in snap
+    assert "extension pg_trgm" in snap
+    assert not [n for n in snap.names("function") if "trgm" in n]
