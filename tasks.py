@@ -101,7 +101,7 @@ def backup(c, env="local", db=None, quiet=False):
     from dbops import backup as backups
 
     settings = load_settings(env, provider=db)
-    result = backups.create_backup(settings, server_for(settings).start(), progress=not quiet)
+    result = backups.create_backup(settings, backups.database_url_for(settings), progress=not quiet)
     console.ok(f"backup {result.key} ({result.size:,} bytes, sha256 {result.sha256[:12]}…) in {result.store}")
 
 

@@ -211,6 +211,15 @@ class _Counter(threading.Thread):
         return self.counts
 
 
+def database_url_for(settings: Settings) -> URL:
+    """The environment's database, started if it is a local one; pooled endpoints refused before connecting."""
+    from .servers import server_for
+
+    if settings.database_url is not None:
+        pgdump.refuse_pooled(settings.database_url)
+    return server_for(settings).start()
+
+
 def _rate(nbytes: int, seconds: float) -> str:
     return f"{nbytes / MiB:,.1f} MiB at {nbytes / MiB / max(seconds, 1e-6):,.1f} MiB/s"
 
@@ -411,15 +420,20 @@ def prune_backups(settings: Settings, *, keep: int, days: int | None = None, con
     now = _now()
     min_age = dt.timedelta(days=max(1, days or 1))
     delete, kept = [], []
+    rank = 0  # position among complete backups: only those count towards --keep
     for i, b in enumerate(backups):
-        if i == 0:
+        if not b.complete:
+            reason = "no manifest (incomplete): never pruned"
+        else:
+            rank += 1
+        if not b.complete:
+            pass
+        elif i == 0 or rank == 1:
             reason = "newest"
-        elif i < keep:
+        elif rank <= keep:
             reason = f"within --keep {keep}"
         elif now - b.time < min_age:
             reason = f"younger than {min_age.days} day(s)"
-        elif not b.complete:
-            reason = "no manifest (incomplete): never pruned"
         elif not b.verified:
             reason = "not verified (run verify-backup): never pruned"
         else:
@@ -535,9 +549,7 @@ def restore_backup(
     pgdump.check_restore_client(int(info.manifest.get("pg_dump_major") or 0))
     if target_url is None:
         if source_url is None:
-            from .servers import server_for
-
-            source_url = server_for(settings).start()
+            source_url = database_url_for(settings)
         base = source_url.database or info.manifest.get("database") or "restored"
         target = source_url.set(database=_db_name(base, f"_restored_{_stamp()}"))
     elif isinstance(target_url, URL):
