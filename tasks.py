@@ -14,7 +14,7 @@ from invoke import task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "backend"))
 
-from dbops import console, local  # noqa: E402
+from dbops import console  # noqa: E402
 from dbops.cli import edge  # noqa: E402
 from dbops.servers import server_for  # noqa: E402
 from dbops.settings import load_settings  # noqa: E402
@@ -57,6 +57,8 @@ def db_shell(c, db=None):
 @edge
 def status(c, db=None):
     """Show provider, server version, current revision, heads, pending migrations and model/DB drift."""
+    from dbops import local  # imported per task: alembic's machinery is heavy, and `inv backup` must stay lean
+
     console.say(local.render_status(local.status(load_settings(provider=db))))
 
 
@@ -73,6 +75,8 @@ def status(c, db=None):
 @edge
 def sync(c, auto=False, check_only=False, force_recreate=False, yes=False, message=None, db=None):
     """Bring the local database in line with the models: apply pending, generate, apply, verify."""
+    from dbops import local
+
     settings = load_settings(provider=db)
     if check_only:
         console.say(local.render_status(local.check(settings)))

@@ -44,8 +44,9 @@ MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * 1024 * MiB
 MAX_PARTS = 10_000
-#: parts uploading at once besides the one being filled (memory: about (1 + this) parts)
-PARTS_IN_FLIGHT = 2
+#: parts uploading while the next one fills: memory is (1 + this) parts.  One keeps up with pg_dump
+#: (compression is the bottleneck) and keeps the backup process under 100 MB; see docs/backups.md
+PARTS_IN_FLIGHT = 1
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,12 @@ class Store(abc.ABC):
             raise StorageError(self.describe(), f"reading {key}", f"not valid JSON ({exc})") from None
 
 
-def part_size_for(expected_bytes: int, *, minimum: int = 8 * MiB) -> int:
+def part_size_for(expected_bytes: int, *, minimum: int = MIN_PART_SIZE) -> int:
     """A fixed part size that keeps ``2 * expected_bytes`` under the 10,000-part limit.
 
     The expected size is the database size; a custom-format dump is nearly
     always smaller, and the factor 2 leaves room for the rest.  Rounded up to
-    whole MiB, at least ``minimum`` (5 MiB is the S3 floor).
+    whole MiB, at least ``minimum`` (5 MiB, the S3 floor: up to a 25 GB database).
     """
     need = -(-2 * max(expected_bytes, 0) // (MAX_PARTS - 1))
     size = max(minimum, MIN_PART_SIZE, need)
@@ -474,7 +475,7 @@ class _MultipartWriter(Writer):
         self.part_size = part_size
         self.on_part = on_part
         self.bytes_written = 0
-        self._chunks: list[bytes] = []
+        self._part: bytearray | None = None  # the part being filled, allocated once at its full size
         self._buffered = 0
         self._parts: dict[int, str] = {}
         self._futures: list[Future] = []
@@ -496,27 +497,26 @@ class _MultipartWriter(Writer):
     def write(self, data: bytes) -> None:
         self._raise_pending()
         self.bytes_written += len(data)
-        self._chunks.append(data)
-        self._buffered += len(data)
-        while self._buffered >= self.part_size:
-            self._submit(self._take(self.part_size))
+        view = memoryview(data)
+        while view:
+            if self._part is None:
+                self._part = bytearray(self.part_size)
+            n = min(len(view), self.part_size - self._buffered)
+            self._part[self._buffered : self._buffered + n] = view[:n]
+            self._buffered += n
+            view = view[n:]
+            if self._buffered == self.part_size:
+                self._flush_part()
 
-    def _take(self, n: int) -> bytes:
-        """The first ``n`` buffered bytes as one part (only the chunk on the boundary is split)."""
-        taken: list[bytes] = []
-        size = 0
-        while self._chunks and size < n:
-            chunk = self._chunks.pop(0)
-            if size + len(chunk) > n:
-                cut = n - size
-                self._chunks.insert(0, chunk[cut:])
-                chunk = chunk[:cut]
-            taken.append(chunk)
-            size += len(chunk)
-        self._buffered -= size
-        return taken[0] if len(taken) == 1 else b"".join(taken)
+    def _flush_part(self) -> None:
+        """Hand the filled buffer (no copy) to an uploader; the last, short part is trimmed in place."""
+        part = self._part if self._part is not None else bytearray()
+        del part[self._buffered :]
+        self._part = None
+        self._buffered = 0
+        self._submit(part)
 
-    def _submit(self, body: bytes) -> None:
+    def _submit(self, body: bytearray) -> None:
         number = len(self._futures) + 1
         if number > MAX_PARTS:
             raise StorageError(self.store.describe(), f"uploading {self.key}",
@@ -528,7 +528,7 @@ class _MultipartWriter(Writer):
         self._raise_pending()
         self._futures.append(self._pool.submit(self._upload, number, body))
 
-    def _upload(self, number: int, body: bytes) -> None:
+    def _upload(self, number: int, body: bytearray) -> None:
         try:
             if self._error is not None:
                 return
@@ -558,7 +558,7 @@ class _MultipartWriter(Writer):
     def complete(self) -> int:
         self._raise_pending()
         if self._buffered or not self._futures:
-            self._submit(self._take(self._buffered))
+            self._flush_part()
         for fut in self._futures:
             fut.result()
         self._pool.shutdown(wait=True)

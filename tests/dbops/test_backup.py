@@ -143,7 +143,7 @@ def test_round_trip_through_s3_restores_identical_schema_and_data(project, app_d
     assert manifest["revision"] == FIRST_REV and manifest["database"] == app_db.database
     assert manifest["server_major"] == 18 and manifest["pg_dump_major"] >= 18
     assert manifest["tables"] == {"public.alembic_version": 1, "public.posts": 50, "public.users": 50}
-    assert manifest["part_size"] == 8 * MiB
+    assert manifest["part_size"] == 5 * MiB
     for field in ("server_version", "pg_dump_version", "started_at", "finished_at", "duration_s"):
         assert manifest[field] not in (None, "")
 

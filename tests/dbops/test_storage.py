@@ -20,8 +20,9 @@ def s3_store(s3, **kw) -> S3Store:
 
 
 def test_part_size_keeps_big_databases_under_the_part_limit():
-    assert part_size_for(0) == 8 * MiB
-    assert part_size_for(100 * MiB) == 8 * MiB
+    assert part_size_for(0) == 5 * MiB
+    assert part_size_for(20 * 1024 * MiB) == 5 * MiB
+    assert part_size_for(40 * 1024 * MiB) == 9 * MiB
     one_tib = 1024 * 1024 * MiB
     size = part_size_for(one_tib)
     assert size % MiB == 0
