@@ -117,8 +117,11 @@ def backups(c, env="local", json=False):
 
     from dbops import backup as backups_
 
-    found = backups_.list_backups(load_settings(env))
+    settings = load_settings(env)
+    found = backups_.list_backups(settings)
     console.say(json_.dumps([b.as_dict() for b in found], indent=2) if json else backups_.render_backups(found))
+    if not found and not json:
+        console.warn(f"no backups yet for --env {env} in {settings.backup_url}; `inv backup --env {env}` makes one")
 
 
 @task(

@@ -187,6 +187,35 @@ def table_row_counts(conn: Connection) -> dict[str, int]:
     return counts
 
 
+def _checked_store(settings: Settings) -> Store:
+    store = open_store(settings)
+    store.check()
+    return store
+
+
+class _InBackground(threading.Thread):
+    """Run ``fn(*args)`` in a thread; ``result()`` returns its value or raises its exception."""
+
+    def __init__(self, fn, *args):
+        super().__init__(daemon=True, name=getattr(fn, "__name__", "background"))
+        self.fn, self.args = fn, args
+        self.value = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.value = self.fn(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            self.error = exc
+
+    def result(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 class _Counter(threading.Thread):
     """Counts rows in the dump's snapshot while pg_dump streams (same transaction, so the counts match)."""
 
@@ -254,6 +283,8 @@ def create_backup(
     ``on_part(number, size)`` is called after each part is stored.
     """
     pgdump.refuse_pooled(url)
+    # boto3's import, the client and the bucket check overlap the database checks below
+    store_ready = _InBackground(_checked_store, settings)
     server_version = postgres.check_connection(
         url, timeout=settings.connect_timeout_s,
         hint=f"check {settings.database_url_var} and that the server accepts connections from here",
@@ -263,8 +294,7 @@ def create_backup(
         with engine.connect() as probe:
             server_major = postgres.server_major(probe)
         dump_major, dump_version = pgdump.check_dump_client(server_major, server_version)
-        store = open_store(settings)
-        store.check()
+        store = store_ready.result()
 
         conn = engine.connect().execution_options(isolation_level="REPEATABLE READ")
         try:
@@ -585,8 +615,11 @@ def restore_backup(
         sha, size, _ = _restore_into(settings, store, info, target.set(database=work), progress=progress)
         if exists:
             _swap_in(target, name, work)
-    except BaseException:
+    except BaseException as exc:
         _drop_quietly(target, work)
+        if isinstance(exc, DbopsError) and exc.hint is None:
+            exc.hint = (f"the live database {name!r} was not touched; " if exists else "") + \
+                f"the partial restore ({work}) was dropped"
         raise
     return RestoreResult(info.key, mask_url(target), name, exists, sha, size, round(time.monotonic() - t0, 3))
 
