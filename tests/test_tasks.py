@@ -81,3 +81,25 @@ def test_config_masks_secrets(project):
         env={"DBOPS_PROJECT_ROOT": str(project), "PROD_DATABASE_URL": "postgres://app:pr0dpw@db.example.com/app"},
     )
     assert r.returncode == 0 and "db.example.com" in r.stdout and "pr0dpw" not in r.stdout
+
+
+def test_quick_start_sync_on_the_embedded_default(project, tmp_path):
+    """The README's first command, minus the install: `inv sync` with no DATABASE_URL and no Docker."""
+    from dbops.servers.embedded import free_port
+
+    env = {
+        "DBOPS_PROJECT_ROOT": str(project),
+        "DBOPS_STATE_DIR": str(tmp_path / "state"),
+        "DBOPS_EMBEDDED_PORT": str(free_port()),
+        "DBOPS_DB": "embedded",  # what auto-selection gives on a machine without Docker
+    }
+    try:
+        r = inv("sync", env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "applying 1 pending migration" in r.stdout and "in sync" in r.stdout
+        assert (tmp_path / "state/embedded/pgdata/PG_VERSION").is_file()
+        r = inv("status", env=env)
+        assert r.returncode == 0 and "pending    none" in r.stdout and "drift      none" in r.stdout
+    finally:
+        r = inv("db-down", env=env)
+    assert r.returncode == 0 and "embedded: stopped" in r.stdout

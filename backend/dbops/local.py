@@ -134,28 +134,27 @@ def local_backup(settings: Settings, url: URL, revision: str | None) -> Path:
     return path
 
 
-def _round_trip(project: Project, conn: Connection, revision: str, before) -> None:
+def _round_trip(project: Project, conn: Connection, revision: str, before: schema.Snapshot) -> None:
     """Downgrade the new revision, check the schema is as before, upgrade again, check it is as after."""
     after = schema.snapshot(conn)
     down_rev = project.revision(revision).down_revision
     project.downgrade(conn, "base" if down_rev is None else down_rev if isinstance(down_rev, str) else "-1")
     conn.commit()
-    back = schema.snapshot(conn)
-    differences = schema.diff(before, back, before="before upgrade", after="after downgrade")
-    if differences:
-        raise CheckFailed(
-            f"revision {revision}: the downgrade does not restore the schema",
-            details="\n".join(differences),
-            hint=f"fix downgrade() in the new revision file, then run `alembic upgrade head` and `inv sync --check-only`",
-        )
+    _require_same(before, schema.snapshot(conn), ("before upgrade", "after downgrade"),
+                  f"revision {revision}: the downgrade does not restore the schema")
     project.upgrade(conn, "head")
     conn.commit()
-    again = schema.snapshot(conn)
-    differences = schema.diff(after, again, before="after upgrade", after="after re-upgrade")
+    _require_same(after, schema.snapshot(conn), ("after upgrade", "after re-upgrade"),
+                  f"revision {revision}: upgrading again after the downgrade gives a different schema")
+
+
+def _require_same(a: schema.Snapshot, b: schema.Snapshot, labels: tuple[str, str], message: str) -> None:
+    differences = schema.diff(a, b, before=labels[0], after=labels[1])
     if differences:
         raise CheckFailed(
-            f"revision {revision}: upgrading again after the downgrade gives a different schema",
+            message,
             details="\n".join(differences),
+            hint="fix downgrade() in the new revision file, then run `alembic upgrade head` and `inv sync --check-only`",
         )
 
 
@@ -254,8 +253,24 @@ def sync(
             )
         _round_trip(project, conn, script.revision, before)
         console.ok(f"verified: at head, models match, {script.revision} round-trips (downgrade + upgrade)")
-        result.in_sync = True
-        return result
+    _stairway_newest(settings, server)
+    result.in_sync = True
+    return result
+
+
+def _stairway_newest(settings: Settings, server: PostgresServer) -> None:
+    """``inv test-rollback --last 1`` for the new revision, on a throwaway database.
+
+    The dev database proved the round trip in place; this proves the chain
+    builds from an empty database too.  Uses the tool's own server when it
+    has one (a new database on it), else a private embedded server.
+    """
+    from . import roundtrip
+
+    report = roundtrip.run(
+        settings, last=1, server_url=server.url() if server.owned else None, progress=False, echo=False
+    )
+    console.ok(f"test-rollback --last 1 on a throwaway database: {len(report.checks)} checks passed")
 
 
 def _operations(path: Path) -> str:

@@ -1,8 +1,8 @@
 """A schema snapshot read from the Postgres catalog, and a readable diff of two.
 
 :func:`snapshot` reads every user-visible schema object of the connected
-database in **one** catalog query (no SQLAlchemy Inspector, no per-table
-round trips): schemas, extensions, tables, columns (type, nullability,
+database in **one** catalog query, prepared once per connection (no SQLAlchemy
+Inspector, no per-table round trips): schemas, extensions, tables, columns (type, nullability,
 default, identity, generated expression, collation, comment), constraints
 (primary key, foreign key with its actions, unique, check, exclusion),
 indexes (full definition), enum / domain / composite / range types,
@@ -80,13 +80,11 @@ _USER_NS = """
 
 
 def _not_ext(catalog: str, oid: str) -> str:
-    return (
-        f"NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{catalog}'::regclass "
-        f"AND e.objid = {oid} AND e.deptype = 'e')"
-    )
+    return f"({oid}) NOT IN (SELECT objid FROM ext WHERE classid = '{catalog}'::regclass)"
 
 
 _SNAPSHOT_SQL = f"""
+WITH ext AS MATERIALIZED (SELECT classid, objid FROM pg_depend WHERE deptype = 'e')
 SELECT 'schema', n.nspname, n.nspname, NULL,
        jsonb_strip_nulls(jsonb_build_object('comment', obj_description(n.oid, 'pg_namespace')))
 FROM pg_namespace n
@@ -248,7 +246,9 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE {_USER_NS}
 """
 
-_QUERY = sa.text(_SNAPSHOT_SQL.replace("%%", "%"))
+_STATEMENT = "dbops_schema_snapshot_v1"
+_PREPARE = sa.text(f"PREPARE {_STATEMENT} AS " + _SNAPSHOT_SQL.replace("%%", "%"))
+_EXECUTE = sa.text(f"EXECUTE {_STATEMENT}")
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,12 @@ def snapshot(conn: Connection, *, ignore_tables: Iterable[str] = DEFAULT_IGNORED
     current transaction, so it sees that transaction's uncommitted DDL.
     """
     ignored = set(ignore_tables)
-    rows = conn.execute(_QUERY).all()
+    info = conn.connection.info  # lives as long as the DBAPI connection
+    if not info.get(_STATEMENT):
+        # a server-side prepared statement: the big query is planned once per connection
+        conn.execute(_PREPARE)
+        info[_STATEMENT] = True
+    rows = conn.execute(_EXECUTE).all()
     objects: dict[tuple[int, str], dict[str, Any]] = {}
     for kind, schema, name, rel, attrs in rows:
         if rel is not None and rel in ignored:
@@ -364,8 +369,8 @@ def diff(a: Snapshot, b: Snapshot, *, before: str = "before", after: str = "afte
 
     An object present on one side only gives ``<object>: only <label>``; a
     changed attribute gives ``<object> <attribute>: <value in a> != <value in
-    b>`` (long values such as function bodies get an indented line diff
-    instead).  ``before``/``after`` label ``a`` and ``b``; the defaults suit
+    b>`` (multi-line or long values such as function bodies get an indented
+    line diff instead).  ``before``/``after`` label ``a`` and ``b``; the defaults suit
     the usual call ``diff(before_upgrade, after_downgrade)``.
     """
     lines: list[str] = []
@@ -385,7 +390,8 @@ def diff(a: Snapshot, b: Snapshot, *, before: str = "before", after: str = "afte
             if va == vb:
                 continue
             sa_, sb_ = _fmt(va), _fmt(vb)
-            if len(sa_) <= _LONG and len(sb_) <= _LONG:
+            multiline = "\n" in str(va or "").strip() or "\n" in str(vb or "").strip()
+            if not multiline and len(sa_) <= _LONG and len(sb_) <= _LONG:
                 lines.append(f"{key} {attr}: {sa_} != {sb_}")
                 continue
             lines.append(f"{key} {attr}: differs ({before} -> {after}):")

@@ -28,6 +28,13 @@ def add_phone(project: Path) -> None:
     forget_app_modules()  # a long-lived test process must re-import the edited models
 
 
+class Terminal(io.StringIO):
+    """Scripted answers on what the prompts take for a terminal."""
+
+    def isatty(self):
+        return True
+
+
 def versions(project: Path) -> set[str]:
     return {p.name for p in (project / "alembic/versions").glob("*.py")}
 
@@ -94,11 +101,6 @@ def test_interactive_mode_offers_backup_and_asks_for_message(project, fresh_db, 
     settings = settings_for(fresh_db)
     local.sync(settings, auto=True)
     add_phone(project)
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
     # backup? yes / message / apply? yes
     monkeypatch.setattr(sys, "stdin", Terminal("y\nadd a phone number to users\ny\n"))
     result = local.sync(settings)
@@ -113,11 +115,6 @@ def test_interactive_decline_leaves_database_unchanged(project, fresh_db, monkey
     settings = settings_for(fresh_db)
     local.sync(settings, auto=True)
     add_phone(project)
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
     monkeypatch.setattr(sys, "stdin", Terminal("n\n\nn\n"))
     with pytest.raises(Aborted, match="not applied"):
         local.sync(settings)

@@ -1,0 +1,143 @@
+"""What a round-trip run found: per revision results, the separate checks, rendering, JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import console
+from ..errors import CheckFailed
+
+OK = "ok"
+FAILED = "failed"
+SKIPPED = "skipped"
+UP_ONLY = "up only"
+
+#: names of the checks, in report order
+STAIRWAY = "round trip"
+SINGLE_HEAD = "single head"
+DOWNGRADES = "downgrades implemented"
+MODELS = "models match database"
+
+
+@dataclass
+class RevisionResult:
+    revision: str
+    message: str
+    up_ms: float | None = None
+    down_ms: float | None = None
+    #: ok | failed | up only (irreversible) | skipped (not reached)
+    result: str = SKIPPED
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str
+    message: str
+    details: list[str] = field(default_factory=list)
+    hint: str | None = None
+
+
+@dataclass
+class Report:
+    config: str
+    server: str
+    database: str
+    revisions: list[RevisionResult] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    #: revisions applied without checks before the stairway (--last / --from)
+    prepared: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAILED for c in self.checks)
+
+    @property
+    def failed_checks(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.status == FAILED]
+
+    def check(self, name: str) -> CheckResult | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+    def revision(self, rev: str) -> RevisionResult | None:
+        return next((r for r in self.revisions if r.revision == rev), None)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+    def write_json(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    # -- for humans ---------------------------------------------------------------
+    def render(self) -> str:
+        lines = [f"round trip of {self.config} on {self.database}"]
+        if self.prepared:
+            lines.append(f"({self.prepared} older revisions applied first without checks)")
+        rows = [
+            (
+                r.revision,
+                _short(r.message),
+                _ms(r.up_ms),
+                _ms(r.down_ms),
+                r.result,
+            )
+            for r in self.revisions
+        ]
+        lines.append(console.table(("revision", "message", "up ms", "down ms", "result"), rows))
+        for r in self.revisions:
+            if r.problems:
+                lines.append("")
+                lines.append(f"revision {r.revision} ({_short(r.message)}):")
+                lines.extend("    " + p for p in r.problems)
+        lines.append("")
+        lines.append("checks:")
+        for c in self.checks:
+            mark = {OK: "✔", FAILED: "✘", SKIPPED: "-"}.get(c.status, "?")
+            lines.append(f"  {mark} {c.name}: {c.message}")
+            lines.extend("      " + d for d in c.details)
+            if c.hint and c.status == FAILED:
+                lines.append(f"      hint: {c.hint}")
+        passed = sum(1 for c in self.checks if c.status == OK)
+        up = sum(r.up_ms or 0 for r in self.revisions) / 1000
+        down = sum(r.down_ms or 0 for r in self.revisions) / 1000
+        lines.append("")
+        lines.append(
+            f"summary: {passed} of {len(self.checks)} checks passed, "
+            f"{len(self.failed_checks)} failed; {len(self.revisions)} revisions in {self.seconds:.2f} s "
+            f"(upgrades {up:.2f} s, downgrades {down:.2f} s)"
+        )
+        return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _short(text: str, width: int = 40) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class RoundTripFailed(CheckFailed):
+    """One or more round-trip checks failed. Carries the :class:`Report`. Exit 1."""
+
+    def __init__(self, report: Report):
+        failed = report.failed_checks
+        names = ", ".join(c.name for c in failed)
+        details = []
+        for c in failed:
+            details.append(f"{c.name}: {c.message}")
+        super().__init__(
+            f"{len(failed)} of {len(report.checks)} round-trip checks failed ({names})",
+            details="\n".join(details),
+            hint=next((c.hint for c in failed if c.hint), None),
+        )
+        self.report = report

@@ -1,0 +1,104 @@
+"""Each scenario project is caught (or passes) with a message naming the revision and the difference."""
+
+from __future__ import annotations
+
+from dbops.roundtrip.report import DOWNGRADES, FAILED, MODELS, OK, SINGLE_HEAD, SKIPPED, STAIRWAY, UP_ONLY
+
+
+def test_downgrade_that_forgets_an_index(scenario, check):
+    report, error = check(scenario("forgot_index"))
+    assert error is not None and error.exit_code == 1
+    assert report.check(STAIRWAY).status == FAILED
+    assert "fi02" in report.check(STAIRWAY).message
+    fi02 = report.revision("fi02")
+    assert fi02.result == FAILED
+    assert "  index ix_users_email on users: only after downgrade" in fi02.problems
+    assert report.revision("fi01").result == OK
+    assert "fi02" in error.render()
+
+
+def test_downgrade_that_leaves_an_enum_type(scenario, check):
+    report, error = check(scenario("leftover_enum"))
+    assert error is not None
+    assert "  enum type mood: only after downgrade" in report.revision("le02").problems
+
+
+def test_downgrade_that_forgets_type_and_default_reports_both_revisions(scenario, check):
+    report, error = check(scenario("type_and_default"))
+    assert error is not None
+    assert "  column users.phone type: varchar(20) != text" in report.revision("td02").problems
+    assert "  column users.name default: (none) != 'anonymous'::character varying" in report.revision("td03").problems
+    # the walk goes on after a failure: the revision after them is still tested
+    assert report.revision("td04").result == OK
+    assert report.revision("td04").down_ms is not None
+
+
+def test_missing_downgrade_fails_unless_marked_irreversible(scenario, check):
+    report, error = check(scenario("missing_downgrade"))
+    assert error is not None
+    downgrades = report.check(DOWNGRADES)
+    assert downgrades.status == FAILED
+    assert any(d.startswith("md02: downgrade() is empty") for d in downgrades.details)
+    assert not any(d.startswith("md03") for d in downgrades.details)  # marked `irreversible = True`
+    assert report.revision("md03").result == UP_ONLY
+    assert report.revision("md03").down_ms is None
+    assert report.revision("md04").result == OK
+
+
+def test_marking_the_revision_irreversible_makes_it_pass(scenario, check):
+    ini = scenario("missing_downgrade")
+    path = ini.parent / "versions" / "md02.py"
+    path.write_text(path.read_text().replace("def downgrade():", "# dbops: irreversible\ndef downgrade():"))
+    report, error = check(ini)
+    assert error is None, error.render()
+    assert report.revision("md02").result == UP_ONLY
+
+
+def test_two_heads_are_reported_with_the_merge_command(scenario, check):
+    report, error = check(scenario("two_heads"))
+    assert error is not None
+    heads = report.check(SINGLE_HEAD)
+    assert heads.status == FAILED
+    assert heads.message == "the migration history has 2 heads: th2a, th2b"
+    assert heads.hint == 'merge them first: alembic merge -m "merge heads" th2a th2b'
+    # both branches are still walked and round-trip
+    assert report.check(STAIRWAY).status == OK
+    assert {r.revision for r in report.revisions} == {"th01", "th2a", "th2b"}
+
+
+def test_branch_and_merge_pass_each_edge_once(scenario, check):
+    report, error = check(scenario("merge_ok"))
+    assert error is None, error.render()
+    order = [r.revision for r in report.revisions]
+    assert sorted(order) == ["mo01", "mo03", "mo04", "mo2a", "mo2b"]
+    assert order.index("mo03") > max(order.index("mo2a"), order.index("mo2b"))
+    assert all(r.result == OK and r.down_ms is not None for r in report.revisions)
+
+
+def test_foreign_env_with_its_own_engine_passes_and_checks_models(scenario, check):
+    report, error = check(scenario("foreign_env"))
+    assert error is None, error.render()
+    assert report.check(MODELS).status == OK
+    assert [r.result for r in report.revisions] == [OK, OK, OK]
+
+
+def test_foreign_env_downgrade_bug_is_seen_through_its_own_connection(scenario, check):
+    ini = scenario("foreign_env")
+    path = ini.parent / "versions" / "sh03.py"
+    path.write_text(path.read_text().replace('\n    sa.Enum(name="order_status").drop(op.get_bind())', ""))
+    report, error = check(ini)
+    assert error is not None
+    assert "  enum type order_status: only after downgrade" in report.revision("sh03").problems
+
+
+def test_models_that_differ_from_the_database_at_head(scenario, check):
+    report, error = check(scenario("models_drift"))
+    assert error is not None
+    models = report.check(MODELS)
+    assert models.status == FAILED
+    assert models.details == ["add column users.nickname"]
+
+
+def test_env_without_metadata_skips_the_models_check(scenario, check):
+    report, error = check(scenario("merge_ok"))
+    assert report.check(MODELS).status == SKIPPED
