@@ -132,3 +132,22 @@ def test_s3_unreachable_endpoint(s3):
     with pytest.raises(StorageError, match="unreachable") as info:
         store.check()
     assert "AWS_ENDPOINT_URL_S3" in info.value.hint
+
+
+def test_s3_writer_memory_is_bounded_by_parts_not_by_size(s3):
+    import tracemalloc
+
+    store = s3_store(s3)
+    chunk = os.urandom(MiB)
+    w = store.open_writer(store.key("env", "bounded.dump"), part_size=5 * MiB)
+    tracemalloc.start()
+    try:
+        for _ in range(60):  # 60 MiB through the writer
+            w.write(chunk)
+        w.complete()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert store.size("pre/fix/env/bounded.dump") == 60 * MiB
+    # one part filling + one uploading + one read chunk (about 11 MiB): nowhere near the 60 MiB streamed
+    assert peak < 3 * 5 * MiB, f"peak {peak / MiB:.1f} MiB"
