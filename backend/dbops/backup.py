@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -782,5 +782,4 @@ __all__ = [
     "ConfirmationRequired",
     "restore_backup",
     "verify_backup",
-    "asdict",
 ]

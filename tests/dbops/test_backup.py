@@ -19,7 +19,7 @@ from dbops import backup, pgtools, postgres
 from dbops.errors import ChecksumMismatch, CheckFailed, ConfirmationRequired, StorageError
 from dbops.migrations import Project
 from dbops.settings import load_settings
-from dbops.storage import MiB, open_store
+from dbops.storage import MiB
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = BUCKETS[0]
@@ -131,7 +131,7 @@ def test_round_trip_through_s3_restores_identical_schema_and_data(project, app_d
     settings = settings_for(project, app_db)
     result = backup.create_backup(settings, settings.database_url, progress=False)
 
-    assert result.key.startswith(f"team/staging/") and result.key.endswith(f"_{FIRST_REV}.dump")
+    assert result.key.startswith("team/staging/") and result.key.endswith(f"_{FIRST_REV}.dump")
     assert result.manifest_key == result.key.replace(".dump", ".manifest.json")
     assert keys(s3) == sorted([result.key, result.manifest_key])
     assert uploads(s3) == []
