@@ -45,7 +45,7 @@ from .errors import (
     UsageError,
 )
 from .settings import Settings, mask_url, normalize_database_url
-from .storage import MiB, Store, open_store, part_size_for
+from .storage import MiB, Store, Upload, open_store, part_size_for
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,8 @@ class PruneResult:
     dry_run: bool
     delete: list[BackupInfo]
     keep: list[tuple[BackupInfo, str]]
+    #: uploads of killed backups older than a day (aborted with --confirm)
+    stale_uploads: list[Upload] = field(default_factory=list)
 
 
 @dataclass
@@ -449,7 +451,8 @@ def prune_backups(settings: Settings, *, keep: int, days: int | None = None, con
 
     Never deleted: the newest backup, any younger than a day (or ``days``), any
     not verified (verify-backup matched its manifest's checksum), any without a
-    manifest, and anything outside ``<prefix>/<env>/``.
+    manifest, and anything outside ``<prefix>/<env>/``.  Unfinished uploads
+    older than a day (a backup killed outright) are aborted too.
     """
     if keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", hint="the newest backup is always kept")
@@ -483,13 +486,17 @@ def prune_backups(settings: Settings, *, keep: int, days: int | None = None, con
             kept.append((b, reason))
         else:
             delete.append(b)
+    stale = [u for u in store.incomplete_uploads(prefix) if now - u.started >= dt.timedelta(days=1)]
     if confirm:
+        for u in stale:  # a backup killed outright (SIGKILL, OOM) could not abort its own upload
+            if u.key.startswith(prefix):
+                store.abort_upload(u)
         for b in delete:
             for key in (b.key, b.manifest_key, b.verified_key):
                 if not key.startswith(prefix):  # belt and braces: stay inside our own prefix
                     raise UsageError(f"refusing to delete {key}: outside {prefix}")
                 store.delete(key)
-    return PruneResult(dry_run=not confirm, delete=delete, keep=kept)
+    return PruneResult(dry_run=not confirm, delete=delete, keep=kept, stale_uploads=stale)
 
 
 # ---------------------------------------------------------------------------
@@ -751,6 +758,9 @@ def render_prune(result: PruneResult) -> str:
         lines.append(f"{verb}: {b.key} ({b.time:%Y-%m-%d %H:%M} UTC, {_human(b.size)})")
     for b, why in result.keep:
         lines.append(f"keep: {b.key} ({why})")
+    for u in result.stale_uploads:
+        lines.append(f"{'would abort' if result.dry_run else 'aborted'}: unfinished upload {u.key} "
+                     f"(started {u.started:%Y-%m-%d %H:%M} UTC)")
     if result.dry_run:
         lines.append(f"dry run: {len(result.delete)} backup(s) would be deleted; add --confirm to delete them")
     else:

@@ -56,6 +56,16 @@ class ObjectInfo:
     modified: dt.datetime
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An upload that was started and neither completed nor aborted (a crashed or killed backup)."""
+
+    key: str
+    started: dt.datetime
+    #: the S3 UploadId; the ``.partial`` file's path for the folder store
+    upload_id: str
+
+
 class Writer(abc.ABC):
     """A streaming upload: ``write`` bytes, then ``complete`` (checked) or ``abort`` (nothing left)."""
 
@@ -114,8 +124,12 @@ class Store(abc.ABC):
     def delete(self, key: str) -> None: ...
 
     @abc.abstractmethod
-    def incomplete_uploads(self, prefix: str) -> list[str]:
-        """Keys of uploads under ``prefix`` that were started and neither completed nor aborted."""
+    def incomplete_uploads(self, prefix: str) -> list[Upload]:
+        """Uploads under ``prefix`` that were started and neither completed nor aborted."""
+
+    @abc.abstractmethod
+    def abort_upload(self, upload: Upload) -> None:
+        """Discard an incomplete upload (what a killed backup could not clean up itself)."""
 
     # -- shared helpers ------------------------------------------------------
     def key(self, *parts: str) -> str:
@@ -233,14 +247,24 @@ class LocalStore(Store):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def incomplete_uploads(self, prefix: str) -> list[str]:
+    def incomplete_uploads(self, prefix: str) -> list[Upload]:
         folder = self._path(prefix) if prefix else self.root
         folder = folder if folder.is_dir() else folder.parent
         if not folder.is_dir():
             return []
-        return sorted(
-            p.relative_to(self.root).as_posix()[: -len(PARTIAL)] for p in folder.rglob("*" + PARTIAL) if p.is_file()
-        )
+        out = []
+        for p in folder.rglob("*" + PARTIAL):
+            key = p.relative_to(self.root).as_posix()[: -len(PARTIAL)]
+            if p.is_file() and key.startswith(prefix):
+                started = dt.datetime.fromtimestamp(p.stat().st_mtime, dt.timezone.utc)
+                out.append(Upload(key, started, str(p)))
+        return sorted(out, key=lambda u: u.key)
+
+    def abort_upload(self, upload: Upload) -> None:
+        path = self._path(upload.key + PARTIAL)
+        if str(path) != upload.upload_id:
+            raise StorageError(self.describe(), f"aborting {upload.key}", "the upload is not this store's")
+        path.unlink(missing_ok=True)
 
 
 class _FileWriter(Writer):
@@ -436,10 +460,29 @@ class S3Store(Store):
     def delete(self, key: str) -> None:
         self._call(f"deleting {key}", self.client.delete_object, Bucket=self.bucket, Key=key)
 
-    def incomplete_uploads(self, prefix: str) -> list[str]:
-        resp = self._call("listing multipart uploads", self.client.list_multipart_uploads, Bucket=self.bucket,
-                          Prefix=prefix)
-        return sorted(u["Key"] for u in resp.get("Uploads", []) or [])
+    def incomplete_uploads(self, prefix: str) -> list[Upload]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        out = []
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                                     Prefix=prefix):
+                for u in page.get("Uploads", []) or []:
+                    out.append(Upload(u["Key"], u["Initiated"], u["UploadId"]))
+        except (BotoCoreError, ClientError) as exc:
+            raise self.error("listing multipart uploads", exc) from None
+        return sorted(out, key=lambda u: u.key)
+
+    def abort_upload(self, upload: Upload) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in ("NoSuchUpload", "404"):
+                raise self.error(f"aborting the upload of {upload.key}", exc) from None
+        except Exception as exc:
+            raise self.error(f"aborting the upload of {upload.key}", exc) from None
 
 
 class _S3Body:

@@ -297,6 +297,12 @@ def test_local_folder_store_and_pruning_rules(project, app_db):
     outside.parent.mkdir()
     outside.write_bytes(b"not ours")
 
+    killed = env_dir / "20200106T000000Z_x.dump.partial"  # what a backup killed with SIGKILL leaves
+    killed.write_bytes(b"half a dump")
+    os.utime(killed, (time.time() - 3 * 86400,) * 2)
+    just_started = env_dir / "29990101T000000Z_x.dump.partial"  # a backup running right now
+    just_started.write_bytes(b"in progress")
+
     listed = backup.list_backups(settings)
     assert [b.key for b in listed] == [result.key, recent, old_incomplete, old_unverified, *old_verified[::-1]]
     assert [b.complete for b in listed] == [True, True, False, True, True, True, True]
@@ -305,6 +311,7 @@ def test_local_folder_store_and_pruning_rules(project, app_db):
     assert dry.dry_run and [b.key for b in dry.delete] == old_verified[::-1]
     assert all((folder / k).exists() for k in old_verified)  # a dry run deletes nothing
     assert "would delete" in backup.render_prune(dry) and "add --confirm" in backup.render_prune(dry)
+    assert [u.key for u in dry.stale_uploads] == ["local/20200106T000000Z_x.dump"] and killed.exists()
 
     kept = backup.prune_backups(settings, keep=3, confirm=False)  # newest, recent and old_unverified count
     assert [b.key for b in kept.delete] == old_verified[::-1]
@@ -321,6 +328,7 @@ def test_local_folder_store_and_pruning_rules(project, app_db):
             assert not (folder / key.replace(".dump", suffix)).exists()
     assert [b.key for b in backup.list_backups(settings)] == [result.key, recent, old_incomplete, old_unverified]
     assert outside.exists()
+    assert not killed.exists() and just_started.exists()
     with pytest.raises(Exception, match="--keep must be at least 1"):
         backup.prune_backups(settings, keep=0)
 
@@ -354,6 +362,7 @@ def assert_no_secrets(r: subprocess.CompletedProcess[str]) -> None:
 
 def test_cli_backup_list_verify_restore_prune(project, app_db, s3, pg_server):
     env = cli_env(project, app_db, s3)
+    s3.client().create_multipart_upload(Bucket=BUCKET, Key="cli/staging/running.dump")  # a backup in progress
     runs = [inv("backup", "--env", "staging", env=env)]
     assert runs[-1].returncode == 0, runs[-1].stderr
     assert "MiB at" in runs[-1].stdout and "MiB/s" in runs[-1].stdout  # progress: bytes and throughput
@@ -371,6 +380,9 @@ def test_cli_backup_list_verify_restore_prune(project, app_db, s3, pg_server):
     assert runs[-1].returncode == 2 and f"--yes-i-know {app_db.database}" in runs[-1].stderr
     runs.append(inv("prune-backups", "--env", "staging", "--keep", "1", env=env))
     assert runs[-1].returncode == 0 and "dry run" in runs[-1].stdout and "newest" in runs[-1].stdout
+    runs.append(inv("prune-backups", "--env", "staging", "--keep", "1", "--confirm", env=env))
+    assert runs[-1].returncode == 0 and "0 backup(s) deleted, 1 kept" in runs[-1].stdout
+    assert [u["Key"] for u in uploads(s3)] == ["cli/staging/running.dump"]  # younger than a day: left alone
     for r in runs:
         assert_no_secrets(r)
     for name in databases(pg_server):

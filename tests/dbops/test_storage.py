@@ -52,7 +52,7 @@ def test_local_writer_round_trip_and_abort(tmp_path: Path):
     w = store.open_writer("env/x.dump", part_size=5 * MiB)
     w.write(b"a" * 1000)
     assert store.list("env/") == []  # not visible until complete
-    assert store.incomplete_uploads("env/") == ["env/x.dump"]
+    assert [u.key for u in store.incomplete_uploads("env/")] == ["env/x.dump"]
     w.write(b"b" * 24)
     assert w.complete() == 1024
     assert [o.key for o in store.list("env/")] == ["env/x.dump"]
@@ -103,7 +103,7 @@ def test_s3_abort_leaves_no_multipart_upload(s3):
     store = s3_store(s3)
     w = store.open_writer(store.key("env", "gone.dump"), part_size=5 * MiB)
     w.write(os.urandom(6 * MiB))  # one part uploading
-    assert store.incomplete_uploads("pre/fix/") == ["pre/fix/env/gone.dump"]
+    assert [u.key for u in store.incomplete_uploads("pre/fix/")] == ["pre/fix/env/gone.dump"]
     w.abort()
     assert store.incomplete_uploads("pre/fix/") == []
     assert s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads") in (None, [])
