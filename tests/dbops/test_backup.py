@@ -412,3 +412,41 @@ def test_cli_backup_failures_are_clear_and_change_nothing(project, app_db, s3, c
     assert "hint:" in r.stderr
     assert_no_secrets(r)
     assert keys(s3) == [] and uploads(s3) == []
+
+
+def _inv_with_terminal(args: list[str], env: dict[str, str], typed: str) -> subprocess.CompletedProcess[str]:
+    """Run inv with a terminal as stdin (a pty) and type ``typed`` at the prompt."""
+    import pty
+
+    master, slave = pty.openpty()
+    full = {k: v for k, v in os.environ.items() if not k.endswith(("DATABASE_URL", "BACKUP_URL")) and k != "DBOPS_DB"}
+    full.update(env)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args], stdin=slave,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full)
+        os.write(master, typed.encode() + b"\n")
+        out, err = proc.communicate(timeout=300)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_cli_in_place_restore_asks_for_the_database_name(project, app_db, s3):
+    env = cli_env(project, app_db, s3)
+    assert inv("backup", "--env", "staging", "--quiet", env=env).returncode == 0
+    engine = postgres.make_engine(app_db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE created_later (id int)"))
+    engine.dispose()
+    args = ["restore", "--env", "staging", "--quiet", "--target-url", env["STAGING_DATABASE_URL"]]
+
+    wrong = _inv_with_terminal(args, env, "not-the-name")
+    assert wrong.returncode == 2 and "would replace the existing database" in wrong.stdout + wrong.stderr
+    assert "public.created_later" in snapshot(app_db)[1]  # nothing changed
+
+    right = _inv_with_terminal(args, env, app_db.database)
+    assert right.returncode == 0, right.stdout + right.stderr
+    assert "public.created_later" not in snapshot(app_db)[1]
+    for r in (wrong, right):
+        assert_no_secrets(r)
