@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dbops import postgres  # noqa: E402
 from dbops.dockerctl import _probe, engine_available  # noqa: E402
@@ -76,3 +77,40 @@ def forget_app_modules() -> None:
     for name in list(sys.modules):
         if name == "app" or name.startswith("app."):
             del sys.modules[name]
+
+
+# -- S3 (SeaweedFS) ----------------------------------------------------------
+from s3_server import ACCESS_KEY, SECRET_KEY, SeaweedS3  # noqa: E402
+
+S3_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION",
+               "AWS_DEFAULT_REGION", "AWS_PROFILE", "BACKUP_URL", "BACKUP_SSE")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """One SeaweedFS (``weed mini``) for the session, every port free; killed at the end.
+
+    Tests may ``stop()``/``start()`` it (the "S3 down mid-upload" test); the
+    fixture makes sure it runs again for the next test.
+    """
+    server = SeaweedS3(tmp_path_factory.mktemp("s3"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> SeaweedS3:
+    """The session S3 server, running and empty, with AWS_* variables pointing at it (BACKUP_URL not set)."""
+    if s3_server.proc is None or s3_server.proc.poll() is not None:
+        s3_server.start()
+    for key in S3_ENV_VARS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    s3_server.empty()
+    yield s3_server
+    if s3_server.proc is None or s3_server.proc.poll() is not None:
+        s3_server.start()

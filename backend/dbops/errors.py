@@ -132,6 +132,54 @@ class Aborted(DbopsError):
     exit_code = 1
 
 
+class StorageError(DbopsError):
+    """Object storage (S3 or the backup folder) failed or refused a request. Carries the store and operation."""
+
+    exit_code = 3
+
+    def __init__(self, store: str, operation: str, reason: str, *, hint: str | None = None, details: str | None = None):
+        super().__init__(f"{operation} failed on {store}: {reason}", hint=hint, details=details)
+        self.store = store
+        self.operation = operation
+        self.reason = reason
+
+
+class ClientTooOld(UsageError):
+    """A client program (pg_dump, pg_restore) is older than the server or archive it must handle."""
+
+    def __init__(self, program: str, path: str, client_major: int, needed_major: int, what: str, *, hint: str):
+        super().__init__(
+            f"{program} {client_major} ({path}) cannot handle {what} {needed_major}: "
+            f"{program} must be version {needed_major} or newer",
+            hint=hint,
+        )
+        self.program = program
+        self.path = path
+        self.client_major = client_major
+        self.needed_major = needed_major
+
+
+class ChecksumMismatch(CheckFailed):
+    """A backup's bytes do not match its manifest (sha256 or size)."""
+
+    def __init__(self, key: str, expected: str, actual: str, *, hint: str | None = None):
+        super().__init__(
+            f"backup {key} is corrupt: its manifest says {expected}, the stored object gives {actual}",
+            hint=hint,
+        )
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class ConfirmationRequired(Refused):
+    """An operation would replace a database; the caller must confirm by naming it."""
+
+    def __init__(self, database: str, message: str, *, hint: str):
+        super().__init__(message, hint=hint)
+        self.database = database
+
+
 def exit_code(exc: BaseException) -> int:
     """The process exit code for an exception reaching the edge."""
     if isinstance(exc, DbopsError):

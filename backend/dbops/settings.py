@@ -93,6 +93,20 @@ def mask_url(url: URL | str | None) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def _sse(raw: str | None, variable: str) -> str | None:
+    """BACKUP_SSE: AES256 (default), aws:kms, or off/none for stores that reject the header."""
+    if raw is None or raw.strip() == "":
+        return "AES256"
+    value = raw.strip()
+    if value.lower() in ("off", "none", "false", "0"):
+        return None
+    if value.upper() == "AES256":
+        return "AES256"
+    if value.lower() in ("aws:kms", "aws:kms:dsse"):
+        return value.lower()
+    raise ConfigError(variable, f"must be AES256, aws:kms or off, got {value!r}")
+
+
 def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     raw = environ.get(name)
     if raw is None or raw == "":
@@ -143,6 +157,14 @@ class Settings:
     docker_volume: str = "dbops-pgdata"
     #: backups: ``s3://bucket/prefix``, ``file://path`` or a path
     backup_url: str | None = None
+    #: S3 endpoint for non-AWS stores (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``); None: AWS
+    backup_endpoint_url: str | None = None
+    #: S3 region (``AWS_REGION`` / ``AWS_DEFAULT_REGION``); None: boto3's default
+    backup_region: str | None = None
+    #: server-side encryption for backup objects (``BACKUP_SSE``): AES256, aws:kms, or None (off)
+    backup_sse: str | None = "AES256"
+    #: upper bound for one pg_dump / pg_restore run (``DBOPS_BACKUP_TIMEOUT``, seconds)
+    backup_timeout_s: int = 6 * 3600
     health_url: str | None = None
     lock_timeout_ms: int = 5_000
     statement_timeout_ms: int = 600_000
@@ -187,7 +209,7 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, URL):
                 value = mask_url(value)
-            elif f.name in ("backup_url", "notify_webhook_url", "health_url") and value:
+            elif f.name in ("backup_url", "backup_endpoint_url", "notify_webhook_url", "health_url") and value:
                 value = _mask_userinfo(value)
             rows.append((f.name, "(not set)" if value is None else str(value)))
         return rows
@@ -255,6 +277,11 @@ def load_settings(
         )
 
     backup_url, _ = get("BACKUP_URL")
+    endpoint, _ = get("AWS_ENDPOINT_URL_S3")
+    endpoint = endpoint or get("AWS_ENDPOINT_URL")[0]
+    region = get("AWS_REGION")[0] or get("AWS_DEFAULT_REGION")[0]
+    sse_raw, sse_var = get("BACKUP_SSE")
+    sse = _sse(sse_raw, sse_var)
     health_url, _ = get("HEALTH_URL")
     webhook, _ = get("NOTIFY_WEBHOOK_URL")
     return Settings(
@@ -270,6 +297,10 @@ def load_settings(
         docker_container=environ.get("DBOPS_DOCKER_CONTAINER") or "dbops-postgres",
         docker_volume=environ.get("DBOPS_DOCKER_VOLUME") or "dbops-pgdata",
         backup_url=backup_url or (str(root / "backups") if env == "local" else None),
+        backup_endpoint_url=endpoint,
+        backup_region=region,
+        backup_sse=sse,
+        backup_timeout_s=_int(environ, "DBOPS_BACKUP_TIMEOUT", 6 * 3600, minimum=1),
         health_url=health_url,
         lock_timeout_ms=_int(environ, "DBOPS_LOCK_TIMEOUT_MS", 5_000, minimum=1),
         statement_timeout_ms=_int(environ, "DBOPS_STATEMENT_TIMEOUT_MS", 600_000, minimum=1),

