@@ -20,11 +20,7 @@ from scenarios import app, db, deploy_env  # noqa: F401  (fixtures)
 
 @pytest.fixture
 def s3_env(request):
-    pytest.importorskip("dbops.backup", reason="the backup layer (issue 4) is not merged yet")
-    try:
-        server = request.getfixturevalue("s3")
-    except pytest.FixtureLookupError:
-        pytest.skip("the s3 fixture (issue 4) is not merged yet")
+    server = request.getfixturevalue("s3")
     deploy_env = request.getfixturevalue("deploy_env")
     return server, {**deploy_env, "PROD_BACKUP_URL": "s3://dbops-backups/deploys"}
 
