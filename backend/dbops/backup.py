@@ -54,8 +54,9 @@ CHUNK = 1 * MiB
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFIED_SUFFIX = ".verified.json"
-_STAMP = "%Y%m%dT%H%M%SZ"
-_NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}Z)_(?P<revision>.+)\.dump$")
+#: UTC, to the microsecond: two backups in the same second get different keys
+_STAMP = "%Y%m%dT%H%M%S.%fZ"
+_NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}\.\d{6}Z)_(?P<revision>.+)\.dump$")
 
 
 # ---------------------------------------------------------------------------
@@ -309,7 +310,7 @@ def create_backup(
             started = _now()
             key = store.key(settings.env, f"{started.strftime(_STAMP)}_{revision}{DUMP_SUFFIX}")
             if store.size(key) is not None:  # two backups in the same second
-                raise UsageError(f"backup {key} already exists", hint="wait a second and run the backup again")
+                raise UsageError(f"backup {key} already exists", hint="run the backup again")
             size_of_part = part_size or part_size_for(db_size)
             stream = _stream_dump(settings, store, url, key, snapshot, conn, size_of_part, progress, on_part)
         finally:

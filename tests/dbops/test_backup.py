@@ -289,10 +289,10 @@ def test_local_folder_store_and_pruning_rules(project, app_db):
 
     import datetime as dt
 
-    recent = clone((dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).strftime("%Y%m%dT%H%M%SZ"))
-    old_verified = [clone("20200101T000000Z"), clone("20200102T000000Z"), clone("20200103T000000Z")]
-    old_unverified = clone("20200104T000000Z", verified=False)
-    old_incomplete = clone("20200105T000000Z", manifest=False, verified=False)
+    recent = clone((dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).strftime("%Y%m%dT%H%M%S.%fZ"))
+    old_verified = [clone("20200101T000000.000000Z"), clone("20200102T000000.000000Z"), clone("20200103T000000.000000Z")]
+    old_unverified = clone("20200104T000000.000000Z", verified=False)
+    old_incomplete = clone("20200105T000000.000000Z", manifest=False, verified=False)
     outside = folder / "prod" / "20200101T000000Z_x.dump"  # another environment's prefix
     outside.parent.mkdir()
     outside.write_bytes(b"not ours")
