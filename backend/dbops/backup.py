@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = "dbops-backup/1"
 CHUNK = 1 * MiB
+#: how much of pg_dump's output may wait while the store is being set up
+PREFETCH = 4 * MiB
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFIED_SUFFIX = ".verified.json"
@@ -219,6 +221,48 @@ class _InBackground(threading.Thread):
         return self.value
 
 
+class _Prefetch(threading.Thread):
+    """Reads pg_dump's output into a bounded queue, so pg_dump runs while the consumer is not ready yet."""
+
+    _EOF = b""
+
+    def __init__(self, proc, *, limit: int):
+        super().__init__(daemon=True, name="pg_dump-reader")
+        import queue
+
+        self.proc = proc
+        self.queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=max(1, limit // CHUNK))
+        self._stopped = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        import queue
+
+        while not self._stopped.is_set():
+            try:
+                item: bytes | BaseException = self.proc.read(CHUNK)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                item = exc
+            while not self._stopped.is_set():
+                try:
+                    self.queue.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, bytes) or item == self._EOF:
+                return
+
+    def read(self) -> bytes:
+        """The next chunk (b"" at the end); re-raises a read error."""
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
 class _Counter(threading.Thread):
     """Counts rows in the dump's snapshot while pg_dump streams (same transaction, so the counts match)."""
 
@@ -246,8 +290,9 @@ def database_url_for(settings: Settings) -> URL:
     """The environment's database, started if it is a local one; pooled endpoints refused before connecting."""
     from .servers import server_for
 
-    if settings.database_url is not None:
+    if settings.database_url is not None:  # create_backup checks it: refused if pooled, then connected once
         pgdump.refuse_pooled(settings.database_url)
+        return settings.database_url
     return server_for(settings).start()
 
 
@@ -286,18 +331,14 @@ def create_backup(
     ``on_part(number, size)`` is called after each part is stored.
     """
     pgdump.refuse_pooled(url)
-    # boto3's import, the client and the bucket check overlap the database checks below
-    store_ready = _InBackground(_checked_store, settings)
     server_version = postgres.check_connection(
         url, timeout=settings.connect_timeout_s,
         hint=f"check {settings.database_url_var} and that the server accepts connections from here",
     )
+    server_major = int(re.match(r"\d+", server_version).group(0))  # "18.4", "15.18 (Debian ...)"
     engine = postgres.make_engine(url, connect_timeout=settings.connect_timeout_s)
     try:
-        with engine.connect() as probe:
-            server_major = postgres.server_major(probe)
         dump_major, dump_version = pgdump.check_dump_client(server_major, server_version)
-        store = store_ready.result()
 
         conn = engine.connect().execution_options(isolation_level="REPEATABLE READ")
         try:
@@ -308,11 +349,24 @@ def create_backup(
             revision = "+".join(revisions) or "base"
             db_size = int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one())
             started = _now()
-            key = store.key(settings.env, f"{started.strftime(_STAMP)}_{revision}{DUMP_SUFFIX}")
-            if store.size(key) is not None:  # two backups in the same second
-                raise UsageError(f"backup {key} already exists", hint="run the backup again")
             size_of_part = part_size or part_size_for(db_size)
-            stream = _stream_dump(settings, store, url, key, snapshot, conn, size_of_part, progress, on_part)
+            # pg_dump starts while the store is still being set up (boto3's import and the bucket
+            # check take a few hundred ms); its first bytes wait in a small bounded buffer.
+            # Nothing is written to the store before the store check passed.
+            proc = pgdump.dump(url, timeout=settings.backup_timeout_s, snapshot=snapshot,
+                               compress=settings.backup_compression)
+            source = _Prefetch(proc, limit=PREFETCH)
+            store_ready = _InBackground(_checked_store, settings)  # boto3 import + bucket check, beside pg_dump
+            try:
+                store = store_ready.result()
+                key = store.key(settings.env, f"{started.strftime(_STAMP)}_{revision}{DUMP_SUFFIX}")
+                if store.size(key) is not None:  # two backups in the same microsecond
+                    raise UsageError(f"backup {key} already exists", hint="run the backup again")
+            except BaseException:
+                proc.kill()
+                source.stop()
+                raise
+            stream = _stream_dump(store, key, proc, source, conn, size_of_part, progress, on_part)
         finally:
             conn.close()
     finally:
@@ -333,6 +387,7 @@ def create_backup(
         "server_major": server_major,
         "pg_dump_version": dump_version,
         "pg_dump_major": dump_major,
+        "compression": settings.backup_compression,
         "database_size": db_size,
         "part_size": size_of_part,
         "sse": getattr(store, "sse", None),
@@ -350,20 +405,23 @@ def create_backup(
     return BackupResult(key, manifest_key, sha256, size, revision, manifest["duration_s"], store.describe(), manifest)
 
 
-def _stream_dump(settings, store, url, key, snapshot, conn, part_size, progress, on_part):
+def _stream_dump(store, key, proc, source, conn, part_size, progress, on_part):
     """pg_dump → sha256 → multipart writer; returns (sha256, size, row counts) after every check passed."""
     show = Progress() if progress else None
-    writer = store.open_writer(key, part_size=part_size, on_part=on_part)
-    proc = None
     try:
-        proc = pgdump.dump(url, timeout=settings.backup_timeout_s, snapshot=snapshot)
+        writer = store.open_writer(key, part_size=part_size, on_part=on_part)
+    except BaseException:
+        proc.kill()
+        source.stop()
+        raise
+    try:
         counter = _Counter(conn)
         counter.start()
         digest = hashlib.sha256()
         streamed = 0
         t0 = time.monotonic()
         while True:
-            chunk = proc.read(CHUNK)
+            chunk = source.read()
             if not chunk:
                 break
             digest.update(chunk)
@@ -377,8 +435,8 @@ def _stream_dump(settings, store, url, key, snapshot, conn, part_size, progress,
         if size != streamed:  # complete() checks the store's size against what it was given
             raise StorageError(store.describe(), f"checking {key}", f"{size} bytes stored, {streamed} streamed")
     except BaseException as exc:
-        if proc is not None:
-            proc.kill()
+        proc.kill()
+        source.stop()
         try:
             writer.abort()
         except StorageError as abort_exc:

@@ -182,9 +182,15 @@ class Restore(Streaming):
             return False
 
 
-def dump(url: URL, *, timeout: float, snapshot: str | None = None) -> Dump:
-    """Start ``pg_dump -Fc`` on ``url``; read the archive from the result's ``stdout``."""
+def dump(url: URL, *, timeout: float, snapshot: str | None = None, compress: str | None = None) -> Dump:
+    """Start ``pg_dump -Fc`` on ``url``; read the archive from the result's ``stdout``.
+
+    ``compress`` is pg_dump's ``--compress`` value (``1``: gzip level 1, what
+    backups use by default; None: pg_dump's default level).
+    """
     argv = [str(pgtools.find("pg_dump")), "--format=custom", "--no-password"]
+    if compress is not None:
+        argv.append(f"--compress={compress}")
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
     argv += pgtools.conninfo_args(url) + [pgtools.dbname_arg(url)]

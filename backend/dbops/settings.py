@@ -12,6 +12,7 @@ The full list of variables is documented in ``docs/configuration.md``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -107,6 +108,23 @@ def _sse(raw: str | None, variable: str) -> str | None:
     raise ConfigError(variable, f"must be AES256, aws:kms or off, got {value!r}")
 
 
+_COMPRESSION = re.compile(r"^(?:[0-9]|gzip(?::[1-9])?|none)$")
+
+
+def _compression(raw: str | None, variable: str) -> str:
+    """BACKUP_COMPRESSION: pg_dump's --compress value; default 1 (gzip level 1: fast, ~2% larger than level 6)."""
+    if raw is None or raw.strip() == "":
+        return "1"
+    value = raw.strip().lower()
+    if not _COMPRESSION.match(value):
+        raise ConfigError(
+            variable,
+            f"must be a gzip level 0-9, gzip:N or none, got {raw.strip()!r}",
+            hint="pg_dump's own --compress values; 1 (the default) is the fastest gzip level",
+        )
+    return value
+
+
 def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
     raw = environ.get(name)
     if raw is None or raw == "":
@@ -165,6 +183,8 @@ class Settings:
     backup_sse: str | None = "AES256"
     #: upper bound for one pg_dump / pg_restore run (``DBOPS_BACKUP_TIMEOUT``, seconds)
     backup_timeout_s: int = 6 * 3600
+    #: pg_dump --compress for backups (``BACKUP_COMPRESSION``): gzip level 1 by default
+    backup_compression: str = "1"
     health_url: str | None = None
     lock_timeout_ms: int = 5_000
     statement_timeout_ms: int = 600_000
@@ -282,6 +302,7 @@ def load_settings(
     region = get("AWS_REGION")[0] or get("AWS_DEFAULT_REGION")[0]
     sse_raw, sse_var = get("BACKUP_SSE")
     sse = _sse(sse_raw, sse_var)
+    compression = _compression(*get("BACKUP_COMPRESSION"))
     health_url, _ = get("HEALTH_URL")
     webhook, _ = get("NOTIFY_WEBHOOK_URL")
     return Settings(
@@ -300,6 +321,7 @@ def load_settings(
         backup_endpoint_url=endpoint,
         backup_region=region,
         backup_sse=sse,
+        backup_compression=compression,
         backup_timeout_s=_int(environ, "DBOPS_BACKUP_TIMEOUT", 6 * 3600, minimum=1),
         health_url=health_url,
         lock_timeout_ms=_int(environ, "DBOPS_LOCK_TIMEOUT_MS", 5_000, minimum=1),
