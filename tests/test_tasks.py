@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from invoke import Collection
 from invoke.loader import FilesystemLoader
 

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 FORMAT = "dbops-backup/1"
 CHUNK = 1 * MiB
 #: how much of pg_dump's output may wait while the store is being set up
-PREFETCH = 4 * MiB
+PREFETCH = 1 * MiB
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFIED_SUFFIX = ".verified.json"
@@ -331,13 +331,13 @@ def create_backup(
     ``on_part(number, size)`` is called after each part is stored.
     """
     pgdump.refuse_pooled(url)
-    server_version = postgres.check_connection(
-        url, timeout=settings.connect_timeout_s,
-        hint=f"check {settings.database_url_var} and that the server accepts connections from here",
-    )
-    server_major = int(re.match(r"\d+", server_version).group(0))  # "18.4", "15.18 (Debian ...)"
     engine = postgres.make_engine(url, connect_timeout=settings.connect_timeout_s)
     try:
+        server_version = postgres.check_connection(
+            url, engine=engine,
+            hint=f"check {settings.database_url_var} and that the server accepts connections from here",
+        )
+        server_major = int(re.match(r"\d+", server_version).group(0))  # "18.4", "15.18 (Debian ...)"
         dump_major, dump_version = pgdump.check_dump_client(server_major, server_version)
 
         conn = engine.connect().execution_options(isolation_level="REPEATABLE READ")

@@ -109,7 +109,7 @@ def check(settings: Settings, server: PostgresServer | None = None) -> Status:
     if s.diff_error:
         problems.append(f"drift could not be computed: {s.diff_error}")
     elif s.diffs:
-        problems.append(f"models differ from the database: " + "; ".join(describe_diff(d) for d in s.diffs))
+        problems.append("models differ from the database: " + "; ".join(describe_diff(d) for d in s.diffs))
     if problems:
         raise CheckFailed(
             "the database is not in sync: " + " / ".join(problems),

@@ -37,16 +37,22 @@ def _unreachable(url: URL, exc: BaseException, hint: str | None) -> DatabaseUnre
     return DatabaseUnreachable(mask_url(url), reason, hint=hint)
 
 
-def check_connection(url: URL, *, timeout: int = 10, hint: str | None = None) -> str:
-    """Connect once and return the server version string; raise DatabaseUnreachable otherwise."""
-    engine = make_engine(url, connect_timeout=timeout)
+def check_connection(url: URL, *, timeout: int = 10, hint: str | None = None, engine: Engine | None = None) -> str:
+    """Connect once and return the server version string; raise DatabaseUnreachable otherwise.
+
+    Pass ``engine`` to check through an engine the caller goes on using (its
+    dialect is then initialised once).
+    """
+    own = engine is None
+    engine = engine or make_engine(url, connect_timeout=timeout)
     try:
         with engine.connect() as conn:
             return conn.execute(sa.text("SHOW server_version")).scalar_one()
     except sa.exc.OperationalError as exc:
         raise _unreachable(url, exc, hint) from None
     finally:
-        engine.dispose()
+        if own:
+            engine.dispose()
 
 
 def wait_until_ready(url: URL, *, timeout: float = 60, what: str = "Postgres") -> str:

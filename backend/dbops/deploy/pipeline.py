@@ -11,12 +11,10 @@ report, prints a summary and notifies the webhook.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
@@ -195,7 +193,7 @@ def deploy(settings: Settings, opts: DeployOptions | None = None) -> Report:
             r.finish("nothing to deploy")
             console.ok(f"nothing to deploy: the database is at head {pf.head}")
             return r
-        console.say(f"pending: " + ", ".join(f"{p['revision']} ({p['doc']})" for p in r.pending))
+        console.say("pending: " + ", ".join(f"{p['revision']} ({p['doc']})" for p in r.pending))
 
         if not opts.plan:
             with r.step("backup") as st:
@@ -273,18 +271,10 @@ def deploy(settings: Settings, opts: DeployOptions | None = None) -> Report:
             r.failed_step, r.error = "internal", err.message
         if isinstance(exc, monitor.MonitorFailed):
             r.monitor = {"samples": exc.samples}
-        if isinstance(exc, LintFailed):
-            pass
         _after_failure(run, project, url, err, opts, lock)
         raise DeployFailed(r, err) from (exc if not isinstance(exc, DbopsError) else None)
     finally:
-        try:
-            run.finalize(conn)
-        finally:
-            if conn_cm is not None:
-                conn_cm.__exit__(None, None, None)
-            if lock is not None:
-                lock.release()
+        _close(run, conn, conn_cm, lock)
 
 
 def _dry_run(run: Run, project: Project, pf: preflight.Preflight, url: URL, *, allow_unsafe: bool) -> None:
@@ -463,13 +453,18 @@ def rollback_database(
                 r.recovery.append(f"inv restore --env {settings.env} --backup {r.backup_key}")
         raise DeployFailed(r, err) from (exc if not isinstance(exc, DbopsError) else None)
     finally:
-        try:
-            run.finalize(conn)
-        finally:
-            if conn_cm is not None:
-                conn_cm.__exit__(None, None, None)
-            if lock is not None:
-                lock.release()
+        _close(run, conn, conn_cm, lock)
+
+
+def _close(run: Run, conn, conn_cm, lock) -> None:
+    """Write the report, then let go of the connection and the deploy lock, whatever happened."""
+    try:
+        run.finalize(conn)
+    finally:
+        if conn_cm is not None:
+            conn_cm.__exit__(None, None, None)
+        if lock is not None:
+            lock.release()
 
 
 # -- the smaller commands ------------------------------------------------------------

@@ -29,7 +29,7 @@ from ..errors import DbopsError
 from ..migrations import Project
 from . import irreversible
 from .database import ThrowawayDatabase
-from .report import FAILED, OK, SKIPPED, UP_ONLY, RevisionResult
+from .report import FAILED, OK, UP_ONLY, RevisionResult
 from .runner import StepRunner
 
 SetupHook = Callable[[Connection], None]

@@ -16,7 +16,7 @@ from scenarios import app, db, deploy_env  # noqa: F401  (fixtures)
 
 
 def test_clean_deploy_end_to_end(project: Path, db, app, deploy_env, capsys):
-    path = add_revision(project, "a1", BASE, *ADD_PHONE, doc="add phone")
+    add_revision(project, "a1", BASE, *ADD_PHONE, doc="add phone")
     settings = settings_for(deploy_env)
 
     report = pipeline.deploy(settings, DeployOptions(monitor_seconds=1))
