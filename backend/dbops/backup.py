@@ -50,9 +50,10 @@ from .storage import MiB, Store, Upload, open_store, part_size_for
 log = logging.getLogger(__name__)
 
 FORMAT = "dbops-backup/1"
-CHUNK = 1 * MiB
-#: how much of pg_dump's output may wait while the store is being set up
-PREFETCH = 1 * MiB
+CHUNK = 256 * 1024
+#: how much of pg_dump's output may wait while the store is being set up (the
+#: upload's part buffers do not exist yet then); one chunk once streaming
+PREFETCH = 2 * MiB
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFIED_SUFFIX = ".verified.json"
@@ -252,6 +253,10 @@ class _Prefetch(threading.Thread):
             if not isinstance(item, bytes) or item == self._EOF:
                 return
 
+    def streaming(self) -> None:
+        """The upload is open: from now on at most one chunk waits (memory stays bounded by the parts)."""
+        self.queue.maxsize = 1
+
     def read(self) -> bytes:
         """The next chunk (b"" at the end); re-raises a read error."""
         item = self.queue.get()
@@ -414,6 +419,7 @@ def _stream_dump(store, key, proc, source, conn, part_size, progress, on_part):
         proc.kill()
         source.stop()
         raise
+    source.streaming()
     try:
         counter = _Counter(conn)
         counter.start()
