@@ -7,7 +7,6 @@ selection gives: embedded, docker or a URL.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -119,19 +118,17 @@ def check(settings: Settings, server: PostgresServer | None = None) -> Status:
     return st
 
 
-def local_backup(settings: Settings, url: URL, revision: str | None) -> Path:
-    """pg_dump -Fc of the local database into backups/ (the seed's "offer a backup")."""
-    from . import pgtools
+def local_backup(settings: Settings, url: URL) -> Path:
+    """Back up the local database into backups/ (the seed's "offer a backup") through the backup layer.
 
-    settings.backups_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = settings.backups_dir / f"local_{stamp}_{revision or 'base'}.dump"
-    pgtools.run(
-        [str(pgtools.find("pg_dump")), "-Fc", "-f", str(path), *pgtools.conninfo_args(url), pgtools.dbname_arg(url)],
-        timeout=600,
-        env=pgtools.libpq_env(url),
-    )
-    return path
+    Same format and manifest as every other backup, so ``inv backups`` lists
+    it and ``inv restore --env local --backup KEY`` brings it back.
+    """
+    from . import backup
+
+    local = settings.with_(env="local", backup_url=str(settings.backups_dir))
+    result = backup.create_backup(local, url, progress=False)
+    return settings.backups_dir / result.key
 
 
 def _round_trip(project: Project, conn: Connection, revision: str, before: schema.Snapshot) -> None:
@@ -209,12 +206,9 @@ def sync(
         for d in diffs:
             console.say(f"  - {describe_diff(d)}")
         proposed = message or message_for(diffs)
-        current = project.current(conn)
-        if conn.in_transaction():
-            conn.rollback()
         if not auto:
             if console.confirm("back up the local database to backups/ first?", default=True):
-                result.backup = local_backup(settings, server.url(), current[0] if current else None)
+                result.backup = local_backup(settings, server.url())
                 console.ok(f"backup written: {result.backup}")
             proposed = console.ask("migration message", default=proposed)
 

@@ -105,7 +105,8 @@ def test_interactive_mode_offers_backup_and_asks_for_message(project, fresh_db, 
     monkeypatch.setattr(sys, "stdin", Terminal("y\nadd a phone number to users\ny\n"))
     result = local.sync(settings)
     assert result.backup is not None and result.backup.stat().st_size > 0
-    assert result.backup.parent == project / "backups"
+    assert result.backup.parent == project / "backups" / "local"
+    assert result.backup.with_name(result.backup.name.replace(".dump", ".manifest.json")).is_file()
     assert result.message == "add a phone number to users"
     assert "add_a_phone_number_to_users" in result.generated.name
     assert "phone" in columns(fresh_db, "users")
