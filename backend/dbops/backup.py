@@ -342,7 +342,7 @@ def create_backup(
             url, engine=engine,
             hint=f"check {settings.database_url_var} and that the server accepts connections from here",
         )
-        server_major = int(re.match(r"\d+", server_version).group(0))  # "18.4", "15.18 (Debian ...)"
+        server_major = postgres.major_version(server_version)
         dump_major, dump_version = pgdump.check_dump_client(server_major, server_version)
 
         conn = engine.connect().execution_options(isolation_level="REPEATABLE READ")

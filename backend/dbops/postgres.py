@@ -7,6 +7,7 @@ a server (see :mod:`dbops.servers`).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -80,8 +81,9 @@ def wait_until_ready(url: URL, *, timeout: float = 60, what: str = "Postgres") -
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def server_major(conn: Connection) -> int:
-    return int(conn.execute(sa.text("SHOW server_version_num")).scalar_one()) // 10000
+def major_version(server_version: str) -> int:
+    """The major version in a ``SHOW server_version`` string: "18.4" -> 18, "15.18 (Debian ...)" -> 15."""
+    return int(re.match(r"\d+", server_version).group(0))
 
 
 @contextmanager
