@@ -14,11 +14,13 @@ from invoke import task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "backend"))
 
-# local and roundtrip load Alembic's machinery (~12 MB): imported in their tasks so `inv backup` stays lean
-from dbops import console  # noqa: E402
+# the step packages load Alembic's machinery (~12 MB): imported in their tasks so `inv backup` stays lean
 from dbops.cli import edge  # noqa: E402
+from dbops.console import Console, table  # noqa: E402
 from dbops.servers import server_for  # noqa: E402
 from dbops.settings import load_settings  # noqa: E402
+
+console = Console()  # TEMPORARY: the step tasks build their own Console once their rooms take a UI
 
 DB_HELP = "which Postgres: embedded | docker | url (default: url if DATABASE_URL is set, docker if it runs, else embedded)"
 
@@ -27,10 +29,10 @@ DB_HELP = "which Postgres: embedded | docker | url (default: url if DATABASE_URL
 @edge
 def db_up(c, db=None):
     """Start the local Postgres (embedded, docker, or check the URL) and print its URL."""
-    server = server_for(load_settings(provider=db))
+    ui, server = Console(), server_for(load_settings(provider=db))
     url = server.start()
-    console.ok(f"{server.describe()} is up (PostgreSQL {server.version()})")
-    console.say(url.render_as_string(hide_password=True))
+    ui.ok(f"{server.describe()} is up (PostgreSQL {server.version()})")
+    ui.say(url.render_as_string(hide_password=True))
 
 
 @task(help={"db": DB_HELP})
@@ -39,19 +41,18 @@ def db_down(c, db=None):
     """Stop the local Postgres; its data is kept (a URL database is left alone)."""
     server = server_for(load_settings(provider=db))
     server.stop()
-    console.ok(f"{server.name}: stopped" if server.owned else "url: not ours to stop; nothing done")
+    Console().ok(f"{server.name}: stopped" if server.owned else "url: not ours to stop; nothing done")
 
 
 @task(help={"db": DB_HELP})
 @edge
 def db_shell(c, db=None):
     """Open psql on the local database."""
-    from dbops import pgtools
+    from dbops.postgres import clients
 
-    server = server_for(load_settings(provider=db))
-    url = server.start()
-    argv = [str(pgtools.find("psql")), *pgtools.conninfo_args(url), pgtools.dbname_arg(url)]
-    os.execvpe(argv[0], argv, pgtools.libpq_env(url))
+    url = server_for(load_settings(provider=db)).start()
+    argv = [str(clients.find("psql")), *clients.conninfo_args(url), clients.dbname_arg(url)]
+    os.execvpe(argv[0], argv, clients.libpq_env(url))
 
 
 @task(help={"db": DB_HELP})
@@ -92,14 +93,13 @@ def sync(c, auto=False, check_only=False, force_recreate=False, yes=False, messa
 @edge
 def config(c, env="local", db=None):
     """Print the resolved settings for an environment, secrets masked."""
-    settings = load_settings(env, provider=db)
-    console.say(console.table(["setting", "value"], settings.describe()))
+    Console().say(table(["setting", "value"], load_settings(env, provider=db).describe()))
 
 
-ENV_HELP = "which environment: local | staging | prod (its <ENV>_DATABASE_URL and <ENV>_BACKUP_URL)"
+BACKUP_ENV_HELP = "which environment: local | staging | prod (its <ENV>_DATABASE_URL and <ENV>_BACKUP_URL)"
 
 
-@task(help={"env": ENV_HELP, "db": DB_HELP, "quiet": "no progress line"})
+@task(help={"env": BACKUP_ENV_HELP, "db": DB_HELP, "quiet": "no progress line"})
 @edge
 def backup(c, env="local", db=None, quiet=False):
     """Stream pg_dump (custom format) to BACKUP_URL, check it, and write its manifest; non-zero exit on any failure."""
@@ -110,7 +110,7 @@ def backup(c, env="local", db=None, quiet=False):
     console.ok(f"backup {result.key} ({result.size:,} bytes, sha256 {result.sha256[:12]}…) in {result.store}")
 
 
-@task(help={"env": ENV_HELP, "json": "print JSON instead of a table"})
+@task(help={"env": BACKUP_ENV_HELP, "json": "print JSON instead of a table"})
 @edge
 def backups(c, env="local", json=False):
     """List the environment's backups, newest first: time, revision, size, duration, verified."""
@@ -127,7 +127,7 @@ def backups(c, env="local", json=False):
 
 @task(
     help={
-        "env": ENV_HELP,
+        "env": BACKUP_ENV_HELP,
         "keep": "keep at least the newest N backups",
         "days": "also keep every backup younger than D days (at least 1)",
         "confirm": "really delete; without it this is a dry run",
@@ -145,7 +145,7 @@ def prune_backups(c, env="local", keep=7, days=None, confirm=False):
 
 @task(
     help={
-        "env": ENV_HELP,
+        "env": BACKUP_ENV_HELP,
         "backup": "the backup's key or file name (see `inv backups`), or latest",
         "target_url": "restore into this database URL (default: a new database beside the environment's)",
         "yes_i_know": "the name of the existing target database, confirming it is replaced",
@@ -171,7 +171,7 @@ def restore(c, env="local", backup="latest", target_url=None, yes_i_know=None, d
     console.ok(f"restored {result.key} into {result.target} (checksum ok, {result.duration_s:.1f}s)")
 
 
-@task(help={"env": ENV_HELP, "backup": "the backup's key or file name, or latest (default)", "quiet": "no progress"})
+@task(help={"env": BACKUP_ENV_HELP, "backup": "the backup's key or file name, or latest (default)", "quiet": "no progress"})
 @edge
 def verify_backup(c, env="local", backup="latest", quiet=False):
     """Restore a backup into a throwaway local Postgres, check tables and row counts, and mark it verified."""
@@ -275,9 +275,9 @@ def monitor(c, env="local", minutes=None, seconds=None):
 @edge
 def lint(c, env="local", revision=None):
     """Lint migration SQL with Squawk, one revision at a time; exit 1 on error-level findings."""
-    from dbops.deploy.pipeline import lint_pending
+    from dbops import dryrun
 
-    lint_pending(load_settings(env), list(revision or []))
+    dryrun.lint_pending(load_settings(env), list(revision or []), ui=Console())
 
 
 @task(help={"env": ENV_HELP, "revision": "the applied revision whose edited file is accepted"})
@@ -305,14 +305,14 @@ PYTHON_IMAGE_HELP = "base image of the build (default DBOPS_PYTHON_IMAGE or pyth
 @edge
 def image(c, tag="dbops-job:latest", python_image=None, s3=False, no_wheelhouse=False):
     """Build the job image: download the wheelhouse on this host, then docker build (offline inside)."""
-    from dbops import image as images
+    from dbops.containers import image as images
 
     root, base = load_settings().root, python_image or os.environ.get("DBOPS_PYTHON_IMAGE") or "python:3.11-slim"
     built = [images.build_job_image(root, tag=tag, python_image=base, wheelhouse=not no_wheelhouse)]
     if s3:
         built.append(images.build_s3_image(root, python_image=base, wheelhouse=not no_wheelhouse))
     for b in built:
-        console.ok(f"{b.tag}: {b.size_mb:.0f} MB ({b.id[7:19]}), built in {b.seconds:.0f}s")
+        Console().ok(f"{b.tag}: {b.size_mb:.0f} MB ({b.id[7:19]}), built in {b.seconds:.0f}s")
 
 
 @task(help={"services": "which services to start (default: db s3 app)", "build": "(re)build the images first"},
@@ -320,22 +320,20 @@ def image(c, tag="dbops-job:latest", python_image=None, s3=False, no_wheelhouse=
 @edge
 def compose_up(c, services=None, build=False):
     """Start the local stack with docker compose (db, s3, app); `migrate` waits for their health checks."""
-    from dbops import dockerctl
+    from dbops.containers.compose import compose
 
-    root = load_settings().root
-    dockerctl.compose(root, ["up", "-d", *(["--build"] if build else []), *(services or ["db", "s3", "app"])])
-    console.ok("stack is up; deploy into it: docker compose --profile migrate run --rm migrate")
+    compose(load_settings().root, ["up", "-d", *(["--build"] if build else []), *(services or ["db", "s3", "app"])])
+    Console().ok("stack is up; deploy into it: docker compose --profile migrate run --rm migrate")
 
 
 @task(help={"volumes": "also delete the stack's volumes (database and S3 data)"})
 @edge
 def compose_down(c, volumes=False):
     """Stop and remove the local compose stack (its data volumes stay unless --volumes)."""
-    from dbops import dockerctl
+    from dbops.containers.compose import compose
 
-    dockerctl.compose(load_settings().root, ["--profile", "migrate", "down", "--remove-orphans",
-                                            *(["--volumes"] if volumes else [])])
-    console.ok("stack removed" + (" with its volumes" if volumes else "; volumes kept"))
+    compose(load_settings().root, ["--profile", "migrate", "down", "--remove-orphans", *(["--volumes"] if volumes else [])])
+    Console().ok("stack removed" + (" with its volumes" if volumes else "; volumes kept"))
 
 
 @task(help={"env": "local | staging | prod: picks <ENV>_RENDER_* settings and the default command",
@@ -346,9 +344,10 @@ def compose_down(c, volumes=False):
 @edge
 def render_job(c, env="prod", service=None, command=None, timeout=None, poll=None):
     """Run the deploy as a Render one-off job and wait; exit 0 when it succeeded, 1 when it failed."""
-    from dbops import render
+    from dbops import render_api
 
-    config = render.RenderConfig.from_env(env, os.environ, service_id=service)
-    job = render.run_job(config, command or f"inv deploy --env {env}", timeout=float(timeout or 3600),
-                         poll_interval=float(poll or 5), on_status=lambda j: console.say(f"render job {j.id}: {j.status}"))
-    console.ok(f"render job {job.id} succeeded in {job.describe_duration()}")
+    ui = Console()
+    config = render_api.RenderConfig.from_env(env, os.environ, service_id=service)
+    job = render_api.run_job(config, command or f"inv deploy --env {env}", timeout=float(timeout or 3600),
+                             poll_interval=float(poll or 5), on_status=lambda j: ui.say(f"render job {j.id}: {j.status}"))
+    ui.ok(f"render job {job.id} succeeded in {job.describe_duration()}")

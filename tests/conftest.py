@@ -20,13 +20,13 @@ sys.path.insert(0, str(ROOT / "backend"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dbops import postgres  # noqa: E402
-from dbops.dockerctl import _probe, engine_available  # noqa: E402
+from dbops.containers.engine import engine_available, probe  # noqa: E402
 from dbops.servers.embedded import FAST_OPTIONS, EmbeddedServer  # noqa: E402
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("docker") and not engine_available():
-        why = f"no Docker engine ({_probe()})"
+        why = f"no Docker engine ({probe()})"
         if os.environ.get("DBOPS_REQUIRE_DOCKER") == "1":
             pytest.fail(f"{why}, and DBOPS_REQUIRE_DOCKER=1 says docker tests must run here")
         pytest.skip(why)

@@ -33,8 +33,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from . import pgdump, postgres
-from .console import Progress
+from . import postgres
+from .postgres import dump as pgdump
+from .console import TerminalProgress as Progress  # TEMPORARY
 from .errors import (
     ChecksumMismatch,
     CheckFailed,
@@ -44,7 +45,8 @@ from .errors import (
     ToolFailed,
     UsageError,
 )
-from .settings import Settings, mask_url, normalize_database_url
+from .redact import mask_url
+from .settings import Settings, normalize_database_url
 from .storage import MiB, Store, Upload, open_store, part_size_for
 
 log = logging.getLogger(__name__)
@@ -296,7 +298,7 @@ def database_url_for(settings: Settings) -> URL:
     from .servers import server_for
 
     if settings.database_url is not None:  # create_backup checks it: refused if pooled, then connected once
-        pgdump.refuse_pooled(settings.database_url)
+        postgres.refuse_pooled(settings.database_url, variable=settings.database_url_var)
         return settings.database_url
     return server_for(settings).start()
 
@@ -335,7 +337,7 @@ def create_backup(
     ``part_size`` overrides the size chosen from ``pg_database_size``;
     ``on_part(number, size)`` is called after each part is stored.
     """
-    pgdump.refuse_pooled(url)
+    postgres.refuse_pooled(url, variable=settings.database_url_var)
     engine = postgres.make_engine(url, connect_timeout=settings.connect_timeout_s)
     try:
         server_version = postgres.check_connection(

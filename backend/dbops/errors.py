@@ -94,6 +94,16 @@ class MigrationError(DbopsError):
     exit_code = 1
 
 
+class UpgradeFailed(MigrationError):
+    """The production upgrade failed. Carries the SQLSTATE and how many attempts were made."""
+
+    def __init__(self, message: str, *, sqlstate: str | None, attempts: int, details: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message, details=details, hint=hint)
+        self.sqlstate = sqlstate
+        self.attempts = attempts
+
+
 class ModelImportError(UsageError):
     """A models module failed to import. Carries the file."""
 
@@ -193,13 +203,15 @@ def exit_code(exc: BaseException) -> int:
 
 
 class PooledConnectionRefused(Refused):
-    """The database URL goes through a connection pooler (Neon ``-pooler``); migrations need a direct connection."""
+    """The database URL goes through a connection pooler; migrations and pg_dump need a direct connection."""
 
     def __init__(self, variable: str, pooled_host: str, direct_host: str):
         super().__init__(
-            f"{variable} points at the pooled host {pooled_host}; deploys need a direct (non-pooled) connection",
-            details="checked: the host name contains '-pooler' (Neon's PgBouncer endpoint), where session "
-            "advisory locks, SET lock_timeout and DDL transactions do not behave",
+            f"{variable} points at the pooled host {pooled_host}; deploys and backups need a direct "
+            "(non-pooled) connection",
+            details="checked: the host (Neon '-pooler', Supabase '.pooler.supabase.com') and the port (6543: "
+            "PgBouncer / Supavisor transaction mode), where session advisory locks, SET lock_timeout, DDL "
+            "transactions and pg_dump's snapshots do not behave",
             hint=f"use the direct host {direct_host} in {variable} (same user, password and database)",
         )
         self.variable = variable
@@ -297,3 +309,95 @@ class DeployFailed(DbopsError):
         )
         if cause is not None:
             self.exit_code = cause.exit_code
+
+
+# -- containers and the Render API ---------------------------------------------
+
+
+class DockerUnavailable(DbopsError):
+    """No Docker engine answers. Carries why not."""
+
+    exit_code = 3
+
+    def __init__(self, reason: str):
+        super().__init__(
+            f"no Docker engine answers ({reason})",
+            hint="start Docker (e.g. `sudo dockerd &` or Docker Desktop), or use --db embedded",
+        )
+        self.reason = reason
+
+
+class ImageBuildError(DbopsError):
+    """``docker build`` (or the wheelhouse before it) failed; ``details`` holds the tail of the build log."""
+
+    exit_code = 3
+
+
+class DockerJobTimeout(DbopsError):
+    """A one-shot container still ran at its deadline and was killed; ``details`` holds its output so far."""
+
+    exit_code = 3
+
+
+class ComposeUnavailable(DbopsError):
+    """Neither ``docker compose`` nor ``docker-compose`` is installed."""
+
+    exit_code = 3
+
+
+class RenderError(DbopsError):
+    """The Render API could not be used (network, unexpected answer). Exit 3."""
+
+    exit_code = 3
+
+
+class RenderAuthError(RenderError):
+    """401/403: the API key is wrong, revoked, or lacks access to the service."""
+
+
+class RenderServiceNotFound(RenderError):
+    """404: no service (or job) with that id for this API key."""
+
+
+class RenderJobTimeout(RenderError):
+    """The job did not finish within the wait."""
+
+
+class RenderJobFailed(CheckFailed):
+    """The job ran and ended ``failed`` or ``canceled``. Carries the job. Exit 1."""
+
+    def __init__(self, job):
+        super().__init__(
+            f"Render job {job.id} ended {job.status} after {job.describe_duration()} ({job.start_command!r})",
+            hint=f"read the job's log in the Render dashboard (service {job.service_id}, Jobs tab); "
+            "the deploy report is at its end",
+        )
+        self.job = job
+
+
+class MonitorFailed(CheckFailed):
+    """The app or the database went bad while being watched. Carries the samples."""
+
+    def __init__(self, reason: str, samples: list):
+        super().__init__(
+            f"monitoring failed: {reason}",
+            hint="check the application's logs and `inv monitor`; roll back if the new schema is the cause",
+        )
+        self.samples = samples
+
+
+class RoundTripFailed(CheckFailed):
+    """One or more round-trip checks failed. Carries the :class:`Report`. Exit 1."""
+
+    def __init__(self, report):
+        failed = report.failed_checks
+        names = ", ".join(c.name for c in failed)
+        details = []
+        for c in failed:
+            details.append(f"{c.name}: {c.message}")
+        super().__init__(
+            f"{len(failed)} of {len(report.checks)} round-trip checks failed ({names})",
+            details="\n".join(details),
+            hint=next((c.hint for c in failed if c.hint), None),
+        )
+        self.report = report

@@ -15,7 +15,7 @@ import httpx
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from .errors import HealthCheckFailed
-from .settings import _mask_userinfo
+from .redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ class HealthResult:
         return {"url": self.url, "ok": self.ok, "reason": self.reason, "status": self.status, "revision": self.revision}
 
 
-def mask(url: str) -> str:
-    return _mask_userinfo(url)
-
-
 def _revisions(body: object) -> list[str] | None:
     """The schema revision(s) a health body names, if any."""
     if not isinstance(body, dict):
@@ -52,7 +48,7 @@ def _revisions(body: object) -> list[str] | None:
 
 def check(url: str, *, expected_heads: list[str] | tuple[str, ...] | None = None, timeout: float = 5) -> HealthResult:
     """One GET of the health URL, judged: 200 and (if the body names it) the expected revision."""
-    shown = mask(url)
+    shown = mask_url(url)
     try:
         resp = httpx.get(url, timeout=timeout, follow_redirects=True)
     except httpx.HTTPError as exc:
@@ -75,7 +71,7 @@ def check(url: str, *, expected_heads: list[str] | tuple[str, ...] | None = None
 
 
 def _clean(text: str, url: str) -> str:
-    return text.replace(url, mask(url))
+    return text.replace(url, mask_url(url))
 
 
 def wait_healthy(

@@ -16,11 +16,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from . import console, postgres, schema
+from . import console, postgres
+from .postgres import catalog as schema
 from .errors import Aborted, CheckFailed, MigrationError, MultipleHeads, Refused
 from .migrations import Project, State, describe_diff, message_for
 from .servers import PostgresServer, UrlServer, server_for
-from .settings import Settings, mask_url
+from .redact import mask_url
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +157,12 @@ def _require_same(a: schema.Snapshot, b: schema.Snapshot, labels: tuple[str, str
         )
 
 
-def _show_lint(path: Path) -> None:
+def _show_lint(path: Path, ini: Path) -> None:
     """Show Squawk's findings for the generated revision, when the lint module is available."""
-    try:
-        from . import lint
-    except ImportError:
-        return
-    lint.show_for_revision_file(path)
+    from . import dryrun
+    from .console import Console
+
+    dryrun.lint_revision_file(path, ini, ui=Console())
 
 
 def sync(
@@ -224,7 +225,7 @@ def sync(
         result.generated, result.revision, result.message = path, script.revision, proposed
         console.ok(f"generated {path.relative_to(settings.root) if path.is_relative_to(settings.root) else path}")
         console.say(_operations(path))
-        _show_lint(path)
+        _show_lint(path, settings.alembic_ini)
 
         if not auto and not console.confirm("apply it to the local database now?", default=True):
             raise Aborted(

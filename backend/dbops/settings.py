@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .errors import ConfigError, UsageError
+from .redact import mask_url
 
 ENVIRONMENTS = ("local", "staging", "prod")
 PROVIDERS = ("embedded", "docker", "url")
@@ -82,22 +83,10 @@ def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL") -> URL:
     return url.set(drivername=DRIVER)
 
 
-def mask_url(url: URL | str | None) -> str:
-    """A URL with its password replaced by ``***``, safe to print."""
-    if url is None:
-        return "(not set)"
-    if isinstance(url, str):
-        try:
-            url = make_url(url)
-        except ArgumentError:
-            return "(unparseable URL)"
-    return url.render_as_string(hide_password=True)
-
-
 def _sse(raw: str | None, variable: str) -> str | None:
     """BACKUP_SSE: AES256 (default), aws:kms, or off/none for stores that reject the header."""
     if raw is None or raw.strip() == "":
-        return "AES256"
+        return _default("backup_sse")
     value = raw.strip()
     if value.lower() in ("off", "none", "false", "0"):
         return None
@@ -114,7 +103,7 @@ _COMPRESSION = re.compile(r"^(?:[0-9]|gzip(?::[1-9])?|none)$")
 def _compression(raw: str | None, variable: str) -> str:
     """BACKUP_COMPRESSION: pg_dump's --compress value; default 1 (gzip level 1: fast, ~2% larger than level 6)."""
     if raw is None or raw.strip() == "":
-        return "1"
+        return _default("backup_compression")
     value = raw.strip().lower()
     if not _COMPRESSION.match(value):
         raise ConfigError(
@@ -125,27 +114,16 @@ def _compression(raw: str | None, variable: str) -> str:
     return value
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    """A numeric variable, of the type of its default (a whole number for an int default)."""
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
+    kind, what = (int, "a whole number") if isinstance(default, int) else (float, "a number")
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(name, f"must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(environ: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+        raise ConfigError(name, f"must be {what}, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(name, f"must be at least {minimum:g}, got {value:g}")
     return value
@@ -189,20 +167,20 @@ class Settings:
     lock_timeout_ms: int = 5_000
     statement_timeout_ms: int = 600_000
     connect_timeout_s: int = 10
-    monitor_minutes: float = 10
+    monitor_minutes: float = 10.0
     notify_webhook_url: str | None = None
     #: deploy: how long a second deploy waits for the deploy lock
-    deploy_lock_wait_s: float = 60
+    deploy_lock_wait_s: float = 60.0
     #: deploy: attempts of the upgrade when it fails on lock_timeout (SQLSTATE 55P03)
     lock_retries: int = 3
     #: deploy: how long verify keeps retrying the health URL and the DB before it fails
-    verify_timeout_s: float = 60
+    verify_timeout_s: float = 60.0
     #: timeout of one health request
-    health_timeout_s: float = 5
+    health_timeout_s: float = 5.0
     #: monitor: seconds between polls
-    monitor_interval_s: float = 5
+    monitor_interval_s: float = 5.0
     #: monitor: a transaction open longer than this is reported
-    long_transaction_s: float = 300
+    long_transaction_s: float = 300.0
 
     def __post_init__(self) -> None:
         if self.alembic_ini is None:
@@ -213,6 +191,11 @@ class Settings:
     @property
     def is_local(self) -> bool:
         return self.env == "local"
+
+    @property
+    def connect_hint(self) -> str:
+        """The hint of a failed connection to the environment's database."""
+        return f"check {self.database_url_var} and that the server accepts connections from here"
 
     @property
     def backups_dir(self) -> Path:
@@ -227,26 +210,41 @@ class Settings:
         rows = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, URL):
+            if isinstance(value, URL) or (
+                f.name in ("backup_url", "backup_endpoint_url", "notify_webhook_url", "health_url") and value
+            ):
                 value = mask_url(value)
-            elif f.name in ("backup_url", "backup_endpoint_url", "notify_webhook_url", "health_url") and value:
-                value = _mask_userinfo(value)
-            rows.append((f.name, "(not set)" if value is None else str(value)))
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            rows.append((f.name, "(not set)" if value is None else shown))
         return rows
 
 
-def _mask_userinfo(url: str) -> str:
-    """Hide ``user:password@`` and query strings (webhook tokens) in a generic URL."""
-    from urllib.parse import urlsplit, urlunsplit
+#: numeric settings: field -> (variable, minimum); each default is the field's own, in :class:`Settings`
+_NUMBERS = {
+    "embedded_port": ("DBOPS_EMBEDDED_PORT", 0),
+    "backup_timeout_s": ("DBOPS_BACKUP_TIMEOUT", 1),
+    "lock_timeout_ms": ("DBOPS_LOCK_TIMEOUT_MS", 1),
+    "statement_timeout_ms": ("DBOPS_STATEMENT_TIMEOUT_MS", 1),
+    "connect_timeout_s": ("DBOPS_CONNECT_TIMEOUT", 1),
+    "monitor_minutes": ("DBOPS_MONITOR_MINUTES", 0),
+    "deploy_lock_wait_s": ("DBOPS_DEPLOY_LOCK_WAIT", 0),
+    "lock_retries": ("DBOPS_LOCK_RETRIES", 1),
+    "verify_timeout_s": ("DBOPS_VERIFY_TIMEOUT", 0),
+    "health_timeout_s": ("DBOPS_HEALTH_TIMEOUT", 0.1),
+    "monitor_interval_s": ("DBOPS_MONITOR_INTERVAL", 0.1),
+    "long_transaction_s": ("DBOPS_LONG_TRANSACTION", 1),
+}
+#: text settings: field -> variable
+_TEXTS = {
+    "postgres_image": "DBOPS_POSTGRES_IMAGE",
+    "docker_container": "DBOPS_DOCKER_CONTAINER",
+    "docker_volume": "DBOPS_DOCKER_VOLUME",
+}
 
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    path = parts.path
-    if parts.scheme in ("http", "https") and "hooks" in parts.netloc + path:
-        path = "/***"  # webhook URLs carry their token in the path
-    return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
+
+def _default(name: str):
+    """The default of a :class:`Settings` field: the one place defaults are written."""
+    return Settings.__dataclass_fields__[name].default
 
 
 def load_settings(
@@ -313,26 +311,13 @@ def load_settings(
         database_url=database_url,
         database_url_var=url_var,
         state_dir=Path(environ["DBOPS_STATE_DIR"]).resolve() if environ.get("DBOPS_STATE_DIR") else None,
-        embedded_port=_int(environ, "DBOPS_EMBEDDED_PORT", 54329),
-        postgres_image=environ.get("DBOPS_POSTGRES_IMAGE") or "postgres:16",
-        docker_container=environ.get("DBOPS_DOCKER_CONTAINER") or "dbops-postgres",
-        docker_volume=environ.get("DBOPS_DOCKER_VOLUME") or "dbops-pgdata",
         backup_url=backup_url or (str(root / "backups") if env == "local" else None),
         backup_endpoint_url=endpoint,
         backup_region=region,
         backup_sse=sse,
         backup_compression=compression,
-        backup_timeout_s=_int(environ, "DBOPS_BACKUP_TIMEOUT", 6 * 3600, minimum=1),
         health_url=health_url,
-        lock_timeout_ms=_int(environ, "DBOPS_LOCK_TIMEOUT_MS", 5_000, minimum=1),
-        statement_timeout_ms=_int(environ, "DBOPS_STATEMENT_TIMEOUT_MS", 600_000, minimum=1),
-        connect_timeout_s=_int(environ, "DBOPS_CONNECT_TIMEOUT", 10, minimum=1),
-        monitor_minutes=_float(environ, "DBOPS_MONITOR_MINUTES", 10),
         notify_webhook_url=webhook,
-        deploy_lock_wait_s=_float(environ, "DBOPS_DEPLOY_LOCK_WAIT", 60),
-        lock_retries=_int(environ, "DBOPS_LOCK_RETRIES", 3, minimum=1),
-        verify_timeout_s=_float(environ, "DBOPS_VERIFY_TIMEOUT", 60),
-        health_timeout_s=_float(environ, "DBOPS_HEALTH_TIMEOUT", 5, minimum=0.1),
-        monitor_interval_s=_float(environ, "DBOPS_MONITOR_INTERVAL", 5, minimum=0.1),
-        long_transaction_s=_float(environ, "DBOPS_LONG_TRANSACTION", 300, minimum=1),
+        **{name: _number(environ, var, _default(name), minimum=low) for name, (var, low) in _NUMBERS.items()},
+        **{name: environ.get(var) or _default(name) for name, var in _TEXTS.items()},
     )

@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 from s3_server import ACCESS_KEY, BUCKETS, SECRET_KEY
 
-from dbops import backup, pgtools, postgres
+from dbops import backup, postgres
+from dbops.postgres import clients as pgtools
 from dbops.errors import ChecksumMismatch, CheckFailed, ConfirmationRequired, StorageError
 from dbops.migrations import Project
 from dbops.settings import load_settings

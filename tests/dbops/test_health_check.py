@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dbops import health, notify
+from dbops import health, webhook as notify
 from dbops.errors import HealthCheckFailed
 
 

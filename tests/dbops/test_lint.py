@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dbops import lint
+from dbops import dryrun, squawk
+from dbops.console import Console
 from dbops.migrations import Project
 
 BASE = "dc524d74cab6"
@@ -27,14 +28,14 @@ op.create_table('tags', sa.Column('id', sa.BigInteger(), primary_key=True), sa.C
 op.add_column('tags', sa.Column('slug', sa.Text(), nullable=False))
 op.create_index('ix_tags_name', 'tags', ['name'])
 """)
-    _, findings = lint.lint_revisions(Project(project / "alembic.ini"), ["n1"])
-    assert not [f for f in findings if f.is_error], lint.render_findings(findings)
+    findings = dryrun.lint_revisions(Project(project / "alembic.ini"), ["n1"]).findings
+    assert not [f for f in findings if f.is_error], squawk.render_findings(findings)
     # the same statements on a live table are errors, with their revision and the safer way
     _revision(project, "n2", "n1", """
 op.add_column('users', sa.Column('slug', sa.Text(), nullable=False))
 op.create_index('ix_users_name', 'users', ['name'])
 """)
-    _, findings = lint.lint_revisions(Project(project / "alembic.ini"), ["n1", "n2"])
+    findings = dryrun.lint_revisions(Project(project / "alembic.ini"), ["n1", "n2"]).findings
     errors = {f.rule: f for f in findings if f.is_error}
     assert set(errors) == {"adding-required-field", "require-concurrent-index-creation"}
     assert all(f.revision == "n2" for f in errors.values())
@@ -44,14 +45,14 @@ op.create_index('ix_users_name', 'users', ['name'])
 
 def test_squawk_alone_sees_a_new_table_only_within_one_input():
     sql = "CREATE TABLE t (id bigint);\nCREATE INDEX ix_t ON t (id);\n"
-    assert not [f for f in lint.lint_sql(sql) if f.rule == "require-concurrent-index-creation"]
+    assert not [f for f in squawk.lint_sql(sql) if f.rule == "require-concurrent-index-creation"]
     # split across two inputs (what linting the whole dry run at once per statement would do), it is a finding
-    assert [f.rule for f in lint.lint_sql("CREATE INDEX ix_t ON t (id);\n") if f.is_error] == ["require-concurrent-index-creation"]
+    assert [f.rule for f in squawk.lint_sql("CREATE INDEX ix_t ON t (id);\n") if f.is_error] == ["require-concurrent-index-creation"]
 
 
 def test_show_for_revision_file_prints_the_findings(project: Path, capsys):
     path = _revision(project, "n1", BASE, "op.drop_column('users', 'name')")
-    findings = lint.show_for_revision_file(path, ini=project / "alembic.ini")
+    findings = dryrun.lint_revision_file(path, project / "alembic.ini", ui=Console())
     out = capsys.readouterr().out
     assert [f.rule for f in findings if f.is_error] == ["ban-drop-column"]
     assert "[error] n1" in out and "ban-drop-column" in out and "expand/contract" in out
@@ -61,7 +62,7 @@ def test_dry_run_sql_marks_revision_boundaries(project: Path):
     _revision(project, "n1", BASE, "op.add_column('users', sa.Column('a', sa.Text()))")
     _revision(project, "n2", "n1", "op.add_column('users', sa.Column('b', sa.Text()))")
     proj = Project(project / "alembic.ini")
-    sqls, _ = lint.lint_revisions(proj, ["n1", "n2"])
-    text = lint.render_sql(proj, sqls)
+    sqls = dryrun.lint_revisions(proj, ["n1", "n2"]).sql
+    text = dryrun.render_sql(proj, sqls)
     assert text.index("-- ==== revision n1") < text.index("ADD COLUMN a") < text.index("-- ==== revision n2") < text.index("ADD COLUMN b")
     assert "ADD COLUMN b" not in sqls["n1"]

@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from dbops import pgdump, pgtools, postgres
+from dbops import postgres
+from dbops.postgres import clients as pgtools, dump as pgdump
 from dbops.errors import ClientTooOld, Refused, ToolFailed
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
@@ -68,14 +69,14 @@ def test_older_pg_dump_is_refused_up_front_with_the_fix(pg_bin, pg_server):
 )
 def test_pooled_endpoints_are_refused_naming_the_direct_host(url, direct):
     with pytest.raises(Refused) as info:
-        pgdump.refuse_pooled(make_url(url))
+        postgres.refuse_pooled(make_url(url))
     assert direct in info.value.hint
     assert "pw" not in info.value.render().replace("pooler", "")
 
 
 def test_direct_hosts_pass():
-    pgdump.refuse_pooled(make_url("postgresql://u:pw@ep-cool-sun-123456.eu-central-1.aws.neon.tech/app"))
-    pgdump.refuse_pooled(make_url("postgresql://u@127.0.0.1:5432/app"))
+    postgres.refuse_pooled(make_url("postgresql://u:pw@ep-cool-sun-123456.eu-central-1.aws.neon.tech/app"))
+    postgres.refuse_pooled(make_url("postgresql://u@127.0.0.1:5432/app"))
 
 
 def test_dump_streams_into_pg_restore_list(fresh_db):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dbops import render
+from dbops import render_api as render
 from dbops.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

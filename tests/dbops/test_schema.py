@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbops import postgres, schema
+from dbops import postgres
+from dbops.postgres import catalog as schema
 
 
 @pytest.fixture

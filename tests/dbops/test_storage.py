@@ -10,7 +10,9 @@ from s3_server import BUCKETS, SECRET_KEY
 
 from dbops.errors import ConfigError, StorageError
 from dbops.settings import load_settings
-from dbops.storage import MAX_PARTS, MiB, LocalStore, S3Store, open_store, parse_backup_url, part_size_for
+from dbops.storage import MAX_PARTS, MiB, open_store, parse_backup_url, part_size_for
+from dbops.storage.folder import LocalStore
+from dbops.storage.s3 import S3Store
 
 BUCKET = BUCKETS[0]
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dbops import image, postgres
+from dbops import postgres
+from dbops.containers import image
 from dbops.servers.docker import DockerServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dbops import dockerctl, image
+from dbops.containers import image
+from dbops.containers.compose import compose
 
 pytestmark = pytest.mark.docker
 
@@ -49,10 +50,10 @@ def stack(job_image):
         "DB_PORT": str(free_port()), "S3_PORT": str(free_port()), "APP_PORT": str(app_port),
     }
     try:
-        dockerctl.compose(ROOT, ["up", "-d", "db", "s3", "app"], env=env, project=project, capture=True)
+        compose(ROOT, ["up", "-d", "db", "s3", "app"], env=env, project=project, capture=True)
         yield env, project, f"http://127.0.0.1:{app_port}/api/health"
     finally:
-        dockerctl.compose(ROOT, ["--profile", "migrate", "down", "--volumes", "--remove-orphans"], env=env,
+        compose(ROOT, ["--profile", "migrate", "down", "--volumes", "--remove-orphans"], env=env,
                           project=project, capture=True)
 
 
@@ -68,7 +69,7 @@ def test_compose_migrate_profile_deploys_into_the_stack(stack):
             time.sleep(0.5)
     assert code == 503 and body["schema"] == "not at head"
 
-    run = dockerctl.compose(ROOT, ["--profile", "migrate", "run", "--rm", "migrate"], env=env, project=project,
+    run = compose(ROOT, ["--profile", "migrate", "run", "--rm", "migrate"], env=env, project=project,
                             capture=True, timeout=600)
     out = run.stdout + run.stderr
     assert "deploy --env local" in out, out
@@ -76,6 +77,6 @@ def test_compose_migrate_profile_deploys_into_the_stack(stack):
     code, body = health(health_url)
     assert code == 200 and body["schema"] == "at head", body
 
-    again = dockerctl.compose(ROOT, ["--profile", "migrate", "run", "--rm", "migrate"], env=env, project=project,
+    again = compose(ROOT, ["--profile", "migrate", "run", "--rm", "migrate"], env=env, project=project,
                               capture=True, timeout=600)
     assert "nothing to deploy" in again.stdout + again.stderr

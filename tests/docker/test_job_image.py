@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from dbops import dockerctl
+from dbops.containers import engine as dockerctl
 
 pytestmark = pytest.mark.docker
 

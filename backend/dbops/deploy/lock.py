@@ -95,7 +95,7 @@ class DeployLock:
             self._conn = self._engine.connect()
         except sa.exc.OperationalError as exc:
             self._engine.dispose()
-            raise postgres._unreachable(self.url, exc, None) from None
+            raise postgres.unreachable(self.url, exc, None) from None
         start = time.monotonic()
         retrying = Retrying(
             stop=stop_after_delay(self.wait_s),

@@ -17,20 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from .. import health, postgres
-from ..console import Progress
-from ..errors import CheckFailed
+from ..console import TerminalProgress as Progress  # TEMPORARY
+from ..errors import MonitorFailed
 from ..migrations import Project
-
-
-class MonitorFailed(CheckFailed):
-    """The app or the database went bad while being watched. Carries the samples."""
-
-    def __init__(self, reason: str, samples: list):
-        super().__init__(
-            f"monitoring failed: {reason}",
-            hint="check the application's logs and `inv monitor`; roll back if the new schema is the cause",
-        )
-        self.samples = samples
 
 
 @dataclass
@@ -112,7 +101,7 @@ def watch(
             if sorted(s.revision) != sorted(heads):
                 s.problem = s.problem or f"database is at {', '.join(s.revision) or '(empty)'}, not head {', '.join(heads)}"
         except sa.exc.SQLAlchemyError as exc:
-            s.problem = s.problem or f"database unreachable: {postgres._unreachable(url, exc, None).reason}"
+            s.problem = s.problem or f"database unreachable: {postgres.unreachable(url, exc, None).reason}"
         samples.append(s)
         result.samples += 1
         result.last = asdict(s)

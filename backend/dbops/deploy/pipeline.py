@@ -19,10 +19,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from .. import console, lint, notify, postgres
-from ..errors import DbopsError, DeployFailed, LintFailed
+from .. import console, dryrun, postgres, squawk, webhook
+from ..errors import DbopsError, DeployFailed, LintFailed, UpgradeFailed
 from ..migrations import Project
-from ..settings import Settings, mask_url
+from ..redact import mask_url
+from ..settings import Settings
 from . import backup_step, checksums, history, monitor, preflight, rollback, upgrade, verify
 from .lock import DeployLock, holder_name
 from .report import Report
@@ -64,7 +65,7 @@ def _connection(settings: Settings, url: URL, name: str) -> Iterator[Connection]
         try:
             conn = engine.connect()
         except sa.exc.OperationalError as exc:
-            raise postgres._unreachable(
+            raise postgres.unreachable(
                 url, exc, f"check {settings.database_url_var} and that the server accepts connections from here"
             ) from None
         with conn:
@@ -130,7 +131,7 @@ class Run:
                 history.finish(conn, self.history_id, r.outcome, r.revision_after, r.as_dict())
             except sa.exc.SQLAlchemyError as exc:
                 r.warnings.append(f"could not record the run in {history.TABLE}: {type(exc).__name__}")
-        r.notify_error = notify.send(self.settings.notify_webhook_url, _notification(r))
+        r.notify_error = webhook.send(self.settings.notify_webhook_url, _notification(r))
         if r.notify_error:
             r.warnings.append(f"notification failed: {r.notify_error}")
         path = r.write(self.settings.backups_dir, self.stem)
@@ -228,8 +229,8 @@ def deploy(settings: Settings, opts: DeployOptions | None = None) -> Report:
                     project, conn, attempts=settings.lock_retries, lock_timeout_ms=settings.lock_timeout_ms,
                     statement_timeout_ms=settings.statement_timeout_ms, on_retry=on_retry,
                 )
-            except DbopsError as exc:
-                r.upgrade_attempts = getattr(exc, "attempts", r.upgrade_attempts)
+            except UpgradeFailed as exc:
+                r.upgrade_attempts = exc.attempts
                 raise
             checksums.record(conn, project, [p["revision"] for p in r.pending] + pf.unrecorded)
             st.detail = f"applied {len(r.pending)} revision(s) in {r.upgrade_attempts} attempt(s)"
@@ -281,13 +282,14 @@ def _dry_run(run: Run, project: Project, pf: preflight.Preflight, url: URL, *, a
     r = run.report
     revisions = [s.revision for s in pf.pending]
     major = pf.server_version.split()[0]
-    sqls, findings = lint.lint_revisions(project, revisions, pg_version=major)
-    text = lint.render_sql(project, sqls)
+    run_ = dryrun.lint_revisions(project, revisions, pg_version=major)
+    sqls, findings = run_.sql, run_.findings
+    text = dryrun.render_sql(project, sqls)
     r.dry_run_sql = run.save(f"{run.stem}.sql", text)
     r.lint = [f.as_dict() for f in findings]
     console.heading(f"dry run: the SQL of {len(revisions)} revision(s) (saved to {r.dry_run_sql})")
     console.say(text)
-    console.say(lint.render_findings(findings))
+    console.say(squawk.render_findings(findings))
     errors = [f for f in findings if f.is_error]
     if errors:
         if allow_unsafe:
@@ -296,7 +298,7 @@ def _dry_run(run: Run, project: Project, pf: preflight.Preflight, url: URL, *, a
         else:
             raise LintFailed(
                 findings,
-                details=lint.render_findings(errors),
+                details=squawk.render_findings(errors),
                 hint="rewrite the migration the safer way shown above (a new revision before it is deployed), "
                 "or pass --allow-unsafe after deciding the lock/data risk is acceptable",
             )
@@ -328,9 +330,7 @@ def _plan_text(settings: Settings, r: Report, opts: DeployOptions) -> str:
 
 
 def _masked(url: str) -> str:
-    from ..settings import _mask_userinfo
-
-    return _mask_userinfo(url)
+    return mask_url(url)
 
 
 def _after_failure(run: Run, project: Project, url: URL | None, err: DbopsError, opts: DeployOptions,
@@ -482,27 +482,6 @@ def monitor_only(settings: Settings, *, seconds: float) -> monitor.MonitorResult
         health_url=settings.health_url, health_timeout=settings.health_timeout_s,
         long_transaction_s=settings.long_transaction_s, connect_timeout=settings.connect_timeout_s,
     )
-
-
-def lint_pending(settings: Settings, revisions: list[str] | None = None) -> list[lint.Finding]:
-    """``inv lint``: lint the given revisions, or those pending on the environment's database."""
-    project = Project(settings.alembic_ini)
-    if not revisions:
-        url = target_url(settings, need_backup=False, need_health=False)
-        with _connection(settings, url, "dbops lint") as conn:
-            revisions = [s.revision for s in project.pending(project.current(conn))]
-        if not revisions:
-            console.ok("nothing pending: no SQL to lint")
-            return []
-    else:
-        revisions = [project.revision(r).revision for r in revisions]
-    sqls, findings = lint.lint_revisions(project, revisions)
-    console.say(lint.render_sql(project, sqls))
-    console.say(lint.render_findings(findings))
-    errors = [f for f in findings if f.is_error]
-    if errors:
-        raise LintFailed(findings, hint="rewrite the statements the safer way shown above before deploying")
-    return findings
 
 
 def accept_migration_change(settings: Settings, revision: str) -> tuple[str | None, str]:

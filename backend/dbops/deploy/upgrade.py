@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..errors import MigrationError
+from ..errors import UpgradeFailed
 from ..migrations import Project
+from ..redact import reason
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def run(
     statement_timeout_ms: int,
     on_retry: Callable[[int, str], None] | None = None,
 ) -> int:
-    """Upgrade to ``target``; returns how many attempts it took. Raises MigrationError (with SQLSTATE)."""
+    """Upgrade to ``target``; returns how many attempts it took. Raises UpgradeFailed (with SQLSTATE and attempts)."""
     set_timeouts(conn, lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms)
     backoff = min(max(lock_timeout_ms / 1000, 0.1), 2.0)
     count = 0
@@ -73,7 +74,7 @@ def run(
 
     def before_sleep(state) -> None:
         exc = state.outcome.exception()
-        msg = _first_line(exc)
+        msg = reason(exc)
         log.warning("upgrade attempt %d hit lock_timeout: %s", state.attempt_number, msg)
         if on_retry:
             on_retry(state.attempt_number, msg)
@@ -92,28 +93,23 @@ def run(
             conn.rollback()
         code = sqlstate(exc)
         if code == LOCK_NOT_AVAILABLE:
-            err = MigrationError(
+            err = UpgradeFailed(
                 f"the upgrade could not get its table lock within lock_timeout={lock_timeout_ms}ms, "
                 f"{count} attempt(s) (SQLSTATE 55P03)",
-                details=_first_line(exc),
+                sqlstate=code, attempts=count,
+                details=reason(exc),
                 hint="a long transaction holds a lock on the table: find it with `inv monitor` or pg_stat_activity, "
                 "let it finish (or end it), then deploy again; DBOPS_LOCK_TIMEOUT_MS / DBOPS_LOCK_RETRIES tune this",
             )
         elif code == QUERY_CANCELED:
-            err = MigrationError(
+            err = UpgradeFailed(
                 f"a migration statement ran longer than statement_timeout={statement_timeout_ms}ms (SQLSTATE 57014)",
-                details=_first_line(exc),
+                sqlstate=code, attempts=count,
+                details=reason(exc),
                 hint="raise DBOPS_STATEMENT_TIMEOUT_MS for this deploy, or split the slow statement",
             )
         else:
-            err = MigrationError(f"the migration failed (SQLSTATE {code or '?'}): {_first_line(exc)}")
-        err.attempts = count  # type: ignore[attr-defined]
+            err = UpgradeFailed(f"the migration failed (SQLSTATE {code or '?'}): {reason(exc)}",
+                                sqlstate=code, attempts=count)
         raise err from exc
     return count
-
-
-def _first_line(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 
 from .. import postgres
 from ..servers.embedded import FAST_OPTIONS, EmbeddedServer
-from ..settings import mask_url
+from ..redact import mask_url
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import console
-from ..errors import CheckFailed
 
 OK = "ok"
 FAILED = "failed"
@@ -124,20 +123,3 @@ def _ms(value: float | None) -> str:
 def _short(text: str, width: int = 40) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-class RoundTripFailed(CheckFailed):
-    """One or more round-trip checks failed. Carries the :class:`Report`. Exit 1."""
-
-    def __init__(self, report: Report):
-        failed = report.failed_checks
-        names = ", ".join(c.name for c in failed)
-        details = []
-        for c in failed:
-            details.append(f"{c.name}: {c.message}")
-        super().__init__(
-            f"{len(failed)} of {len(report.checks)} round-trip checks failed ({names})",
-            details="\n".join(details),
-            hint=next((c.hint for c in failed if c.hint), None),
-        )
-        self.report = report

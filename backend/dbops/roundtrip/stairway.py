@@ -23,8 +23,9 @@ import sqlalchemy as sa
 from alembic.script import Script
 from sqlalchemy.engine import Connection
 
-from .. import postgres, schema
-from ..console import Progress
+from .. import postgres
+from ..postgres import catalog as schema
+from ..console import TerminalProgress as Progress  # TEMPORARY
 from ..errors import DbopsError
 from ..migrations import Project
 from . import irreversible

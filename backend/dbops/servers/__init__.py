@@ -7,14 +7,19 @@ the same to callers: ``start()`` returns a connection URL.
 
 from __future__ import annotations
 
-from ..dockerctl import engine_available
+from sqlalchemy.engine import URL
+
+from ..containers.engine import engine_available
+from ..errors import ConfigError
+from ..postgres import refuse_pooled
 from ..settings import Settings
 from .base import PostgresServer
 from .docker import DockerServer
 from .embedded import EmbeddedServer
 from .url import UrlServer
 
-__all__ = ["PostgresServer", "EmbeddedServer", "DockerServer", "UrlServer", "choose_provider", "server_for"]
+__all__ = ["PostgresServer", "EmbeddedServer", "DockerServer", "UrlServer", "choose_provider", "environment_url",
+           "server_for"]
 
 
 def choose_provider(settings: Settings) -> str:
@@ -26,6 +31,20 @@ def choose_provider(settings: Settings) -> str:
     if engine_available():
         return "docker"
     return "embedded"
+
+
+def environment_url(settings: Settings) -> URL:
+    """The environment's database URL: ``<ENV>_DATABASE_URL`` (pooled endpoints refused), or for
+    ``--env local`` without one the tool's own server, started."""
+    if settings.database_url is not None:
+        refuse_pooled(settings.database_url, variable=settings.database_url_var)
+        return settings.database_url
+    if not settings.is_local:
+        var = f"{settings.env.upper()}_DATABASE_URL"
+        raise ConfigError(var, f"is not set: --env {settings.env} needs the database to work on",
+                          hint=f"export {var} (or DATABASE_URL) with the direct connection string of the "
+                          f"{settings.env} database")
+    return server_for(settings).start()
 
 
 def server_for(settings: Settings, provider: str | None = None) -> PostgresServer:

@@ -13,7 +13,7 @@ from typing import ClassVar
 from sqlalchemy.engine import URL
 
 from ..postgres import check_connection
-from ..settings import mask_url
+from ..redact import mask_url
 
 
 class PostgresServer(abc.ABC):

@@ -3,7 +3,7 @@
 The container publishes 5432 on 127.0.0.1 only (a host port Docker picks), its
 data lives in a named volume so ``db-down``/``db-up`` keep it, and the
 password is generated once and stored in the container's own environment.
-The image is ``DBOPS_POSTGRES_IMAGE`` (default ``postgres:16``).
+The image is ``DBOPS_POSTGRES_IMAGE`` (see ``dbops.settings``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 from sqlalchemy.engine import URL
 
-from ..dockerctl import client
+from ..containers.engine import client
 from ..errors import ServerError
 from ..postgres import ensure_database, wait_until_ready
 from .base import PostgresServer
@@ -31,10 +31,10 @@ class DockerServer(PostgresServer):
     def __init__(
         self,
         *,
-        image: str = "postgres:16",
-        container: str = "dbops-postgres",
-        volume: str = "dbops-pgdata",
-        database: str = "app",
+        image: str,
+        container: str,
+        volume: str,
+        database: str = "postgres",
         start_timeout: float = 90,
     ):
         self.image = image

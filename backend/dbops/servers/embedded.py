@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from .. import pgtools
+from ..postgres import clients
 from ..errors import ServerError, ToolFailed
 from ..postgres import ensure_database, wait_until_ready
 from .base import PostgresServer
@@ -84,8 +84,8 @@ class EmbeddedServer(PostgresServer):
         self,
         directory: Path,
         *,
-        database: str = "app",
-        port: int = 54329,
+        port: int,
+        database: str = "postgres",
         options: dict[str, str] | None = None,
         start_timeout: float = 60,
     ):
@@ -174,7 +174,7 @@ class EmbeddedServer(PostgresServer):
         self._chown(user, self.directory)
         log.info("initialising embedded Postgres in %s", self.pgdata)
         try:
-            pgtools.run(
+            clients.run(
                 [
                     str(_bin_dir() / "initdb"),
                     "--auth=trust",
@@ -207,7 +207,7 @@ class EmbeddedServer(PostgresServer):
             self._chown(user, self.logfile)
             log.info("starting embedded Postgres on 127.0.0.1:%d", port)
             try:
-                pgtools.run(
+                clients.run(
                     [
                         str(_bin_dir() / "pg_ctl"),
                         "start",
@@ -239,7 +239,7 @@ class EmbeddedServer(PostgresServer):
         if not self.is_running():
             return
         try:
-            pgtools.run(
+            clients.run(
                 [str(_bin_dir() / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.pgdata)],
                 timeout=60,
                 user=_run_as(),

@@ -21,7 +21,7 @@ def test_database_url_selects_url_provider():
 
 
 def test_without_url_docker_or_embedded(monkeypatch):
-    from dbops import dockerctl
+    from dbops.containers import engine as dockerctl
 
     s = load_settings(environ={})
     expected = "docker" if dockerctl.engine_available() else "embedded"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from .errors import DbopsError, ToolFailed
+from ..errors import DbopsError, ToolFailed
 
 
 def _candidate_dirs() -> list[Path]:

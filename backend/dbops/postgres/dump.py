@@ -18,9 +18,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from . import pgtools
-from .errors import ClientTooOld, Refused, ToolFailed
-from .settings import mask_url
+from ..errors import ClientTooOld, ToolFailed
+from . import clients
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +31,8 @@ FIX_CLIENT = (
 
 def client_version(program: str) -> tuple[int, str, Path]:
     """(major, version string, path) of the program dbops will run."""
-    major, full = pgtools.version(program)
-    return major, full, pgtools.find(program)
+    major, full = clients.version(program)
+    return major, full, clients.find(program)
 
 
 def check_dump_client(server_major: int, server_version: str) -> tuple[int, str]:
@@ -56,23 +55,6 @@ def check_restore_client(archive_major: int) -> tuple[int, str]:
             hint=FIX_CLIENT.format(major=archive_major),
         )
     return major, full
-
-
-def refuse_pooled(url: URL) -> None:
-    """Refuse connection poolers for dumps: pg_dump needs a session (snapshots, long transactions)."""
-    host = str(url.host or url.query.get("host") or "")
-    direct = None
-    if "-pooler" in host:  # Neon: ep-cool-name-123456-pooler.region.aws.neon.tech
-        direct = host.replace("-pooler", "", 1)
-    elif host.endswith(".pooler.supabase.com"):
-        direct = "db.<project-ref>.supabase.co (the 'direct connection' string)"
-    elif url.port == 6543:  # pgbouncer / Supavisor transaction mode
-        direct = f"{host} on the server's own port (usually 5432)"
-    if direct:
-        raise Refused(
-            f"{mask_url(url)} is a pooled endpoint (connection pooler); pg_dump needs a direct connection",
-            hint=f"use the direct host {direct} for backups, e.g. DATABASE_URL with host {direct.split(' ')[0]}",
-        )
 
 
 class Streaming:
@@ -160,11 +142,7 @@ class Streaming:
 
 
 class Dump(Streaming):
-    """pg_dump -Fc writing to ``self.stdout``."""
-
-    @property
-    def stdout(self):
-        return self.proc.stdout
+    """pg_dump -Fc; ``read(n)`` takes the next bytes of the archive."""
 
     def read(self, n: int) -> bytes:
         return self.proc.stdout.read(n)
@@ -183,18 +161,18 @@ class Restore(Streaming):
 
 
 def dump(url: URL, *, timeout: float, snapshot: str | None = None, compress: str | None = None) -> Dump:
-    """Start ``pg_dump -Fc`` on ``url``; read the archive from the result's ``stdout``.
+    """Start ``pg_dump -Fc`` on ``url``; read the archive with the result's ``read(n)``.
 
     ``compress`` is pg_dump's ``--compress`` value (``1``: gzip level 1, what
     backups use by default; None: pg_dump's default level).
     """
-    argv = [str(pgtools.find("pg_dump")), "--format=custom", "--no-password"]
+    argv = [str(clients.find("pg_dump")), "--format=custom", "--no-password"]
     if compress is not None:
         argv.append(f"--compress={compress}")
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
-    argv += pgtools.conninfo_args(url) + [pgtools.dbname_arg(url)]
-    return Dump(argv, env=pgtools.libpq_env(url), timeout=timeout, stdin=False, capture_stdout=False)
+    argv += clients.conninfo_args(url) + [clients.dbname_arg(url)]
+    return Dump(argv, env=clients.libpq_env(url), timeout=timeout, stdin=False, capture_stdout=False)
 
 
 def restore(url: URL, *, timeout: float) -> Restore:
@@ -205,21 +183,21 @@ def restore(url: URL, *, timeout: float) -> Restore:
     which works on any server whatever roles it has.
     """
     argv = [
-        str(pgtools.find("pg_restore")),
+        str(clients.find("pg_restore")),
         "--exit-on-error",
         "--no-owner",
         "--no-privileges",
         "--no-password",
-        *pgtools.conninfo_args(url),
-        f"--dbname={pgtools.dbname_arg(url)}",
+        *clients.conninfo_args(url),
+        f"--dbname={clients.dbname_arg(url)}",
     ]
-    return Restore(argv, env=pgtools.libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
+    return Restore(argv, env=clients.libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
 
 
 def list_archive(*, timeout: float) -> Restore:
     """Start ``pg_restore --list`` reading an archive from stdin; its table of contents ends up in ``stdout_lines``."""
-    argv = [str(pgtools.find("pg_restore")), "--list"]
-    return Restore(argv, env=pgtools.libpq_env(URL.create("postgresql")), timeout=timeout, stdin=True,
+    argv = [str(clients.find("pg_restore")), "--list"]
+    return Restore(argv, env=clients.libpq_env(URL.create("postgresql")), timeout=timeout, stdin=True,
                    capture_stdout=True)
 
 

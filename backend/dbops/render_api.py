@@ -27,42 +27,19 @@ from datetime import datetime
 
 import httpx
 
-from .errors import CheckFailed, ConfigError, DbopsError
+from .errors import (
+    ConfigError,
+    RenderAuthError,
+    RenderError,
+    RenderJobFailed,
+    RenderJobTimeout,
+    RenderServiceNotFound,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.render.com"
 FINAL_STATUSES = {"succeeded", "failed", "canceled"}
-
-
-class RenderError(DbopsError):
-    """The Render API could not be used (network, unexpected answer). Exit 3."""
-
-    exit_code = 3
-
-
-class RenderAuthError(RenderError):
-    """401/403: the API key is wrong, revoked, or lacks access to the service."""
-
-
-class RenderServiceNotFound(RenderError):
-    """404: no service (or job) with that id for this API key."""
-
-
-class RenderJobTimeout(RenderError):
-    """The job did not finish within the wait."""
-
-
-class RenderJobFailed(CheckFailed):
-    """The job ran and ended ``failed`` or ``canceled``. Carries the job. Exit 1."""
-
-    def __init__(self, job: Job):
-        super().__init__(
-            f"Render job {job.id} ended {job.status} after {job.describe_duration()} ({job.start_command!r})",
-            hint=f"read the job's log in the Render dashboard (service {job.service_id}, Jobs tab); "
-            "the deploy report is at its end",
-        )
-        self.job = job
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Talking to a Postgres server over SQLAlchemy: engines, readiness, databases.
+"""Postgres connections over SQLAlchemy: engines, readiness, databases, the pooled-host check.
 
 Connection helpers shared by every provider and command. Nothing here starts
-a server (see :mod:`dbops.servers`).
+a server (see :mod:`dbops.servers`).  The client programs are in
+:mod:`.clients` and :mod:`.dump`, the schema catalog in :mod:`.catalog`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from .errors import DatabaseUnreachable, UsageError
-from .settings import mask_url
+from ..errors import DatabaseUnreachable, PooledConnectionRefused, UsageError
+from ..redact import mask_url, reason
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,32 @@ def make_engine(url: URL, *, connect_timeout: int = 10, autocommit: bool = False
     return sa.create_engine(url, **opts)
 
 
-def _unreachable(url: URL, exc: BaseException, hint: str | None) -> DatabaseUnreachable:
-    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if url.password:
-        reason = reason.replace(str(url.password), "***")
-    return DatabaseUnreachable(mask_url(url), reason, hint=hint)
+def unreachable(url: URL, exc: BaseException, hint: str | None = None) -> DatabaseUnreachable:
+    """The error for a failed connection to ``url``: the driver's first line, the password masked."""
+    return DatabaseUnreachable(mask_url(url), reason(exc, url), hint=hint)
+
+
+def pooled_direct_host(url: URL) -> str | None:
+    """The direct host to use instead, when ``url`` goes through a connection pooler; None for a direct URL.
+
+    Recognised: Neon's ``-pooler`` hosts, Supabase's ``*.pooler.supabase.com``
+    (Supavisor) and port 6543 (PgBouncer / Supavisor in transaction mode).
+    """
+    host = str(url.host or url.query.get("host") or "")
+    if "-pooler" in host:  # Neon: ep-cool-name-123456-pooler.region.aws.neon.tech
+        return host.replace("-pooler", "", 1)
+    if host.endswith(".pooler.supabase.com"):
+        return "db.<project-ref>.supabase.co (the 'direct connection' string)"
+    if url.port == 6543:
+        return f"{host} on the server's own port (usually 5432)"
+    return None
+
+
+def refuse_pooled(url: URL, *, variable: str = "DATABASE_URL") -> None:
+    """Raise PooledConnectionRefused for a pooled endpoint: deploys and pg_dump need a session of their own."""
+    direct = pooled_direct_host(url)
+    if direct is not None:
+        raise PooledConnectionRefused(variable, str(url.host or url.query.get("host") or ""), direct)
 
 
 def check_connection(url: URL, *, timeout: int = 10, hint: str | None = None, engine: Engine | None = None) -> str:
@@ -50,7 +72,7 @@ def check_connection(url: URL, *, timeout: int = 10, hint: str | None = None, en
         with engine.connect() as conn:
             return conn.execute(sa.text("SHOW server_version")).scalar_one()
     except sa.exc.OperationalError as exc:
-        raise _unreachable(url, exc, hint) from None
+        raise unreachable(url, exc, hint) from None
     finally:
         if own:
             engine.dispose()
@@ -87,6 +109,21 @@ def major_version(server_version: str) -> int:
 
 
 @contextmanager
+def connect(url: URL, *, name: str = "dbops", timeout: int = 10, hint: str | None = None) -> Iterator[Connection]:
+    """One connection to ``url`` for a block, as ``application_name`` ``name``; DatabaseUnreachable if it fails."""
+    engine = make_engine(url, connect_args={"connect_timeout": timeout, "application_name": name[:63]})
+    try:
+        try:
+            conn = engine.connect()
+        except sa.exc.OperationalError as exc:
+            raise unreachable(url, exc, hint) from None
+        with conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+@contextmanager
 def admin_connection(url: URL, *, timeout: int = 10) -> Iterator[Connection]:
     """An autocommit connection to the server's maintenance database (for CREATE/DROP DATABASE)."""
     engine = make_engine(url.set(database="postgres"), connect_timeout=timeout, autocommit=True)
@@ -94,7 +131,7 @@ def admin_connection(url: URL, *, timeout: int = 10) -> Iterator[Connection]:
         with engine.connect() as conn:
             yield conn
     except sa.exc.OperationalError as exc:
-        raise _unreachable(url, exc, None) from None
+        raise unreachable(url, exc, None) from None
     finally:
         engine.dispose()
 

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from urllib.parse import urlsplit
-
-
-def mask(url: str) -> str:
-    """Scheme and host only: webhook URLs carry their secret in the path or query."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{':' + str(parts.port) if parts.port else ''}/***"
+from .redact import mask_url
 
 
 def send(url: str | None, text: str, *, timeout: float = 10) -> str | None:
@@ -24,7 +18,7 @@ def send(url: str | None, text: str, *, timeout: float = 10) -> str | None:
     try:
         resp = httpx.post(url, json={"text": text}, timeout=timeout)
     except httpx.HTTPError as exc:
-        return f"webhook {mask(url)} did not answer: {type(exc).__name__}"
+        return f"webhook {mask_url(url, secret_path=True)} did not answer: {type(exc).__name__}"
     if resp.status_code >= 300:
-        return f"webhook {mask(url)} answered HTTP {resp.status_code}"
+        return f"webhook {mask_url(url, secret_path=True)} answered HTTP {resp.status_code}"
     return None

@@ -1,7 +1,7 @@
-"""The Docker engine, through the docker SDK.
+"""The Docker engine, through the docker SDK: probe, client, image builds, one-shot containers.
 
-Only this module imports ``docker``; the docker provider and the container
-tests go through it.
+Only this module imports ``docker``; the docker provider, the job image build
+and the container tests go through it.  The compose CLI is :mod:`.compose`.
 """
 
 from __future__ import annotations
@@ -9,17 +9,13 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from .errors import DbopsError
+from ..errors import DockerJobTimeout, DockerUnavailable, ImageBuildError
 
 log = logging.getLogger(__name__)
 
 
-class DockerUnavailable(DbopsError):
-    exit_code = 3
-
-
 @lru_cache(maxsize=1)
-def _probe() -> str | None:
+def probe() -> str | None:
     """None when an engine answers, else why not (cached for the process)."""
     try:
         import docker
@@ -36,26 +32,17 @@ def _probe() -> str | None:
 
 def engine_available() -> bool:
     """Whether a Docker engine answers a ping (the answer is cached)."""
-    return _probe() is None
+    return probe() is None
 
 
 def client(timeout: int = 120):  # -> docker.DockerClient
     """A docker client, or DockerUnavailable saying why and what to do."""
-    reason = _probe()
+    reason = probe()
     if reason is not None:
-        raise DockerUnavailable(
-            f"no Docker engine answers ({reason})",
-            hint="start Docker (e.g. `sudo dockerd &` or Docker Desktop), or use --db embedded",
-        )
+        raise DockerUnavailable(reason)
     import docker
 
     return docker.from_env(timeout=timeout)
-
-
-class ImageBuildError(DbopsError):
-    """``docker build`` (or the wheelhouse before it) failed; ``details`` holds the tail of the build log."""
-
-    exit_code = 3
 
 
 def build_image(context, *, tag: str, dockerfile: str = "Dockerfile", buildargs: dict[str, str] | None = None,
@@ -91,11 +78,6 @@ def build_image(context, *, tag: str, dockerfile: str = "Dockerfile", buildargs:
             hint="read the build log above; a missing wheel means the wheelhouse is stale: run `inv image` again",
         )
     return client().images.get(tag)
-
-
-def image_size(tag: str) -> int:
-    """Size of a local image in bytes (what ``docker images`` shows)."""
-    return int(client().images.get(tag).attrs["Size"])
 
 
 class JobResult:
@@ -139,53 +121,3 @@ def run_job(image: str, command: list[str] | None = None, *, environment: dict[s
         return JobResult(int(status.get("StatusCode", -1)), output, seconds)
     finally:
         container.remove(force=True)
-
-
-class DockerJobTimeout(DbopsError):
-    exit_code = 3
-
-
-class ComposeUnavailable(DbopsError):
-    exit_code = 3
-
-
-def compose_command() -> list[str]:
-    """The compose CLI here: ``docker compose`` (v2 plugin) if it answers, else ``docker-compose`` (v1)."""
-    import shutil
-    import subprocess
-
-    docker = shutil.which("docker")
-    if docker:
-        probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, timeout=30, check=False)
-        if probe.returncode == 0:
-            return [docker, "compose"]
-    v1 = shutil.which("docker-compose")
-    if v1:
-        return [v1]
-    raise ComposeUnavailable(
-        "neither `docker compose` nor `docker-compose` is installed",
-        hint="run .ci/install-docker (installs Debian's docker-compose), or install the docker compose plugin",
-    )
-
-
-def compose(root, args: list[str], *, env: dict[str, str] | None = None, timeout: float = 900,
-            capture: bool = False, project: str | None = None):  # -> subprocess.CompletedProcess
-    """Run the compose CLI on ``root``/docker-compose.yml with ``args``; raises ToolFailed on a non-zero exit."""
-    import os
-    import subprocess
-
-    from .errors import ToolFailed
-
-    argv = [*compose_command(), "--project-directory", str(root), "-f", str(root / "docker-compose.yml"),
-            *(["-p", project] if project else []), *args]
-    log.info("compose %s", " ".join(args))
-    try:
-        proc = subprocess.run(argv, env={**os.environ, **(env or {})}, timeout=timeout, check=False,
-                              capture_output=capture, text=True)
-    except subprocess.TimeoutExpired as exc:
-        raise ToolFailed(" ".join(argv[:2] + args[:1]), None, str(exc.output or "")[-2000:]) from exc
-    if proc.returncode != 0:
-        tail = ((proc.stdout or "") + (proc.stderr or ""))[-3000:] if capture else ""
-        raise ToolFailed(f"compose {' '.join(args[:1])}", proc.returncode, tail,
-                         hint="read the compose output above; `inv compose-down` cleans up")
-    return proc
