@@ -57,7 +57,6 @@ def _run(connection) -> None:
         target_metadata=target_metadata,
         transaction_per_migration=True,
         **COMPARE,
-        **config.attributes.get("configure_options", {}),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -17,7 +17,7 @@ def database_at_head(conn: Connection, project: Project) -> str:
     """``alembic current`` with the heads check, through alembic's own API; returns its output."""
     out = io.StringIO()
     try:
-        with project._env():
+        with project.guard():
             command.current(project.config(connection=conn, stdout=out), check_heads=True)
     except Exception as exc:  # DatabaseNotAtHead arrives wrapped by Project._env
         if isinstance(exc, DatabaseNotAtHead) or isinstance(exc.__cause__, DatabaseNotAtHead):

@@ -65,7 +65,7 @@ class StepRunner:
                 hook = lambda ctx, **_kw: on_step(ctx.connection)  # noqa: E731
                 context.on_version_apply_callbacks = tuple(context.on_version_apply_callbacks) + (hook,)
             return list(steps)
-        with self.project._env():
+        with self.project.guard():
             with EnvironmentContext(
                 self.config,
                 self.script,
