@@ -20,8 +20,6 @@ from dbops.console import Console, table  # noqa: E402
 from dbops.servers import server_for  # noqa: E402
 from dbops.settings import load_settings  # noqa: E402
 
-console = Console()  # TEMPORARY: the step tasks build their own Console once their rooms take a UI
-
 DB_HELP = "which Postgres: embedded | docker | url (default: url if DATABASE_URL is set, docker if it runs, else embedded)"
 
 
@@ -59,9 +57,9 @@ def db_shell(c, db=None):
 @edge
 def status(c, db=None):
     """Show provider, server version, current revision, heads, pending migrations and model/DB drift."""
-    from dbops import local  # imported per task: alembic's machinery is heavy, and `inv backup` must stay lean
+    from dbops import sync as step  # imported per task: alembic's machinery is heavy, `inv backup` must stay lean
 
-    console.say(local.render_status(local.status(load_settings(provider=db))))
+    Console().say(step.render_status(step.status(load_settings(provider=db))))
 
 
 @task(
@@ -77,16 +75,17 @@ def status(c, db=None):
 @edge
 def sync(c, auto=False, check_only=False, force_recreate=False, yes=False, message=None, db=None):
     """Bring the local database in line with the models: apply pending, generate, apply, verify."""
-    from dbops import local
+    from dbops import sync as step  # the package (this task has its name)
 
+    ui = Console()
     settings = load_settings(provider=db)
     if check_only:
-        console.say(local.render_status(local.check(settings)))
-        console.ok("in sync: at head and the models match")
+        ui.say(step.render_status(step.check(settings)))
+        ui.ok("in sync: at head and the models match")
     elif force_recreate:
-        local.force_recreate(settings, yes=yes)
+        step.force_recreate(settings, yes=yes, ui=ui)
     else:
-        local.sync(settings, auto=auto, message=message)
+        step.sync(settings, auto=auto, message=message, ui=ui)
 
 
 @task(help={"env": "local | staging | prod", "db": DB_HELP})
@@ -104,10 +103,11 @@ BACKUP_ENV_HELP = "which environment: local | staging | prod (its <ENV>_DATABASE
 def backup(c, env="local", db=None, quiet=False):
     """Stream pg_dump (custom format) to BACKUP_URL, check it, and write its manifest; non-zero exit on any failure."""
     from dbops import backup as backups
+    from dbops.servers import environment_url
 
-    settings = load_settings(env, provider=db)
-    result = backups.create_backup(settings, backups.database_url_for(settings), progress=not quiet)
-    console.ok(f"backup {result.key} ({result.size:,} bytes, sha256 {result.sha256[:12]}…) in {result.store}")
+    settings, ui = load_settings(env, provider=db), Console(progress=not quiet)
+    result = backups.create_backup(settings, environment_url(settings), ui=ui)
+    ui.ok(f"backup {result.key} ({result.size:,} bytes, sha256 {result.sha256[:12]}…) in {result.store}")
 
 
 @task(help={"env": BACKUP_ENV_HELP, "json": "print JSON instead of a table"})
@@ -118,11 +118,11 @@ def backups(c, env="local", json=False):
 
     from dbops import backup as backups_
 
-    settings = load_settings(env)
+    settings, ui = load_settings(env), Console()
     found = backups_.list_backups(settings)
-    console.say(json_.dumps([b.as_dict() for b in found], indent=2) if json else backups_.render_backups(found))
+    ui.say(json_.dumps([b.as_dict() for b in found], indent=2) if json else backups_.render_backups(found))
     if not found and not json:
-        console.warn(f"no backups yet for --env {env} in {settings.backup_url}; `inv backup --env {env}` makes one")
+        ui.warn(f"no backups yet for --env {env} in {settings.backup_url}; `inv backup --env {env}` makes one")
 
 
 @task(
@@ -140,7 +140,7 @@ def prune_backups(c, env="local", keep=7, days=None, confirm=False):
 
     result = backups.prune_backups(load_settings(env), keep=int(keep), days=int(days) if days else None,
                                    confirm=confirm)
-    console.say(backups.render_prune(result))
+    Console().say(backups.render_prune(result))
 
 
 @task(
@@ -157,18 +157,19 @@ def prune_backups(c, env="local", keep=7, days=None, confirm=False):
 def restore(c, env="local", backup="latest", target_url=None, yes_i_know=None, db=None, quiet=False):
     """Restore a backup, checking its checksum while streaming; an existing database is replaced only when named."""
     from dbops import backup as backups
+    from dbops.errors import ConfirmationRequired
 
-    settings = load_settings(env, provider=db)
+    settings, ui = load_settings(env, provider=db), Console(progress=not quiet)
     run = lambda name: backups.restore_backup(settings, backup, target_url, in_place_confirmed_name=name,  # noqa: E731
-                                              progress=not quiet)
+                                              ui=ui)
     try:
         result = run(yes_i_know)
-    except backups.ConfirmationRequired as exc:
+    except ConfirmationRequired as exc:
         if yes_i_know is not None or not sys.stdin.isatty():
             raise
-        console.warn(exc.message)
-        result = run(console.ask(f"type {exc.database} to replace it"))
-    console.ok(f"restored {result.key} into {result.target} (checksum ok, {result.duration_s:.1f}s)")
+        ui.warn(exc.message)
+        result = run(ui.ask(f"type {exc.database} to replace it"))
+    ui.ok(f"restored {result.key} into {result.target} (checksum ok, {result.duration_s:.1f}s)")
 
 
 @task(help={"env": BACKUP_ENV_HELP, "backup": "the backup's key or file name, or latest (default)", "quiet": "no progress"})
@@ -177,8 +178,9 @@ def verify_backup(c, env="local", backup="latest", quiet=False):
     """Restore a backup into a throwaway local Postgres, check tables and row counts, and mark it verified."""
     from dbops import backup as backups
 
-    result = backups.verify_backup(load_settings(env), backup, progress=not quiet)
-    console.ok(f"verified {result.key}: {len(result.tables)} tables, row counts match ({result.duration_s:.1f}s)")
+    ui = Console(progress=not quiet)
+    result = backups.verify_backup(load_settings(env), backup, ui=ui)
+    ui.ok(f"verified {result.key}: {len(result.tables)} tables, row counts match ({result.duration_s:.1f}s)")
 
 
 @task(help={"k": "only tests matching this pytest -k expression", "x": "stop at the first failure"})
@@ -216,17 +218,18 @@ def test_rollback(c, config=None, last=None, from_=None, setup_sql=None, json=No
 
     settings = load_settings(alembic_ini=config)
     server_url = normalize_database_url(server, variable="--server") if server else None
-    roundtrip.run(settings, last=last, start=from_, setup_sql=setup_sql, json_path=json, server_url=server_url)
+    roundtrip.run(settings, last=last, start=from_, setup_sql=setup_sql, json_path=json, server_url=server_url,
+                  ui=Console())
 
 
 # -- the production job ---------------------------------------------------------------
 
-ENV_HELP = "local | staging | prod (settings: <ENV>_NAME over NAME, see docs/configuration.md)"
+DEPLOY_ENV_HELP = "local | staging | prod (settings: <ENV>_NAME over NAME, see docs/configuration.md)"
 
 
 @task(
     help={
-        "env": ENV_HELP,
+        "env": DEPLOY_ENV_HELP,
         "plan": "preflight + dry run only: say exactly what a deploy would do, change nothing",
         "allow_multiple": "apply more than one pending revision in this run (each in its own transaction)",
         "allow_unsafe": "deploy even when Squawk finds error-level (locking / data-loss) statements",
@@ -241,37 +244,38 @@ def deploy(c, env="local", plan=False, allow_multiple=False, allow_unsafe=False,
            monitor_minutes=None, monitor_seconds=None, no_backup=False):
     """Ship pending migrations: preflight, lock, backup, dry run + lint, upgrade, verify, monitor; report."""
     from dbops.deploy.pipeline import DeployOptions, deploy as run_deploy
+    from dbops.monitor import window_seconds
 
     settings = load_settings(env)
-    seconds = float(monitor_seconds) if monitor_seconds is not None else (
-        float(monitor_minutes) * 60 if monitor_minutes is not None else None)
+    seconds = window_seconds(settings, minutes=monitor_minutes, seconds=monitor_seconds)
     run_deploy(settings, DeployOptions(plan=plan, allow_multiple=allow_multiple, allow_unsafe=allow_unsafe,
-                                       auto_rollback=auto_rollback, monitor_seconds=seconds, no_backup=no_backup))
+                                       auto_rollback=auto_rollback, monitor_seconds=seconds, no_backup=no_backup),
+               ui=Console())
 
 
-@task(help={"env": ENV_HELP, "to": "downgrade to this revision (default: the revision before the last deploy)",
+@task(help={"env": DEPLOY_ENV_HELP, "to": "downgrade to this revision (default: the revision before the last deploy)",
             "no_backup": "--env local only: skip the fresh backup"})
 @edge
 def rollback(c, env="local", to=None, no_backup=False):
     """Take a fresh backup, then downgrade to the revision before the last deploy (refuses irreversible ones)."""
-    from dbops.deploy.pipeline import rollback_database
+    from dbops.deploy.rollback import rollback_database
 
-    rollback_database(load_settings(env), to=to, no_backup=no_backup)
+    rollback_database(load_settings(env), to=to, no_backup=no_backup, ui=Console())
 
 
-@task(help={"env": ENV_HELP, "minutes": "how long to watch (default DBOPS_MONITOR_MINUTES or 10)",
+@task(help={"env": DEPLOY_ENV_HELP, "minutes": "how long to watch (default DBOPS_MONITOR_MINUTES or 10)",
             "seconds": "how long to watch, in seconds (overrides --minutes)"})
 @edge
 def monitor(c, env="local", minutes=None, seconds=None):
     """Watch the health URL and the database (connections, blocked queries, long transactions); fail on trouble."""
-    from dbops.deploy.pipeline import monitor_only
+    from dbops import monitor as watch
 
     settings = load_settings(env)
-    window = float(seconds) if seconds is not None else float(minutes if minutes is not None else settings.monitor_minutes) * 60
-    monitor_only(settings, seconds=window)
+    watch.monitor_only(settings, seconds=watch.window_seconds(settings, minutes=minutes, seconds=seconds), ui=Console())
 
 
-@task(iterable=["revision"], help={"env": ENV_HELP, "revision": "lint this revision (repeatable; default: the pending ones)"})
+@task(iterable=["revision"],
+      help={"env": DEPLOY_ENV_HELP, "revision": "lint this revision (repeatable; default: the pending ones)"})
 @edge
 def lint(c, env="local", revision=None):
     """Lint migration SQL with Squawk, one revision at a time; exit 1 on error-level findings."""
@@ -280,18 +284,18 @@ def lint(c, env="local", revision=None):
     dryrun.lint_pending(load_settings(env), list(revision or []), ui=Console())
 
 
-@task(help={"env": ENV_HELP, "revision": "the applied revision whose edited file is accepted"})
+@task(help={"env": DEPLOY_ENV_HELP, "revision": "the applied revision whose edited file is accepted"})
 @edge
 def accept_migration_change(c, env="local", revision=None):
     """Accept a deliberate edit to an applied migration file: record its new sha256 for the environment."""
-    from dbops.deploy.pipeline import accept_migration_change as accept
+    from dbops.deploy.checksums import accept_migration_change as accept
 
     if not revision:
         from dbops.errors import UsageError
 
         raise UsageError("--revision is required", hint="inv accept-migration-change --env ENV --revision REV")
     old, new = accept(load_settings(env), revision)
-    console.ok(f"{revision}: accepted sha256 {new} (was {old or 'not recorded'})")
+    Console().ok(f"{revision}: accepted sha256 {new} (was {old or 'not recorded'})")
 
 
 # -- containers, compose, Render ------------------------------------------------------

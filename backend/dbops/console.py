@@ -111,10 +111,3 @@ class Console(UI):
 
     def progress(self, *, every: float = 5.0) -> Progress:
         return TerminalProgress(every=every) if self.show_progress else Progress()
-
-
-# TEMPORARY (house issue, step 1): module-level calls for the step rooms not yet silent; removed once every
-# room takes a UI
-_shim = Console()
-say, ok, warn, fail, heading, confirm, ask = (_shim.say, _shim.ok, _shim.warn, _shim.fail, _shim.heading,
-                                              _shim.confirm, _shim.ask)

@@ -387,7 +387,7 @@ class MonitorFailed(CheckFailed):
 
 
 class RoundTripFailed(CheckFailed):
-    """One or more round-trip checks failed. Carries the :class:`Report`. Exit 1."""
+    """One or more round-trip checks failed. Carries the :class:`~dbops.roundtrip.RoundTripReport`. Exit 1."""
 
     def __init__(self, report):
         failed = report.failed_checks

@@ -99,12 +99,16 @@ class Project:
         return heads[0]
 
     def revision(self, rev: str) -> Script:
+        """A revision from an id, a unique prefix, ``head`` or a branch label; UsageError otherwise."""
         try:
             script = self.script.get_revision(rev)
         except CommandError as exc:
-            raise UsageError(f"unknown revision {rev!r}: {exc}", hint="see `alembic history` for valid ids") from None
+            raise UsageError(
+                f"unknown revision {rev!r}: {exc}",
+                hint="pass a revision id (or unique prefix) shown by `alembic history`",
+            ) from None
         if script is None:
-            raise UsageError(f"unknown revision {rev!r}")
+            raise UsageError(f"unknown revision {rev!r}", hint="pass a revision id shown by `alembic history`")
         return script
 
     def pending(self, current: Sequence[str]) -> list[Script]:

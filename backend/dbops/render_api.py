@@ -20,12 +20,12 @@ local stand-in).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from .errors import (
     ConfigError,
@@ -193,20 +193,25 @@ def run_job(
         job = client.create_job(start_command)
         if on_status:
             on_status(job)
-        deadline = time.monotonic() + timeout
-        last = job.status
-        while not job.finished:
-            if time.monotonic() >= deadline:
+        last = [job]  # the latest answer, for the timeout message
+
+        def poll() -> Job:
+            latest = client.get_job(job.id)
+            if on_status and latest.status != last[0].status:
+                on_status(latest)
+            last[0] = latest
+            return latest
+
+        if not job.finished:
+            try:
+                job = Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(poll_interval),
+                               retry=retry_if_result(lambda j: not j.finished))(poll)
+            except RetryError:
                 raise RenderJobTimeout(
-                    f"Render job {job.id} is still {job.status} after {timeout:.0f}s",
+                    f"Render job {job.id} is still {last[0].status} after {timeout:.0f}s",
                     hint=f"it keeps running on Render; follow it in the dashboard (service {config.service_id}, "
                     "Jobs tab), or wait longer with --timeout",
-                )
-            time.sleep(poll_interval)
-            job = client.get_job(job.id)
-            if on_status and job.status != last:
-                on_status(job)
-            last = job.status
+                ) from None
         if job.status != "succeeded":
             raise RenderJobFailed(job)
         return job

@@ -19,8 +19,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import postgres
 from ..errors import MigrationChanged, UsageError
 from ..migrations import Project
+from ..servers import environment_url
+from ..settings import Settings
+from . import lock
 
 SCHEMA = "dbops"
 TABLE = f"{SCHEMA}.migration_checksums"
@@ -125,3 +129,14 @@ def accept(conn: Connection, project: Project, revision: str) -> tuple[str | Non
     old = recorded(conn).get(revision)
     record(conn, project, [revision], replace=True)
     return old, file_sha256(script.path)
+
+
+def accept_migration_change(settings: Settings, revision: str) -> tuple[str | None, str]:
+    """``inv accept-migration-change``: under the deploy lock, record the current hash of an applied,
+    deliberately edited file.  Returns (old, new)."""
+    project = Project(settings.alembic_ini)
+    url = environment_url(settings, purpose="deploy to")
+    with lock.hold(settings, url, "accept-change"), postgres.connect(
+        url, name="dbops accept-change", timeout=settings.connect_timeout_s, hint=settings.connect_hint
+    ) as conn:
+        return accept(conn, project, revision)

@@ -58,7 +58,8 @@ def finish(conn: Connection, row_id: int, outcome: str, after: list[str] | None,
                 f"UPDATE {TABLE} SET finished_at = now(), outcome = :o, revision_after = :a, "
                 "report = CAST(:r AS jsonb) WHERE id = :id"
             ),
-            {"o": outcome, "a": list(after) if after is not None else None, "r": json.dumps(report, default=str), "id": row_id},
+            {"o": outcome, "a": list(after) if after is not None else None, "r": json.dumps(report, default=str),
+             "id": row_id},
         )
 
 

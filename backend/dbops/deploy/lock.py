@@ -9,11 +9,12 @@ deploy never leaves it behind.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -21,7 +22,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from .. import postgres
+from ..clock import show, stamp
 from ..errors import LockBusy
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +35,7 @@ LOCK_KEY = (0x64626F70, 0x6465706C)
 def holder_name(command: str, env: str) -> str:
     """``application_name`` of the lock holder (Postgres keeps 63 bytes)."""
     host = socket.gethostname()[:24]
-    started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"dbops {command} {env} {host} pid={os.getpid()} {started}"[:63]
+    return f"dbops {command} {env} {host} pid={os.getpid()} {stamp()}"[:63]
 
 
 @dataclass
@@ -63,8 +65,7 @@ def current_holder(conn: Connection) -> Holder | None:
     ).first()
     if row is None:
         return None
-    since = row[2].astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if row[2] else None
-    return Holder(row[0] or "(no application_name)", row[1], since, row[3])
+    return Holder(row[0] or "(no application_name)", row[1], show(row[2]) if row[2] else None, row[3])
 
 
 class DeployLock:
@@ -81,7 +82,8 @@ class DeployLock:
 
     def _try(self) -> bool:
         assert self._conn is not None
-        got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:k1, :k2)"), {"k1": LOCK_KEY[0], "k2": LOCK_KEY[1]})
+        got = self._conn.execute(sa.text("SELECT pg_try_advisory_lock(:k1, :k2)"),
+                                 {"k1": LOCK_KEY[0], "k2": LOCK_KEY[1]})
         return bool(got.scalar())
 
     def acquire(self) -> None:
@@ -134,3 +136,14 @@ class DeployLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextmanager
+def hold(settings: Settings, url: URL, command: str) -> Iterator[DeployLock]:
+    """The deploy lock for a block, held as ``command`` on ``settings.env``; LockBusy after DBOPS_DEPLOY_LOCK_WAIT.
+
+    The one way deploy, rollback and accept-migration-change take the lock.
+    """
+    with DeployLock(url, holder_name(command, settings.env), wait_s=settings.deploy_lock_wait_s,
+                    connect_timeout=settings.connect_timeout_s) as held:
+        yield held

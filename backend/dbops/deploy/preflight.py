@@ -1,9 +1,10 @@
-"""Preflight: what would be deployed where, checked without changing anything.
+"""Preflight: the deploy target, and what would be deployed there, checked without changing anything.
 
-Settings are complete; the URL is a direct connection (not a Neon
-``-pooler`` host); the server answers; the history has one head; applied
-migration files are unchanged since they were applied; and how many
-revisions are pending (more than one needs ``--allow-multiple``).
+Settings are complete; the URL is a direct connection (not a pooled
+endpoint: Neon ``-pooler``, Supabase's pooler, port 6543); the server
+answers; the history has one head; applied migration files are unchanged
+since they were applied; and how many revisions are pending (more than one
+needs ``--allow-multiple``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import sqlalchemy as sa
 from alembic.script import Script
 from sqlalchemy.engine import URL, Connection
 
-from ..errors import ConfigError, Refused, PooledConnectionRefused
+from ..errors import ConfigError, Refused
 from ..migrations import Project
+from ..servers import environment_url
 from ..settings import Settings
 from . import checksums
 
@@ -38,20 +40,11 @@ class Preflight:
         return [{"revision": s.revision, "doc": s.doc, "file": Path(s.path).name} for s in self.pending]
 
 
-def database_url(settings: Settings, *, need_backup: bool = True, need_health: bool = True) -> URL:
-    """The deploy target, refusing missing settings and pooled hosts (changes nothing)."""
-    var = settings.database_url_var if settings.env == "local" else f"{settings.env.upper()}_DATABASE_URL"
-    if settings.database_url is None:
-        raise ConfigError(
-            var if settings.env != "local" else "DATABASE_URL",
-            f"is not set: --env {settings.env} needs the database to deploy to",
-            hint=f"export {var} (or DATABASE_URL) with the direct connection string of the {settings.env} database",
-        )
-    url = settings.database_url
-    host = str(url.host or "")
-    if "-pooler" in host:
-        raise PooledConnectionRefused(settings.database_url_var, host, host.replace("-pooler", "", 1))
-    if settings.env != "local":
+def target_url(settings: Settings, *, need_backup: bool = True, need_health: bool = True) -> URL:
+    """The database to deploy to: the environment's URL (pooled endpoints refused), or for --env local the
+    tool's own server; outside local, BACKUP_URL and HEALTH_URL are mandatory (changes nothing)."""
+    url = environment_url(settings, purpose="deploy to")
+    if not settings.is_local:
         scoped = settings.env.upper()
         if need_backup and not settings.backup_url:
             raise ConfigError(
@@ -80,7 +73,8 @@ def inspect(conn: Connection, project: Project, settings: Settings, *, allow_mul
     if verification.checked:
         checks.append(f"{len(verification.checked)} applied migration file(s) unchanged since applied")
     if verification.unrecorded:
-        checks.append(f"{len(verification.unrecorded)} applied revision(s) have no checksum yet (recorded by this deploy)")
+        checks.append(f"{len(verification.unrecorded)} applied revision(s) have no checksum yet "
+                      "(recorded by this deploy)")
     if conn.in_transaction():
         conn.rollback()
     if len(pending) > 1 and not allow_multiple:

@@ -1,40 +1,39 @@
 """The record of every deploy/rollback run: steps with timings, revisions, backup, findings, outcome.
 
 Written as JSON under ``backups/`` (and beside the backup when the backup
-layer can store it), summarised on the console and sent to the webhook.
+layer can store it), summarised through the UI and sent to the webhook.
 It holds masked URLs only.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+from ..clock import iso
 
 
 @dataclass
 class Step:
     name: str
     status: str = "running"  # running | ok | failed | skipped
-    started_at: str = field(default_factory=_now)
+    started_at: str = field(default_factory=iso)
     seconds: float = 0.0
     detail: str = ""
 
 
 @dataclass
-class Report:
+class DeployReport:
+    """What one ``inv deploy`` / ``inv rollback`` run did (the round-trip tester keeps its own report)."""
+
     command: str  # "inv deploy" | "inv rollback"
     env: str
     database: str  # masked URL
-    started_at: str = field(default_factory=_now)
+    started_at: str = field(default_factory=iso)
     finished_at: str | None = None
     outcome: str = "running"  # success | nothing to deploy | planned | failed | rolled back
     mode: str = "deploy"
@@ -80,9 +79,6 @@ class Report:
         finally:
             st.seconds = round(time.monotonic() - t0, 3)
 
-    def skipped(self, name: str, why: str) -> None:
-        self.steps.append(Step(name, "skipped", detail=why))
-
     # -- recovery -----------------------------------------------------------
     @property
     def backup_key(self) -> str | None:
@@ -95,7 +91,7 @@ class Report:
 
     def finish(self, outcome: str) -> None:
         self.outcome = outcome
-        self.finished_at = _now()
+        self.finished_at = iso()
 
     # -- output -------------------------------------------------------------
     def as_dict(self) -> dict:
@@ -125,7 +121,8 @@ class Report:
             lines.append(f"  lint       {errors} error(s), {len(self.lint) - errors} warning(s)")
         if self.failed_step:
             lines.append(f"  failed at  {self.failed_step}: {self.error}")
-            lines.append(f"  db changed {'yes' if self.db_changed else 'no' if self.db_changed is not None else 'unknown'}")
+            changed = "yes" if self.db_changed else "no" if self.db_changed is not None else "unknown"
+            lines.append(f"  db changed {changed}")
         if self.rollback:
             lines.append(f"  rollback   {self.rollback.get('outcome')}: {self.rollback.get('detail', '')}".rstrip())
         for w in self.warnings:

@@ -19,7 +19,7 @@ def database_at_head(conn: Connection, project: Project) -> str:
     try:
         with project.guard():
             command.current(project.config(connection=conn, stdout=out), check_heads=True)
-    except Exception as exc:  # DatabaseNotAtHead arrives wrapped by Project._env
+    except Exception as exc:  # DatabaseNotAtHead arrives wrapped by Project.guard()
         if isinstance(exc, DatabaseNotAtHead) or isinstance(exc.__cause__, DatabaseNotAtHead):
             current = project.current(conn)
             raise CheckFailed(

@@ -22,8 +22,12 @@ the end), data, statistics, owners and grants.
     column users.phone type: varchar(20) != text
     enum type mood: only after downgrade
 
-Both are used by the round-trip tester (``inv test-rollback``) and by
-``inv sync`` to prove a new revision's downgrade restores the schema exactly.
+:func:`snapshot_text` is the fast path: the same query's one text value (a
+:class:`SnapshotText`), compared as a string and expanded into a snapshot
+only when two differ.
+
+The round-trip tester (``inv test-rollback``) and ``inv sync`` use them to
+prove a new revision's downgrade restores the schema exactly.
 """
 
 from __future__ import annotations
@@ -370,17 +374,6 @@ class Snapshot:
             return list(self.objects)
         return [k for k in self.objects if _kind_of(k) == kind]
 
-    def counts(self) -> dict[str, int]:
-        """How many objects of each kind, e.g. ``{"table": 3, "column": 12, ...}``."""
-        out: dict[str, int] = {}
-        for key in self.objects:
-            kind = _kind_of(key)
-            out[kind] = out.get(kind, 0) + 1
-        return out
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {k: dict(v) for k, v in self.objects.items()}
-
 
 def _kind_of(key: str) -> str:
     for kind in sorted(_ORDER, key=len, reverse=True):
@@ -434,15 +427,15 @@ def _build(text: str) -> Snapshot:
     return Snapshot(ordered)
 
 
-class Digest:
+class SnapshotText:
     """A snapshot as the server sent it: one canonical text, expanded only when needed.
 
     Equal schemas give equal texts (the rows come in a fixed order, the
-    attributes as canonical jsonb), so comparing two digests is a string
+    attributes as positional values), so comparing two of them is a string
     comparison; only when the texts differ are they expanded into
     :class:`Snapshot` objects (:meth:`snapshot`) and compared as such, which
-    is what :func:`diff` shows.  A digest is as exact as a snapshot: it holds
-    every attribute, not a hash of them.
+    is what :func:`diff` shows.  As exact as a snapshot: the text holds every
+    attribute, it is not a hash of them.
     """
 
     __slots__ = ("text", "_snapshot")
@@ -461,7 +454,7 @@ class Digest:
         return hashlib.md5(self.text.encode()).hexdigest()
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Digest):
+        if isinstance(other, SnapshotText):
             return self.text == other.text or self.snapshot() == other.snapshot()
         if isinstance(other, Snapshot):
             return self.snapshot() == other
@@ -470,17 +463,17 @@ class Digest:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"<schema.Digest {self.md5[:12]} ({len(self.text)} chars)>"
+        return f"<catalog.SnapshotText {self.md5[:12]} ({len(self.text)} chars)>"
 
 
-def digest(conn: Connection, *, ignore_tables: Iterable[str] = DEFAULT_IGNORED_TABLES) -> Digest:
-    """The schema of the database behind ``conn``, as a :class:`Digest`: the fast path.
+def snapshot_text(conn: Connection, *, ignore_tables: Iterable[str] = DEFAULT_IGNORED_TABLES) -> SnapshotText:
+    """The schema of the database behind ``conn``, as a :class:`SnapshotText`: the fast path.
 
     Same query, same content and same ``ignore_tables`` as :func:`snapshot`,
-    but nothing is parsed: compare two digests with ``==`` or hand them to
+    but nothing is parsed: compare two with ``==`` or hand them to
     :func:`diff`, which expands them only when they differ.
     """
-    return Digest(_catalog_text(conn, ignore_tables))
+    return SnapshotText(_catalog_text(conn, ignore_tables))
 
 
 def snapshot(conn: Connection, *, ignore_tables: Iterable[str] = DEFAULT_IGNORED_TABLES) -> Snapshot:
@@ -509,7 +502,7 @@ _LONG = 100
 
 
 def diff(
-    a: Snapshot | Digest, b: Snapshot | Digest, *, before: str = "before", after: str = "after downgrade"
+    a: Snapshot | SnapshotText, b: Snapshot | SnapshotText, *, before: str = "before", after: str = "after downgrade"
 ) -> list[str]:
     """What differs between two snapshots, one readable line each; empty when identical.
 
@@ -517,15 +510,15 @@ def diff(
     changed attribute gives ``<object> <attribute>: <value in a> != <value in
     b>`` (multi-line or long values such as function bodies get an indented
     line diff instead).  ``before``/``after`` label ``a`` and ``b``; the defaults suit
-    the usual call ``diff(before_upgrade, after_downgrade)``.  Digests
-    (:func:`digest`) are accepted too: identical ones return ``[]`` at once,
-    others are expanded and diffed exactly like snapshots.
+    the usual call ``diff(before_upgrade, after_downgrade)``.  Snapshot texts
+    (:func:`snapshot_text`) are accepted too: identical ones return ``[]`` at
+    once, others are expanded and diffed exactly like snapshots.
     """
-    if isinstance(a, Digest) and isinstance(b, Digest) and a.text == b.text:
+    if isinstance(a, SnapshotText) and isinstance(b, SnapshotText) and a.text == b.text:
         return []
-    if isinstance(a, Digest):
+    if isinstance(a, SnapshotText):
         a = a.snapshot()
-    if isinstance(b, Digest):
+    if isinstance(b, SnapshotText):
         b = b.snapshot()
     lines: list[str] = []
     keys = list(a.objects) + [k for k in b.objects if k not in a.objects]

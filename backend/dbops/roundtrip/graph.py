@@ -11,6 +11,7 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util.exc import CommandError
 
 from ..errors import MultipleHeads, UsageError
+from ..migrations import Project
 
 
 def parents(script: Script) -> tuple[str, ...]:
@@ -52,21 +53,9 @@ def descendants_of(order: list[Script], root: str) -> set[str]:
     return found
 
 
-def resolve(directory: ScriptDirectory, rev: str) -> Script:
-    """A revision from an id, a unique prefix, ``head`` or a branch label; UsageError otherwise."""
-    try:
-        script = directory.get_revision(rev)
-    except CommandError as exc:
-        raise UsageError(
-            f"unknown revision {rev!r}: {exc}",
-            hint="pass a revision id (or unique prefix) shown by `alembic history`",
-        ) from None
-    if script is None:
-        raise UsageError(f"unknown revision {rev!r}", hint="pass a revision id shown by `alembic history`")
-    return script
-
-
-def select(directory: ScriptDirectory, order: list[Script], *, last: int | str | None = None, start: str | None = None) -> list[Script]:
+def select(
+    project: Project, order: list[Script], *, last: int | str | None = None, start: str | None = None
+) -> list[Script]:
     """The revisions to test, in order: all; the newest ``last``; or ``start`` and its descendants.
 
     Whatever is not selected is applied before the stairway without checks;
@@ -83,7 +72,7 @@ def select(directory: ScriptDirectory, order: list[Script], *, last: int | str |
             raise UsageError(f"--last must be at least 1, got {last}")
         return order[-last:]
     if start is not None:
-        root = resolve(directory, start).revision
+        root = project.revision(start).revision
         keep = descendants_of(order, root)
         return [s for s in order if s.revision in keep]
     return list(order)

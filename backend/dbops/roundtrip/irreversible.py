@@ -54,7 +54,8 @@ def _marked(tree: ast.Module, source: str) -> bool:
     if MARKER.search(source):
         return True
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
         value = getattr(node, "value", None)
         if any(isinstance(t, ast.Name) and t.id == "irreversible" for t in targets):
             if isinstance(value, ast.Constant) and value.value is True:

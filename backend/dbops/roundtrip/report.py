@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import console
+from ..console import table
 
 OK = "ok"
 FAILED = "failed"
@@ -41,7 +41,9 @@ class CheckResult:
 
 
 @dataclass
-class Report:
+class RoundTripReport:
+    """What one ``inv test-rollback`` run found (deploy keeps its own :class:`~dbops.deploy.report.DeployReport`)."""
+
     config: str
     server: str
     database: str
@@ -90,7 +92,7 @@ class Report:
             )
             for r in self.revisions
         ]
-        lines.append(console.table(("revision", "message", "up ms", "down ms", "result"), rows))
+        lines.append(table(("revision", "message", "up ms", "down ms", "result"), rows))
         for r in self.revisions:
             if r.problems:
                 lines.append("")

@@ -79,12 +79,6 @@ class StepRunner:
         if self.conn.in_transaction():
             self.conn.commit()
 
-    def upgrade(self, script: Script) -> None:
-        self.run([script], upgrade=True)
-
-    def downgrade(self, script: Script) -> None:
-        self.run([script], upgrade=False)
-
 
 @contextmanager
 def foreign_env(project_dir: Path, url: URL) -> Iterator[None]:

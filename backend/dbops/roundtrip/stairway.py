@@ -24,26 +24,16 @@ from alembic.script import Script
 from sqlalchemy.engine import Connection
 
 from .. import postgres
-from ..postgres import catalog as schema
-from ..console import TerminalProgress as Progress  # TEMPORARY
-from ..errors import DbopsError
 from ..migrations import Project
+from ..postgres import catalog
+from ..redact import reason
+from ..ui import Progress
 from . import irreversible
 from .database import ThrowawayDatabase
 from .report import FAILED, OK, UP_ONLY, RevisionResult
 from .runner import StepRunner
 
 SetupHook = Callable[[Connection], None]
-
-
-def first_line(exc: BaseException) -> str:
-    """A one-line reason for a failed step, without the SQLAlchemy boilerplate."""
-    if isinstance(exc, DbopsError):
-        text = exc.message
-    else:
-        text = str(getattr(exc, "orig", None) or exc).strip()
-    line = text.splitlines()[0] if text else ""
-    return f"{type(getattr(exc, 'orig', None) or exc).__name__}: {line}" if line else type(exc).__name__
 
 
 class Stairway:
@@ -69,7 +59,7 @@ class Stairway:
         self.prepared = [s for s in self.order if s.revision not in chosen]
         self.setup_sql = setup_sql
         self.setup = setup
-        self.progress = progress
+        self.progress = progress or Progress()
         self.engine: sa.Engine | None = None
         self.conn: Connection | None = None
         self.runner: StepRunner | None = None
@@ -111,7 +101,7 @@ class Stairway:
         self._connect()
         self._set_up()
         if self.prepared:
-            self._say(f"applying {len(self.prepared)} older revisions without checks")
+            self.progress.update(f"applying {len(self.prepared)} older revisions without checks", force=True)
             self.runner.run(self.prepared, upgrade=True)
         self.applied = list(self.prepared)
 
@@ -124,15 +114,11 @@ class Stairway:
         self.runner.run(list(applied), upgrade=True)
         self.applied = list(applied)
 
-    def snapshot(self) -> schema.Digest:
+    def snapshot(self) -> catalog.SnapshotText:
         assert self.conn is not None
-        snap = schema.digest(self.conn)
+        snap = catalog.snapshot_text(self.conn)
         self.conn.commit()  # hold no catalog locks while env.py may use its own connection
         return snap
-
-    def _say(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.update(text, force=True)
 
     # -- the walk -------------------------------------------------------------------
     def walk(self) -> list[RevisionResult]:
@@ -159,7 +145,9 @@ class Stairway:
                 plan += [(script, True, j, "up"), (script, False, j, "down"), (script, True, j, "again")]
         return plan
 
-    def _stretch(self, start: int, results: list[RevisionResult], before: schema.Digest) -> tuple[int, schema.Digest]:
+    def _stretch(
+        self, start: int, results: list[RevisionResult], before: catalog.SnapshotText
+    ) -> tuple[int, catalog.SnapshotText]:
         """Run the steps of ``selected[start:]`` in one env.py run, checking after each step.
 
         Returns where to go on and the snapshot there: the end, or (after a
@@ -175,7 +163,7 @@ class Stairway:
             result = results[j]
             # the fast path: one text per snapshot, compared as a string; only a
             # difference expands both sides into the detailed snapshots diff() shows
-            snap = schema.digest(conn)
+            snap = catalog.snapshot_text(conn)
             if phase == "up only":
                 result.up_ms = elapsed
                 irr = irreversible.check(script)
@@ -192,19 +180,20 @@ class Stairway:
                 state["after_up"] = snap
             elif phase == "down":
                 result.down_ms = elapsed
-                back = schema.diff(state["before"], snap, before="before upgrade", after="after downgrade")
+                back = catalog.diff(state["before"], snap, before="before upgrade", after="after downgrade")
                 if back:
                     result.problems.append("the downgrade did not restore the schema:")
                     result.problems.extend("  " + line for line in back)
             else:
-                redo = schema.diff(state["after_up"], snap, before="after upgrade", after="after downgrade and upgrade")
+                redo = catalog.diff(
+                    state["after_up"], snap, before="after upgrade", after="after downgrade and upgrade"
+                )
                 if redo:
                     result.problems.append("upgrading again after the downgrade gave a different schema:")
                     result.problems.extend("  " + line for line in redo)
                 result.result = FAILED if result.problems else OK
                 state["before"] = snap
-            if self.progress is not None:
-                self.progress.update(f"[{j + 1}/{total}] {script.revision} {result.message[:40]}: {phase}")
+            self.progress.update(f"[{j + 1}/{total}] {script.revision} {result.message[:40]}: {phase}")
             state["k"] += 1
             state["t"] = time.perf_counter()
 
@@ -214,15 +203,19 @@ class Stairway:
             script, _up, j, phase = plan[min(state["k"], len(plan) - 1)]
             result = results[j]
             result.result = FAILED
-            what = {"up": "upgrade", "up only": "upgrade", "down": "downgrade"}.get(phase, "upgrade after the downgrade")
-            result.problems.append(f"{what} failed: {first_line(exc)}")
+            what = {"up": "upgrade", "up only": "upgrade", "down": "downgrade"}.get(
+                phase, "upgrade after the downgrade"
+            )
+            result.problems.append(f"{what} failed: {reason(exc, typed=True)}")
             if phase in ("up", "up only"):
                 result.problems.append("the walk stops here: later revisions need this one")
                 raise _Stop from None
             try:
                 self.rebuild(self.prepared + self.selected[: j + 1])
             except Exception as again:
-                result.problems.append(f"the walk stops here: could not rebuild the database ({first_line(again)})")
+                result.problems.append(
+                    f"the walk stops here: could not rebuild the database ({reason(again, typed=True)})"
+                )
                 raise _Stop from None
             return j + 1, self.snapshot()
         return len(self.selected), state["before"]

@@ -33,15 +33,15 @@ def choose_provider(settings: Settings) -> str:
     return "embedded"
 
 
-def environment_url(settings: Settings) -> URL:
+def environment_url(settings: Settings, *, purpose: str = "work on") -> URL:
     """The environment's database URL: ``<ENV>_DATABASE_URL`` (pooled endpoints refused), or for
-    ``--env local`` without one the tool's own server, started."""
+    ``--env local`` without one the tool's own server, started.  ``purpose`` ends the "is not set" message."""
     if settings.database_url is not None:
         refuse_pooled(settings.database_url, variable=settings.database_url_var)
         return settings.database_url
     if not settings.is_local:
         var = f"{settings.env.upper()}_DATABASE_URL"
-        raise ConfigError(var, f"is not set: --env {settings.env} needs the database to work on",
+        raise ConfigError(var, f"is not set: --env {settings.env} needs the database to {purpose}",
                           hint=f"export {var} (or DATABASE_URL) with the direct connection string of the "
                           f"{settings.env} database")
     return server_for(settings).start()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 
 from sqlalchemy.engine import URL
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from ..containers.engine import client
 from ..errors import ServerError
@@ -114,19 +114,26 @@ class DockerServer(PostgresServer):
         elif c.status != "running":
             log.info("starting container %s", self.container_name)
             c.start()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:  # wait for Docker to assign the host port
-            c.reload()
-            if c.status == "exited":
-                logs = c.logs(tail=15).decode(errors="replace")
-                raise ServerError(f"container {self.container_name} exited at start", details=logs)
-            if (c.attrs["NetworkSettings"]["Ports"] or {}).get("5432/tcp"):
-                break
-            time.sleep(0.2)
+        self._wait_for_port(c)
         url = self.url()
         wait_until_ready(url.set(database="postgres"), timeout=self.start_timeout, what=f"container {self.container_name}")
         ensure_database(url)
         return url
+
+    def _wait_for_port(self, c) -> None:
+        """Bounded wait (15 s) for Docker to assign the host port; a container that exits is an error at once."""
+
+        def published() -> bool:
+            c.reload()
+            if c.status == "exited":
+                logs = c.logs(tail=15).decode(errors="replace")
+                raise ServerError(f"container {self.container_name} exited at start", details=logs)
+            return bool((c.attrs["NetworkSettings"]["Ports"] or {}).get("5432/tcp"))
+
+        try:
+            Retrying(stop=stop_after_delay(15), wait=wait_fixed(0.2), retry=retry_if_result(lambda ok: not ok))(published)
+        except RetryError:
+            pass  # self.url() says "publishes no port for 5432"
 
     def stop(self) -> None:
         c = self._container()

@@ -45,11 +45,15 @@ class LocalStore(Store):
     def open_writer(self, key: str, *, part_size: int, on_part: Callable[[int, int], None] | None = None) -> Writer:
         return _FileWriter(self, key, self._path(key))
 
-    def list(self, prefix: str) -> list[ObjectInfo]:
+    def _folder(self, prefix: str) -> Path | None:
+        """The folder to walk for keys under ``prefix`` (which may end inside a name: "x/2024"); None: none."""
         base = self._path(prefix) if prefix else self.root
-        # prefix may end inside a name ("x/2024"): walk its folder, filter by key
         folder = base if base.is_dir() else base.parent
-        if not folder.is_dir():
+        return folder if folder.is_dir() else None
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        folder = self._folder(prefix)
+        if folder is None:
             return []
         out = []
         for path in folder.rglob("*"):
@@ -94,9 +98,8 @@ class LocalStore(Store):
         self._path(key).unlink(missing_ok=True)
 
     def incomplete_uploads(self, prefix: str) -> list[Upload]:
-        folder = self._path(prefix) if prefix else self.root
-        folder = folder if folder.is_dir() else folder.parent
-        if not folder.is_dir():
+        folder = self._folder(prefix)
+        if folder is None:
             return []
         out = []
         for p in folder.rglob("*" + PARTIAL):

@@ -118,7 +118,7 @@ class S3Store(Store):
                 return missing
             raise self.error(operation, exc) from None
 
-    def _sse_args(self) -> dict:
+    def sse_args(self) -> dict:
         return {"ServerSideEncryption": self.sse} if self.sse else {}
 
     # -- interface -------------------------------------------------------------
@@ -150,7 +150,7 @@ class S3Store(Store):
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         self.call(f"writing {key}", self.client.put_object, Bucket=self.bucket, Key=key, Body=data,
-                   ContentType=content_type, **self._sse_args())
+                   ContentType=content_type, **self.sse_args())
 
     def get_bytes(self, key: str) -> bytes | None:
         return self.call(f"reading {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(),
@@ -219,7 +219,7 @@ class MultipartWriter(Writer):
             Bucket=store.bucket,
             Key=key,
             ContentType="application/octet-stream",
-            **store._sse_args(),
+            **store.sse_args(),
         )
         self.upload_id = resp["UploadId"]
 

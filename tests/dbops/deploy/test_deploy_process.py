@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from dbops import postgres
 from dbops.deploy.lock import DeployLock
 
-from scenarios import ADD_PHONE, BASE, SECRET, add_revision, columns, current
-from scenarios import app, db, deploy_env  # noqa: F401  (fixtures)
+from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, columns, current
+from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[3]
 

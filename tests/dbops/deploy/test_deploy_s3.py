@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from dbops.console import Console
 from dbops.deploy import pipeline
 from dbops.deploy.pipeline import DeployOptions
 from dbops.errors import DeployFailed
 
-from scenarios import ADD_PHONE, BASE, SECRET, add_revision, columns, current, settings_for
-from scenarios import app, db, deploy_env  # noqa: F401  (fixtures)
+from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, columns, current, settings_for
+from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def s3_env(request):
 def test_clean_deploy_backs_up_to_s3_and_stores_its_record_beside(project: Path, db, s3_env, capsys):
     server, env = s3_env
     add_revision(project, "a1", BASE, *ADD_PHONE)
-    report = pipeline.deploy(settings_for(env), DeployOptions(monitor_seconds=0))
+    report = pipeline.deploy(settings_for(env), DeployOptions(monitor_seconds=0), ui=Console())
     assert report.outcome == "success" and current(db) == ["a1"]
     keys = [o["Key"] for o in server.client().list_objects_v2(Bucket="dbops-backups").get("Contents", [])]
     assert any(k.endswith(".dump") for k in keys)

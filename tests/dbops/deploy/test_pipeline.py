@@ -7,19 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from dbops.deploy import pipeline
+from dbops.console import Console
+from dbops.deploy import checksums, pipeline, rollback
 from dbops.deploy.pipeline import DeployOptions
 from dbops.errors import DeployFailed
 
-from scenarios import ADD_PHONE, BASE, SECRET, add_revision, backup_file, columns, current, settings_for
-from scenarios import app, db, deploy_env  # noqa: F401  (fixtures)
+from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, backup_file, columns, current, settings_for
+from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
 
 
 def test_clean_deploy_end_to_end(project: Path, db, app, deploy_env, capsys):
     add_revision(project, "a1", BASE, *ADD_PHONE, doc="add phone")
     settings = settings_for(deploy_env)
 
-    report = pipeline.deploy(settings, DeployOptions(monitor_seconds=1))
+    report = pipeline.deploy(settings, DeployOptions(monitor_seconds=1), ui=Console())
 
     assert report.outcome == "success"
     assert current(db) == ["a1"]
@@ -46,7 +47,7 @@ def test_clean_deploy_end_to_end(project: Path, db, app, deploy_env, capsys):
 
 def test_nothing_pending_exits_clean_without_backup(project: Path, db, deploy_env, tmp_path, capsys):
     settings = settings_for(deploy_env, PROD_HEALTH_URL="http://127.0.0.1:9/never-called")
-    report = pipeline.deploy(settings)
+    report = pipeline.deploy(settings, ui=Console())
     assert report.outcome == "nothing to deploy"
     assert report.backup is None
     assert not (tmp_path / "offsite").exists()
@@ -55,7 +56,7 @@ def test_nothing_pending_exits_clean_without_backup(project: Path, db, deploy_en
 
 def test_plan_says_what_would_happen_and_changes_nothing(project: Path, db, deploy_env, tmp_path, capsys):
     add_revision(project, "a1", BASE, *ADD_PHONE, doc="add phone")
-    report = pipeline.deploy(settings_for(deploy_env), DeployOptions(plan=True))
+    report = pipeline.deploy(settings_for(deploy_env), DeployOptions(plan=True), ui=Console())
     assert report.outcome == "planned"
     assert current(db) == [BASE] and "phone" not in columns(db, "users")
     assert not (tmp_path / "offsite").exists()  # no backup
@@ -79,7 +80,7 @@ def test_edited_applied_migration_is_refused_until_accepted(project: Path, db, d
     assert "inv accept-migration-change --env prod --revision a1" in err.render()
     assert current(db) == ["a1"] and err.report.backup is None
 
-    old, new = pipeline.accept_migration_change(settings, "a1")
+    old, new = checksums.accept_migration_change(settings, "a1")
     assert old != new
     assert pipeline.deploy(settings, DeployOptions(monitor_seconds=0)).outcome == "success"
     assert current(db) == ["a2"]
@@ -143,14 +144,14 @@ def test_a_long_transaction_makes_the_upgrade_fail_fast_retried_and_unchanged(pr
 
 
 def test_health_failing_after_upgrade_reports_and_rollback_restores(project: Path, db, deploy_env, capsys):
-    from scenarios import App
+    from deploy_fixtures import App
 
     add_revision(project, "a1", BASE, *ADD_PHONE)
     broken = App(project, db.set(database="no_such_db"))  # the app cannot reach its database: 503
     try:
         settings = settings_for(deploy_env, PROD_HEALTH_URL=broken.url)
         with pytest.raises(DeployFailed) as info:
-            pipeline.deploy(settings, DeployOptions(monitor_seconds=5))
+            pipeline.deploy(settings, DeployOptions(monitor_seconds=5), ui=Console())
     finally:
         broken.stop()
     r = info.value.report
@@ -162,7 +163,7 @@ def test_health_failing_after_upgrade_reports_and_rollback_restores(project: Pat
     saved = json.loads(Path(r.path).read_text())
     assert saved["failed_step"] == "verify" and saved["db_changed"] is True
 
-    rb = pipeline.rollback_database(settings)
+    rb = rollback.rollback_database(settings, ui=Console())
     assert rb.outcome == "success" and current(db) == [BASE] and "phone" not in columns(db, "users")
     assert rb.backup and backup_file(deploy_env, rb.backup["key"]).is_file()  # a fresh backup first
     assert SECRET not in capsys.readouterr().out
@@ -186,7 +187,7 @@ def test_irreversible_revision_is_refused_by_rollback(project: Path, db, deploy_
     settings = settings_for(deploy_env)
     report = pipeline.deploy(settings, DeployOptions(monitor_seconds=0))
     with pytest.raises(DeployFailed) as info:
-        pipeline.rollback_database(settings)
+        rollback.rollback_database(settings)
     assert "revision a1 cannot be downgraded: its downgrade() is empty" in info.value.message
     assert f"inv restore --env prod --backup {report.backup_key}" in info.value.render()
     assert current(db) == ["a1"]
@@ -234,7 +235,7 @@ def test_concurrently_in_an_autocommit_block_deploys_clean(project: Path, db, de
     assert report.outcome == "success" and not [f for f in report.lint if f["level"] == "error"]
     assert "CREATE INDEX CONCURRENTLY ix_users_name" in Path(report.dry_run_sql).read_text()
     assert current(db) == ["a1"]
-    assert pipeline.rollback_database(settings_for(deploy_env)).outcome == "success"
+    assert rollback.rollback_database(settings_for(deploy_env)).outcome == "success"
     assert current(db) == [BASE]
 
 
@@ -283,26 +284,17 @@ class Webhook:
 def test_webhook_gets_the_outcome_and_its_failure_never_fails_a_good_deploy(project: Path, db, deploy_env, capsys):
     hook = Webhook()
     add_revision(project, "a1", BASE, *ADD_PHONE)
-    pipeline.deploy(settings_for(deploy_env, PROD_NOTIFY_WEBHOOK_URL=hook.url), DeployOptions(monitor_seconds=0))
+    pipeline.deploy(settings_for(deploy_env, PROD_NOTIFY_WEBHOOK_URL=hook.url), DeployOptions(monitor_seconds=0),
+                    ui=Console())
     assert len(hook.texts) == 1 and "inv deploy --env prod: success" in hook.texts[0] and "-> a1" in hook.texts[0]
 
     hook.status = 500
     add_revision(project, "a2", "a1", "op.add_column('users', sa.Column('nick', sa.Text()))", "op.drop_column('users', 'nick')")
-    report = pipeline.deploy(settings_for(deploy_env, PROD_NOTIFY_WEBHOOK_URL=hook.url), DeployOptions(monitor_seconds=0))
+    report = pipeline.deploy(settings_for(deploy_env, PROD_NOTIFY_WEBHOOK_URL=hook.url), DeployOptions(monitor_seconds=0),
+                             ui=Console())
     assert report.outcome == "success" and current(db) == ["a2"]
     assert "HTTP 500" in report.notify_error
     out = capsys.readouterr().out
     assert "notification failed" in out and "XXXXSECRETXXXX" not in out
     hook.httpd.shutdown()
 
-
-def test_monitor_on_its_own_watches_and_fails_when_the_db_is_not_at_head(project: Path, db, deploy_env, capsys):
-    from dbops.deploy.monitor import MonitorFailed
-
-    result = pipeline.monitor_only(settings_for(deploy_env), seconds=1)
-    assert result.samples >= 2
-    assert "all healthy" in capsys.readouterr().out
-    add_revision(project, "a1", BASE, *ADD_PHONE)  # new code, old schema: the app answers 503
-    with pytest.raises(MonitorFailed) as info:
-        pipeline.monitor_only(settings_for(deploy_env), seconds=1)
-    assert "HTTP 503" in info.value.message

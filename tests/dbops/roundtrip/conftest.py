@@ -32,7 +32,7 @@ def check(pg_server):
     def run(ini: Path, **kwargs):
         settings = load_settings(alembic_ini=ini, environ={})
         try:
-            return roundtrip.run(settings, server_url=pg_server.url(), progress=False, echo=False, **kwargs), None
+            return roundtrip.run(settings, server_url=pg_server.url(), **kwargs), None
         except roundtrip.RoundTripFailed as exc:
             return exc.report, exc
 

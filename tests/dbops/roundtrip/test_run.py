@@ -24,7 +24,7 @@ def databases(pg_server) -> set[str]:
 
 
 def test_this_repos_chain_passes(pg_server):
-    report = roundtrip.run(load_settings(alembic_ini=ROOT / "alembic.ini", environ={}), server_url=pg_server.url(), progress=False, echo=False)
+    report = roundtrip.run(load_settings(alembic_ini=ROOT / "alembic.ini", environ={}), server_url=pg_server.url())
     assert report.ok
     assert all(r.result == OK for r in report.revisions)
     assert len(report.checks) == 4 and all(c.status == OK for c in report.checks)
@@ -103,7 +103,7 @@ def test_unreadable_config_is_a_usage_error(tmp_path, pg_server):
     ini = tmp_path / "alembic.ini"
     ini.write_text("[alembic]\nscript_location = %(here)s/missing\n")
     with pytest.raises(UsageError) as info:
-        roundtrip.run(load_settings(alembic_ini=ini, environ={}), server_url=pg_server.url(), progress=False, echo=False)
+        roundtrip.run(load_settings(alembic_ini=ini, environ={}), server_url=pg_server.url())
     assert info.value.exit_code == 2
     with pytest.raises(UsageError):
         load_settings(alembic_ini=tmp_path / "nope.ini", environ={})
@@ -124,7 +124,7 @@ def test_throwaway_database_is_dropped_when_interrupted(scenario, pg_server):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        roundtrip.run(load_settings(alembic_ini=scenario("merge_ok"), environ={}), server_url=pg_server.url(), setup=interrupt, progress=False, echo=False)
+        roundtrip.run(load_settings(alembic_ini=scenario("merge_ok"), environ={}), server_url=pg_server.url(), setup=interrupt)
     assert databases(pg_server) == before
 
 

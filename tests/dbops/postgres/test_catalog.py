@@ -1,11 +1,11 @@
-"""dbops.schema: catalog snapshots and their diff, against a real Postgres."""
+"""dbops.postgres.catalog: catalog snapshots and their diff, against a real Postgres."""
 
 from __future__ import annotations
 
 import pytest
 
 from dbops import postgres
-from dbops.postgres import catalog as schema
+from dbops.postgres import catalog
 
 
 @pytest.fixture
@@ -16,13 +16,13 @@ def conn(fresh_db):
     engine.dispose()
 
 
-def run(conn, sql: str) -> schema.Snapshot:
+def run(conn, sql: str) -> catalog.Snapshot:
     conn.exec_driver_sql(sql)
-    return schema.snapshot(conn)
+    return catalog.snapshot(conn)
 
 
 def test_empty_database_has_only_public_and_plpgsql(conn):
-    snap = schema.snapshot(conn)
+    snap = catalog.snapshot(conn)
     assert snap.names() == ["schema public", "extension plpgsql"]
 
 
@@ -64,8 +64,8 @@ def test_snapshot_covers_every_kind_of_object(conn):
 
 def test_identical_schemas_have_no_diff(conn):
     conn.exec_driver_sql("CREATE TABLE t (id int PRIMARY KEY)")
-    assert schema.diff(schema.snapshot(conn), schema.snapshot(conn)) == []
-    assert schema.snapshot(conn) == schema.snapshot(conn)
+    assert catalog.diff(catalog.snapshot(conn), catalog.snapshot(conn)) == []
+    assert catalog.snapshot(conn) == catalog.snapshot(conn)
 
 
 def test_diff_names_leftovers_and_changed_attributes(conn):
@@ -78,18 +78,18 @@ def test_diff_names_leftovers_and_changed_attributes(conn):
         ALTER TABLE users ALTER COLUMN phone TYPE text, ALTER COLUMN phone DROP DEFAULT;
         """,
     )
-    lines = schema.diff(before, after)
+    lines = catalog.diff(before, after)
     assert "index ix_users_phone on users: only after downgrade" in lines
     assert "enum type mood: only after downgrade" in lines
     assert "column users.phone type: varchar(20) != text" in lines
     assert "column users.phone default: '0'::character varying != (none)" in lines
-    assert schema.diff(after, before, before="after", after="before")[0] == "enum type mood: only after"
+    assert catalog.diff(after, before, before="after", after="before")[0] == "enum type mood: only after"
 
 
 def test_diff_shows_long_definitions_as_a_line_diff(conn):
     before = run(conn, "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 1$$")
     after = run(conn, "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 2$$")
-    lines = schema.diff(before, after)
+    lines = catalog.diff(before, after)
     assert lines[0].startswith("function f() definition: differs")
     assert "    -AS $function$SELECT 1$function$" in lines
     assert "    +AS $function$SELECT 2$function$" in lines
@@ -103,31 +103,31 @@ def test_other_schemas_are_qualified_and_extension_objects_left_out(conn):
     assert not snap.names("range type") and not snap.names("composite type")
 
 
-def test_digest_equals_only_identical_schemas_and_diffs_like_a_snapshot(conn):
+def test_snapshot_text_equals_only_identical_schemas_and_diffs_like_a_snapshot(conn):
     conn.exec_driver_sql("CREATE TABLE users (id int PRIMARY KEY, phone varchar(20))")
-    before = schema.digest(conn)
-    assert before == schema.digest(conn)
-    assert before.text == schema.digest(conn).text  # the fast path: a plain string comparison
-    assert schema.diff(before, schema.digest(conn)) == []
-    assert before.snapshot() == schema.snapshot(conn)  # same content as the detailed snapshot
+    before = catalog.snapshot_text(conn)
+    assert before == catalog.snapshot_text(conn)
+    assert before.text == catalog.snapshot_text(conn).text  # the fast path: a plain string comparison
+    assert catalog.diff(before, catalog.snapshot_text(conn)) == []
+    assert before.snapshot() == catalog.snapshot(conn)  # same content as the detailed snapshot
 
-    # a downgrade that forgot an index and an enum type: the digest path must see both
+    # a downgrade that forgot an index and an enum type: the text path must see both
     conn.exec_driver_sql("CREATE INDEX ix_users_phone ON users (phone); CREATE TYPE mood AS ENUM ('a')")
-    leftover = schema.digest(conn)
+    leftover = catalog.snapshot_text(conn)
     assert leftover != before
-    lines = schema.diff(before, leftover)
-    assert lines == schema.diff(before.snapshot(), schema.snapshot(conn))  # exactly the detailed diff
+    lines = catalog.diff(before, leftover)
+    assert lines == catalog.diff(before.snapshot(), catalog.snapshot(conn))  # exactly the detailed diff
     assert "index ix_users_phone on users: only after downgrade" in lines
     assert "enum type mood: only after downgrade" in lines
 
     # an index that differs only in its definition, same name: still caught
     conn.exec_driver_sql("DROP TYPE mood; DROP INDEX ix_users_phone; CREATE INDEX ix_users_phone ON users (lower(phone))")
-    changed = schema.diff(leftover, schema.digest(conn))
+    changed = catalog.diff(leftover, catalog.snapshot_text(conn))
     assert "enum type mood: only before" in changed
     assert any(line.startswith("index ix_users_phone on users definition:") for line in changed)
 
     # alembic_version is ignored the same way as in snapshot()
     conn.exec_driver_sql("DROP INDEX ix_users_phone")
     conn.exec_driver_sql("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
-    assert schema.digest(conn) == before
-    assert schema.digest(conn, ignore_tables=()) != before
+    assert catalog.snapshot_text(conn) == before
+    assert catalog.snapshot_text(conn, ignore_tables=()) != before

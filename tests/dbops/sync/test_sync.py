@@ -1,4 +1,4 @@
-"""The local loop (inv sync / inv status) against a real Postgres, on a private copy of the project."""
+"""The sync step (inv sync / inv status) against a real Postgres, on a private copy of the project."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import forget_app_modules
-from dbops import local
+from dbops import sync
+from dbops.console import Console
 from dbops.errors import Aborted, CheckFailed, DatabaseUnreachable, ModelImportError, MultipleHeads, Refused
 from dbops.servers import UrlServer
 from dbops.settings import load_settings, normalize_database_url
@@ -50,24 +51,24 @@ def columns(url, table):
 def test_check_only_reports_pending_then_passes_after_sync(project, fresh_db, capsys):
     settings = settings_for(fresh_db)
     with pytest.raises(CheckFailed, match="1 pending migration") as exc:
-        local.check(settings)
+        sync.check(settings)
     assert exc.value.exit_code == 1 and "inv sync" in exc.value.hint
-    result = local.sync(settings, auto=True)
+    result = sync.sync(settings, auto=True, ui=Console())
     assert result.in_sync and len(result.applied) == 1 and result.generated is None
-    local.check(settings)  # no exception: in sync
+    sync.check(settings)  # no exception: in sync
     assert "in sync" in capsys.readouterr().out
 
 
 def test_auto_writes_exactly_one_migration_for_a_new_column(project, fresh_db, capsys):
     settings = settings_for(fresh_db)
-    local.sync(settings, auto=True)
+    sync.sync(settings, auto=True)
     before = versions(project)
     add_phone(project)
 
     with pytest.raises(CheckFailed, match=r"add column users\.phone"):
-        local.check(settings)
+        sync.check(settings)
 
-    result = local.sync(settings, auto=True)
+    result = sync.sync(settings, auto=True, ui=Console())
     new = versions(project) - before
     assert len(new) == 1 and result.generated.name in new
     assert result.message == "add users.phone"
@@ -78,14 +79,14 @@ def test_auto_writes_exactly_one_migration_for_a_new_column(project, fresh_db, c
     out = capsys.readouterr().out
     assert "round-trips" in out
 
-    local.check(settings)
-    again = local.sync(settings, auto=True)  # nothing left: no empty migration
+    sync.check(settings)
+    again = sync.sync(settings, auto=True)  # nothing left: no empty migration
     assert again.generated is None and versions(project) == before | new
 
 
 def test_a_downgrade_that_does_not_restore_fails_verification(project, fresh_db):
     settings = settings_for(fresh_db)
-    local.sync(settings, auto=True)
+    sync.sync(settings, auto=True)
     models = project / "backend/app/domains/users/models.py"
     models.write_text(models.read_text() + "    nickname: Mapped[str | None] = mapped_column(String(30), index=True)\n")
     forget_app_modules()
@@ -93,17 +94,17 @@ def test_a_downgrade_that_does_not_restore_fails_verification(project, fresh_db)
     template = project / "alembic/script.py.mako"
     template.write_text(template.read_text().replace('${downgrades if downgrades else "pass"}', "pass"))
     with pytest.raises(CheckFailed, match="the downgrade does not restore the schema") as exc:
-        local.sync(settings, auto=True)
+        sync.sync(settings, auto=True)
     assert "nickname" in exc.value.details
 
 
 def test_interactive_mode_offers_backup_and_asks_for_message(project, fresh_db, monkeypatch, capsys):
     settings = settings_for(fresh_db)
-    local.sync(settings, auto=True)
+    sync.sync(settings, auto=True)
     add_phone(project)
     # backup? yes / message / apply? yes
     monkeypatch.setattr(sys, "stdin", Terminal("y\nadd a phone number to users\ny\n"))
-    result = local.sync(settings)
+    result = sync.sync(settings, ui=Console())
     assert result.backup is not None and result.backup.stat().st_size > 0
     assert result.backup.parent == project / "backups" / "local"
     assert result.backup.with_name(result.backup.name.replace(".dump", ".manifest.json")).is_file()
@@ -114,18 +115,18 @@ def test_interactive_mode_offers_backup_and_asks_for_message(project, fresh_db, 
 
 def test_interactive_decline_leaves_database_unchanged(project, fresh_db, monkeypatch):
     settings = settings_for(fresh_db)
-    local.sync(settings, auto=True)
+    sync.sync(settings, auto=True)
     add_phone(project)
     monkeypatch.setattr(sys, "stdin", Terminal("n\n\nn\n"))
     with pytest.raises(Aborted, match="not applied"):
-        local.sync(settings)
+        sync.sync(settings, ui=Console())
     assert "phone" not in columns(fresh_db, "users")
 
 
 def test_status_shows_everything(project, fresh_db):
     settings = settings_for(fresh_db)
-    st = local.status(settings)
-    text = local.render_status(st)
+    st = sync.status(settings)
+    text = sync.render_status(st)
     assert st.provider == "url"
     assert "PostgreSQL 18" in text and "pending    1:" in text and "create users and posts" in text
     assert "drift      none" in text
@@ -137,22 +138,22 @@ def test_status_shows_everything(project, fresh_db):
 
 def test_force_recreate_refuses_a_non_local_url(project, fresh_db):
     settings = settings_for(fresh_db)
-    local.sync(settings, auto=True)
+    sync.sync(settings, auto=True)
     remote = normalize_database_url("postgresql://app:pw123@db.example.com:5432/app")
     with pytest.raises(Refused, match="not a local database") as exc:
-        local.force_recreate(settings, server=UrlServer(remote), yes=True)
+        sync.force_recreate(settings, server=UrlServer(remote), yes=True)
     assert "nothing was dropped" in exc.value.render() and "pw123" not in exc.value.render()
     assert "users" in sa.inspect(sa.create_engine(fresh_db)).get_table_names()
 
 
 def test_force_recreate_drops_and_upgrades_local(project, fresh_db):
     settings = settings_for(fresh_db)
-    local.sync(settings, auto=True)
+    sync.sync(settings, auto=True)
     engine = sa.create_engine(fresh_db)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE stray (x int)"))
     engine.dispose()  # the recreate ends every session on the database
-    applied = local.force_recreate(settings, yes=True)
+    applied = sync.force_recreate(settings, yes=True)
     assert len(applied) == 1
     tables = set(sa.inspect(engine).get_table_names())
     engine.dispose()
@@ -161,9 +162,9 @@ def test_force_recreate_drops_and_upgrades_local(project, fresh_db):
 
 def test_force_recreate_without_yes_and_no_terminal_drops_nothing(project, fresh_db):
     settings = settings_for(fresh_db)
-    local.sync(settings, auto=True)
+    sync.sync(settings, auto=True)
     with pytest.raises(Aborted, match="nothing was dropped"):
-        local.force_recreate(settings)
+        sync.force_recreate(settings, ui=Console())
     assert "users" in sa.inspect(sa.create_engine(fresh_db)).get_table_names()
 
 
@@ -173,14 +174,14 @@ def test_broken_models_name_the_file(project, fresh_db):
     (bad / "__init__.py").write_text("")
     (bad / "models.py").write_text("from app.db import Base\nraise ValueError('oops in orders')\n")
     with pytest.raises(ModelImportError) as exc:
-        local.status(settings_for(fresh_db))
+        sync.status(settings_for(fresh_db))
     assert "orders/models.py" in exc.value.message and "oops in orders" in exc.value.message
     assert exc.value.exit_code == 2
 
 
 def test_new_domain_is_discovered_without_other_edits(project, fresh_db):
     settings = settings_for(fresh_db)
-    local.sync(settings, auto=True)
+    sync.sync(settings, auto=True)
     dom = project / "backend/app/domains/tags"
     dom.mkdir()
     (dom / "__init__.py").write_text("")
@@ -190,7 +191,7 @@ def test_new_domain_is_discovered_without_other_edits(project, fresh_db):
         "    label: Mapped[str] = mapped_column(String(40))\n"
     )
     forget_app_modules()
-    result = local.sync(settings, auto=True)
+    result = sync.sync(settings, auto=True)
     assert result.message == "add table tags"
 
 
@@ -204,7 +205,7 @@ def test_multiple_heads_list_them_and_the_merge_command(project, fresh_db):
             "def upgrade():\n    pass\ndef downgrade():\n    pass\n"
         )
     with pytest.raises(MultipleHeads) as exc:
-        local.sync(settings_for(fresh_db), auto=True)
+        sync.sync(settings_for(fresh_db), auto=True)
     assert set(exc.value.heads) == {"aaaa00000001", "bbbb00000002"}
     assert "alembic merge" in exc.value.hint and "aaaa00000001" in exc.value.hint
 
@@ -213,5 +214,5 @@ def test_unreachable_database_says_how_to_start_one(project):
     url = normalize_database_url("postgresql://app:topsecret@127.0.0.1:1/app")
     settings = load_settings(provider="url", environ={"DATABASE_URL": url.render_as_string(hide_password=False)})
     with pytest.raises(DatabaseUnreachable) as exc:
-        local.status(settings)
+        sync.status(settings)
     assert "topsecret" not in exc.value.render() and "127.0.0.1:1" in exc.value.render()

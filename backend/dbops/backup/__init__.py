@@ -1,0 +1,38 @@
+"""Backups that are proven restorable: create, list, prune, restore, verify (``inv backup`` and friends).
+
+One module per job: :mod:`.catalog` (keys, manifests, listing),
+:mod:`.contents` (row counts, the revision), :mod:`.create` (the streamed
+backup), :mod:`.restore`, :mod:`.swap` (the in-place swap), :mod:`.verify`,
+:mod:`.prune`.  :mod:`dbops.postgres.dump` runs pg_dump/pg_restore,
+:mod:`dbops.storage` talks to S3 or the backup folder.  Each public function
+takes the settings first, returns a result dataclass and talks only through
+the ``ui`` it is handed; ``tasks.py`` shows the result.
+"""
+
+from __future__ import annotations
+
+from .catalog import BackupInfo, find_backup, list_backups, render_backups, store_beside
+from .contents import alembic_revisions, table_row_counts
+from .create import BackupResult, create_backup
+from .prune import PruneResult, prune_backups, render_prune
+from .restore import RestoreResult, restore_backup
+from .verify import VerifyResult, verify_backup
+
+__all__ = [
+    "BackupInfo",
+    "BackupResult",
+    "PruneResult",
+    "RestoreResult",
+    "VerifyResult",
+    "alembic_revisions",
+    "create_backup",
+    "find_backup",
+    "list_backups",
+    "prune_backups",
+    "render_backups",
+    "render_prune",
+    "restore_backup",
+    "store_beside",
+    "table_row_counts",
+    "verify_backup",
+]

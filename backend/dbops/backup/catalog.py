@@ -1,0 +1,188 @@
+"""The backups in a store: key layout, manifests, :class:`BackupInfo`, listing and finding them.
+
+Layout of a backup under ``BACKUP_URL``::
+
+    <prefix>/<env>/<UTC timestamp>_<alembic revision>.dump           pg_dump -Fc, streamed
+    <prefix>/<env>/<UTC timestamp>_<alembic revision>.manifest.json  written only after the dump was checked
+    <prefix>/<env>/<UTC timestamp>_<alembic revision>.verified.json  written by verify-backup
+
+A dump without its manifest is not a backup: listing shows it as incomplete,
+restore refuses it, and prune never touches it.  Artifacts of a deploy (its
+dry-run SQL, its report) are stored beside the backup it took.  The table
+``inv backups`` prints is :func:`render_backups`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+import re
+from dataclasses import dataclass
+
+from .. import clock
+from ..console import table
+from ..errors import UsageError
+from ..settings import Settings
+from ..storage import MiB, Store, open_store
+
+#: the manifest's ``format``
+FORMAT = "dbops-backup/1"
+#: backups are read and written in chunks of this size
+CHUNK = 256 * 1024
+DUMP_SUFFIX = ".dump"
+MANIFEST_SUFFIX = ".manifest.json"
+VERIFIED_SUFFIX = ".verified.json"
+#: a dump's file name: ``clock.STAMP`` (UTC, to the microsecond: two backups in the same second get
+#: different keys), then the revision
+_NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}\.\d{6}Z)_(?P<revision>.+)\.dump$")
+
+
+@dataclass
+class BackupInfo:
+    """One backup in the store, with its manifest (None: incomplete) and verification record."""
+
+    key: str
+    size: int
+    time: dt.datetime
+    revision: str
+    manifest: dict | None = None
+    verification: dict | None = None
+
+    @property
+    def stem(self) -> str:
+        return self.key[: -len(DUMP_SUFFIX)]
+
+    @property
+    def manifest_key(self) -> str:
+        return manifest_key(self.key)
+
+    @property
+    def verified_key(self) -> str:
+        return self.stem + VERIFIED_SUFFIX
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest is not None
+
+    @property
+    def verified(self) -> bool:
+        """verify-backup restored it and its checksum matched the manifest's."""
+        return bool(
+            self.manifest and self.verification and self.verification.get("sha256") == self.manifest.get("sha256")
+        )
+
+    @property
+    def duration_s(self) -> float | None:
+        return self.manifest.get("duration_s") if self.manifest else None
+
+    def as_dict(self) -> dict:
+        return {
+            "key": self.key,
+            "time": self.time.isoformat(),
+            "revision": self.revision,
+            "size": self.size,
+            "duration_s": self.duration_s,
+            "complete": self.complete,
+            "verified": self.verified,
+            "verified_at": (self.verification or {}).get("verified_at"),
+            "sha256": (self.manifest or {}).get("sha256"),
+        }
+
+
+def env_prefix(store: Store, settings: Settings) -> str:
+    """``<prefix>/<env>/``: everything this environment's backups may touch."""
+    return store.key(settings.env) + "/"
+
+
+def dump_key(store: Store, settings: Settings, started: dt.datetime, revision: str) -> str:
+    """The key of a dump started at ``started`` of a database at ``revision``."""
+    return store.key(settings.env, f"{clock.stamp(started)}_{revision}{DUMP_SUFFIX}")
+
+
+def manifest_key(key: str) -> str:
+    """The manifest's key beside the dump ``key``."""
+    return key[: -len(DUMP_SUFFIX)] + MANIFEST_SUFFIX
+
+
+def checked_store(settings: Settings) -> Store:
+    """The backup store, its bucket (or folder) and credentials checked."""
+    store = open_store(settings)
+    store.check()
+    return store
+
+
+def list_backups(settings: Settings, *, store: Store | None = None) -> list[BackupInfo]:
+    """Every backup of ``settings.env``, newest first (incomplete ones too, with ``manifest`` None)."""
+    store = store or open_store(settings)
+    prefix = env_prefix(store, settings)
+    objects = {o.key: o for o in store.list(prefix)}
+    out = []
+    for key, obj in objects.items():
+        if not key.endswith(DUMP_SUFFIX) or "/" in key[len(prefix):]:
+            continue
+        m = _NAME.match(key[len(prefix):])
+        if m:
+            when = dt.datetime.strptime(m.group("stamp"), clock.STAMP).replace(tzinfo=dt.timezone.utc)
+            info = BackupInfo(key, obj.size, when, m.group("revision"))
+        else:  # not named by us: its modification time, revision unknown
+            info = BackupInfo(key, obj.size, obj.modified, "?")
+        if info.manifest_key in objects:
+            info.manifest = store.get_json(info.manifest_key)
+        if info.verified_key in objects:
+            info.verification = store.get_json(info.verified_key)
+        out.append(info)
+    return sorted(out, key=lambda b: (b.time, b.key), reverse=True)
+
+
+def find_backup(settings: Settings, key_or_latest: str | None, *, store: Store) -> BackupInfo:
+    """The backup named by key (full key or file name) or ``latest``: the newest complete one."""
+    backups = list_backups(settings, store=store)
+    where = f"{store.describe()} ({settings.env})"
+    if key_or_latest in (None, "", "latest"):
+        complete = [b for b in backups if b.complete]
+        if not complete:
+            raise UsageError(f"no complete backup in {where}", hint=f"run `inv backup --env {settings.env}` first")
+        return complete[0]
+    for b in backups:
+        if key_or_latest in (b.key, b.key.rsplit("/", 1)[-1], b.stem, b.stem.rsplit("/", 1)[-1]):
+            if not b.complete:
+                raise UsageError(
+                    f"backup {b.key} has no manifest: it is incomplete or was interrupted, and cannot be trusted",
+                    hint="pick another one from `inv backups --env " + settings.env + "`",
+                )
+            return b
+    raise UsageError(f"no backup {key_or_latest!r} in {where}",
+                     hint=f"see `inv backups --env {settings.env}` for the keys, or use latest")
+
+
+def store_beside(settings: Settings, backup_key: str, name: str, data: bytes) -> str:
+    """Store an artifact (dry-run SQL, report) next to the backup ``backup_key``, in the same store; returns its key."""
+    key = posixpath.join(posixpath.dirname(backup_key), name)
+    content_type = "application/json" if name.endswith(".json") else "text/plain"
+    open_store(settings).put_bytes(key, data, content_type=content_type)
+    return key
+
+
+def rate(nbytes: int, seconds: float) -> str:
+    """``12.3 MiB at 45.6 MiB/s``: the progress line of a backup or a restore."""
+    return f"{nbytes / MiB:,.1f} MiB at {nbytes / MiB / max(seconds, 1e-6):,.1f} MiB/s"
+
+
+def human_size(n: int) -> str:
+    """``512 B``, ``1.5 MiB``: a size for people."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def render_backups(backups: list[BackupInfo]) -> str:
+    """The table ``inv backups`` prints."""
+    rows = []
+    for b in backups:
+        dur = f"{b.duration_s:.1f}s" if b.duration_s is not None else "-"
+        state = "yes" if b.verified else ("no" if b.complete else "INCOMPLETE (no manifest)")
+        rows.append([clock.show(b.time), b.revision, human_size(b.size), dur, state, b.key.rsplit("/", 1)[-1]])
+    return table(["time", "revision", "size", "duration", "verified", "name"], rows)

@@ -1,0 +1,254 @@
+"""The streamed backup: checks, one snapshot, pg_dump → sha256 → the store's writer, then the manifest.
+
+Nothing is written before every check passed; any failure aborts the upload
+and leaves no manifest.  Peak memory is the store writer's parts plus a few
+chunks, whatever the size of the database (see docs/backups.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from .. import clock, postgres
+from ..errors import CheckFailed, DbopsError, StorageError, ToolFailed, UsageError
+from ..postgres import dump as pgdump
+from ..settings import Settings
+from ..storage import MiB, Store, part_size_for
+from ..ui import SILENT, UI
+from .catalog import CHUNK, FORMAT, checked_store, dump_key, manifest_key, rate
+from .contents import alembic_revisions, table_row_counts
+
+log = logging.getLogger(__name__)
+
+#: how much of pg_dump's output may wait while the store is being set up (the
+#: upload's part buffers do not exist yet then); one chunk once streaming
+PREFETCH = 2 * MiB
+
+
+@dataclass
+class BackupResult:
+    key: str
+    manifest_key: str
+    sha256: str
+    size: int
+    revision: str
+    duration_s: float
+    store: str
+    manifest: dict = field(repr=False, default_factory=dict)
+
+
+class _Prefetch(threading.Thread):
+    """Reads pg_dump's output into a bounded queue, so pg_dump runs while the consumer is not ready yet.
+
+    A thread and a queue rather than a future: this hands over a stream of
+    chunks, not one result.  A future reading ahead would either hold the
+    whole dump (unbounded memory) or stop pg_dump until the store is ready.
+    """
+
+    _EOF = b""
+
+    def __init__(self, proc: pgdump.Dump, *, limit: int):
+        super().__init__(daemon=True, name="pg_dump-reader")
+        self.proc = proc
+        self.queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=max(1, limit // CHUNK))
+        self._stopped = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                item: bytes | BaseException = self.proc.read(CHUNK)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                item = exc
+            while not self._stopped.is_set():
+                try:
+                    self.queue.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, bytes) or item == self._EOF:
+                return
+
+    def streaming(self) -> None:
+        """The upload is open: from now on at most one chunk waits (memory stays bounded by the parts)."""
+        self.queue.maxsize = 1
+
+    def read(self) -> bytes:
+        """The next chunk (b"" at the end); re-raises a read error."""
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def create_backup(
+    settings: Settings,
+    url: URL,
+    *,
+    ui: UI = SILENT,
+    part_size: int | None = None,
+    on_part: Callable[[int, int], None] | None = None,
+) -> BackupResult:
+    """pg_dump ``url`` in custom format, streamed to the backup store, checked, then its manifest written.
+
+    Checks first (nothing is written before they pass): not a pooled endpoint,
+    the server answers, pg_dump is at least the server's major version, the
+    store is reachable.  The dump and the row counts share one exported
+    snapshot.  Any failure aborts the upload and leaves no manifest.
+
+    ``part_size`` overrides the size chosen from ``pg_database_size``;
+    ``on_part(number, size)`` is called after each part is stored.  The live
+    progress line goes to ``ui.progress()``.
+    """
+    postgres.refuse_pooled(url, variable=settings.database_url_var)
+    with ExitStack() as stack:  # closed in reverse: the threads finish, then the connection, then the engine
+        engine = postgres.make_engine(url, connect_timeout=settings.connect_timeout_s)
+        stack.callback(engine.dispose)
+        server_version = postgres.check_connection(url, engine=engine, hint=settings.connect_hint)
+        server_major = postgres.major_version(server_version)
+        dump_major, dump_version = pgdump.check_dump_client(server_major, server_version)
+
+        conn = stack.enter_context(engine.connect().execution_options(isolation_level="REPEATABLE READ"))
+        conn.begin()
+        conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+        snapshot = conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one()
+        revisions = alembic_revisions(conn)
+        revision = "+".join(revisions) or "base"
+        db_size = int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one())
+        started = clock.now()
+        size_of_part = part_size or part_size_for(db_size)
+        background = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup"))
+        # pg_dump starts while the store is still being set up (boto3's import and the bucket
+        # check take a few hundred ms); its first bytes wait in a small bounded buffer.
+        # Nothing is written to the store before the store check passed.
+        proc = pgdump.dump(url, timeout=settings.backup_timeout_s, snapshot=snapshot,
+                           compress=settings.backup_compression)
+        source = _Prefetch(proc, limit=PREFETCH)
+        store_ready = background.submit(checked_store, settings)  # boto3 import + bucket check, beside pg_dump
+        try:
+            store = store_ready.result()
+            key = dump_key(store, settings, started, revision)
+            if store.size(key) is not None:  # two backups in the same microsecond
+                raise UsageError(f"backup {key} already exists", hint="run the backup again")
+        except BaseException:
+            proc.kill()
+            source.stop()
+            raise
+        count_rows = partial(background.submit, table_row_counts, conn)
+        sha256, size, counts = _stream_dump(store, key, proc, source, count_rows, part_size=size_of_part,
+                                            on_part=on_part, ui=ui)
+
+    finished = clock.now()
+    manifest = {
+        "format": FORMAT,
+        "key": key,
+        "env": settings.env,
+        "database": url.database,
+        "revision": revision,
+        "revisions": list(revisions),
+        "sha256": sha256,
+        "size": size,
+        "server_version": server_version,
+        "server_major": server_major,
+        "pg_dump_version": dump_version,
+        "pg_dump_major": dump_major,
+        "compression": settings.backup_compression,
+        "database_size": db_size,
+        "part_size": size_of_part,
+        "sse": getattr(store, "sse", None),
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "duration_s": round((finished - started).total_seconds(), 3),
+        "tables": counts,
+    }
+    manifest_at = manifest_key(key)
+    try:
+        store.put_json(manifest_at, manifest)
+    except StorageError:
+        _quietly(store.delete, key)
+        raise
+    return BackupResult(key, manifest_at, sha256, size, revision, manifest["duration_s"], store.describe(), manifest)
+
+
+def _stream_dump(
+    store: Store,
+    key: str,
+    proc: pgdump.Dump,
+    source: _Prefetch,
+    count_rows: Callable[[], Future[dict[str, int]]],
+    *,
+    part_size: int,
+    on_part: Callable[[int, int], None] | None,
+    ui: UI,
+) -> tuple[str, int, dict[str, int]]:
+    """pg_dump → sha256 → multipart writer; returns (sha256, size, row counts) after every check passed.
+
+    ``count_rows()`` starts the row counts in the dump's snapshot (same
+    transaction, so the counts match the dump) once the upload is open.
+    """
+    try:
+        writer = store.open_writer(key, part_size=part_size, on_part=on_part)
+    except BaseException:
+        proc.kill()
+        source.stop()
+        raise
+    source.streaming()
+    show = ui.progress()
+    try:
+        counting = count_rows()
+        digest = hashlib.sha256()
+        streamed = 0
+        t0 = time.monotonic()
+        while True:
+            chunk = source.read()
+            if not chunk:
+                break
+            digest.update(chunk)
+            writer.write(chunk)
+            streamed += len(chunk)
+            show.update(f"backup {key}: {rate(streamed, time.monotonic() - t0)}")
+        proc.wait()
+        try:
+            counts = counting.result()
+        except Exception as exc:
+            raise CheckFailed(f"counting rows for the manifest failed: {exc}") from exc
+        size = writer.complete()
+        if size != streamed:  # complete() checks the store's size against what it was given
+            raise StorageError(store.describe(), f"checking {key}", f"{size} bytes stored, {streamed} streamed")
+    except BaseException as exc:
+        proc.kill()
+        source.stop()
+        try:
+            writer.abort()
+        except StorageError as abort_exc:
+            if isinstance(exc, DbopsError):
+                extra = f"also: {abort_exc.message}" + (f" ({abort_exc.hint})" if abort_exc.hint else "")
+                exc.details = f"{exc.details}\n{extra}" if exc.details else extra
+        show.done()
+        if isinstance(exc, ToolFailed) and exc.hint is None:
+            exc.hint = "nothing was stored: the upload was aborted and no manifest was written"
+        raise
+    show.done(f"backup {key}: {rate(size, time.monotonic() - t0)}")
+    return digest.hexdigest(), size, counts
+
+
+def _quietly(fn: Callable[..., object], *args: object) -> None:
+    try:
+        fn(*args)
+    except DbopsError as exc:
+        log.warning("%s", exc.message)

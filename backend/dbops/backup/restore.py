@@ -1,0 +1,173 @@
+"""Restore a backup, checking its checksum while streaming: into a new database, or in place through the swap.
+
+pg_restore may commit before the last byte's checksum is known, so a restore
+always goes into a fresh database; an existing one is replaced only by
+:func:`dbops.backup.swap.swap_in`, after pg_restore succeeded and the
+checksum matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.engine import URL
+
+from .. import clock, postgres
+from ..errors import ChecksumMismatch, ConfirmationRequired, DbopsError, ToolFailed
+from ..postgres import dump as pgdump
+from ..redact import mask_url
+from ..servers import environment_url
+from ..settings import Settings, normalize_database_url
+from ..storage import Store
+from ..ui import SILENT, UI
+from .catalog import CHUNK, BackupInfo, checked_store, find_backup, rate
+from .swap import database_name, swap_in
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RestoreResult:
+    key: str
+    target: str
+    database: str
+    replaced: bool
+    sha256: str
+    size: int
+    duration_s: float
+
+
+def open_backup(settings: Settings, key_or_latest: str | None) -> tuple[Store, BackupInfo]:
+    """The checked store and the complete backup named (or the latest); pg_restore must read its pg_dump's archive."""
+    store = checked_store(settings)
+    info = find_backup(settings, key_or_latest, store=store)
+    pgdump.check_restore_client(int(info.manifest.get("pg_dump_major") or 0))
+    return store, info
+
+
+def restore_into(settings: Settings, store: Store, info: BackupInfo, url: URL, *, ui: UI = SILENT,
+                 list_toc: bool = False) -> tuple[str, int, list[str]]:
+    """pg_restore the backup into the (empty) database ``url``: (sha256, size, ``pg_restore --list`` lines).
+
+    ``list_toc`` also streams the same bytes into ``pg_restore --list``.
+    """
+    sinks = [pgdump.restore(url, timeout=settings.backup_timeout_s)]
+    if list_toc:
+        sinks.append(pgdump.list_archive(timeout=settings.backup_timeout_s))
+    try:
+        sha, size = _stream(store, info, sinks, ui=ui, label=f"restore {info.key}")
+    except BaseException:
+        for s in sinks:
+            s.kill()
+        raise
+    return sha, size, (sinks[1].stdout_lines if list_toc else [])
+
+
+def _stream(store: Store, info: BackupInfo, sinks: list[pgdump.Restore], *, ui: UI, label: str) -> tuple[str, int]:
+    """Stream the object into every sink, hashing it; raise ChecksumMismatch at the end if it differs.
+
+    ``sinks[0]`` must read everything; later sinks (``pg_restore --list``) may
+    stop reading once they have what they need.
+    """
+    assert info.manifest is not None
+    show = ui.progress()
+    digest = hashlib.sha256()
+    size = 0
+    t0 = time.monotonic()
+    main, extra = sinks[0], list(sinks[1:])
+    body = store.open_read(info.key)
+    try:
+        while True:
+            chunk = body.read(CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+            if not main.write(chunk):
+                main.wait()  # it stopped reading: raises ToolFailed with its stderr
+                raise ToolFailed(main.name, None, main.stderr_tail or "stopped reading the archive early")
+            extra = [s for s in extra if s.write(chunk)]
+            show.update(f"{label}: {rate(size, time.monotonic() - t0)}")
+    finally:
+        body.close()
+        show.done()
+    actual = digest.hexdigest()
+    if actual != info.manifest["sha256"] or size != info.manifest["size"]:
+        for s in sinks:
+            s.kill()
+        raise ChecksumMismatch(
+            info.key,
+            f"sha256 {info.manifest['sha256'][:16]}… ({info.manifest['size']} bytes)",
+            f"sha256 {actual[:16]}… ({size} bytes)",
+            hint="the object was changed or damaged after the backup; restore another backup",
+        )
+    for s in sinks:
+        s.wait()
+    show.done(f"{label}: {rate(size, time.monotonic() - t0)}, checksum ok")
+    return actual, size
+
+
+def restore_backup(
+    settings: Settings,
+    key_or_latest: str | None,
+    target_url: URL | str | None,
+    *,
+    in_place_confirmed_name: str | None = None,
+    source_url: URL | None = None,
+    ui: UI = SILENT,
+) -> RestoreResult:
+    """Restore a backup, checking its checksum while streaming.
+
+    ``target_url`` None: a new database ``<db>_restored_<time>`` beside the
+    environment's database (``source_url``, by default the environment's URL).
+    An existing target database (the source in place, or any other) is only
+    replaced when ``in_place_confirmed_name`` equals its name: the backup is
+    restored into a fresh database first and swapped in only after pg_restore
+    succeeded and the checksum matched, so a failure leaves the live database
+    untouched and nothing a later migration created survives.
+    """
+    store, info = open_backup(settings, key_or_latest)
+    if target_url is None:
+        if source_url is None:
+            source_url = environment_url(settings)
+        base = source_url.database or info.manifest.get("database") or "restored"
+        target = source_url.set(database=database_name(base, f"_restored_{clock.stamp()}"))
+    elif isinstance(target_url, URL):
+        target = target_url
+    else:
+        target = normalize_database_url(target_url, variable="--target-url")
+    name = target.database
+    with postgres.admin_connection(target, timeout=settings.connect_timeout_s) as conn:
+        exists = postgres.database_exists(conn, name)
+    if exists and in_place_confirmed_name != name:
+        raise ConfirmationRequired(
+            name,
+            f"restoring into {mask_url(target)} would replace the existing database {name!r}: "
+            "everything in it now is lost",
+            hint=f"type the database name when asked, or pass --yes-i-know {name}; "
+            "leave out --target-url to restore into a new database instead",
+        )
+    t0 = time.monotonic()
+    work = database_name(name, f"__restoring_{clock.stamp()}") if exists else name
+    postgres.create_database(target, work)
+    try:
+        sha, size, _ = restore_into(settings, store, info, target.set(database=work), ui=ui)
+        if exists:
+            swap_in(target, name, work)
+    except BaseException as exc:
+        _drop_quietly(target, work)
+        if isinstance(exc, DbopsError) and exc.hint is None:
+            exc.hint = (f"the live database {name!r} was not touched; " if exists else "") + \
+                f"the partial restore ({work}) was dropped"
+        raise
+    return RestoreResult(info.key, mask_url(target), name, exists, sha, size, round(time.monotonic() - t0, 3))
+
+
+def _drop_quietly(url: URL, name: str) -> None:
+    try:
+        postgres.drop_database(url, name)
+    except DbopsError as exc:
+        log.warning("could not drop %s: %s", name, exc.message)

@@ -1,0 +1,34 @@
+"""The ``inv deploy --plan`` text: what a deploy would do now, step by step, after the preflight and dry run."""
+
+from __future__ import annotations
+
+from ..redact import mask_url
+from ..settings import Settings
+from .report import DeployReport
+
+
+def text(settings: Settings, r: DeployReport, *, seconds: float, no_backup: bool, allow_unsafe: bool) -> str:
+    """The numbered steps ``inv deploy`` would take (``r``: the planned run's report; ``seconds``: its window)."""
+    lines = ["", f"plan: `inv deploy --env {settings.env}` would now:"]
+    n = 1
+    lines.append(f"  {n}. take the deploy lock (one deploy at a time)")
+    n += 1
+    if settings.is_local and no_backup:
+        lines.append(f"  {n}. skip the backup (--no-backup)")
+    else:
+        lines.append(f"  {n}. back up the database to {mask_url(settings.backup_url or None)}")
+    n += 1
+    lines.append(f"  {n}. apply {len(r.pending)} revision(s), each in its own transaction, lock_timeout="
+                 f"{settings.lock_timeout_ms}ms, statement_timeout={settings.statement_timeout_ms}ms, up to "
+                 f"{settings.lock_retries} attempt(s):")
+    n += 1
+    lines += [f"       {p['revision']}  {p['doc']}  ({p['file']})" for p in r.pending]
+    errors = sum(1 for f in r.lint if f["level"] == "error")
+    if errors and not allow_unsafe:
+        lines.append(f"     (would STOP before this: {errors} error-level lint finding(s); see above)")
+    lines.append(f"  {n}. verify: database at head {r.head}"
+                 + (f", {mask_url(settings.health_url)} answers 200 at head" if settings.health_url else ""))
+    n += 1
+    lines.append(f"  {n}. monitor for {seconds:g}s")
+    lines.append("nothing was changed.")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""The monitoring window after a deploy (the seed's "10-30 minutes of monitoring"): its length, and the watch.
+
+Every interval a :mod:`sample <.sample>` of the health URL and the database;
+a live status line shows the latest one.  Any failure (health not ok,
+database unreachable or no longer at head) ends the watch with
+:class:`MonitorFailed`; blocked queries and long transactions are reported
+as warnings.  The deploy's monitor step and ``inv monitor``
+(:func:`monitor_only`) both watch through :func:`watch`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy.engine import URL
+
+from ..errors import MonitorFailed
+from ..migrations import Project
+from ..redact import mask_url
+from ..servers import environment_url
+from ..settings import Settings
+from ..ui import SILENT, UI
+from . import sample
+
+
+@dataclass
+class MonitorResult:
+    seconds: float
+    samples: int
+    worst_blocked: int = 0
+    longest_tx_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    last: dict | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def window_seconds(settings: Settings, *, minutes: float | str | None = None,
+                   seconds: float | str | None = None) -> float:
+    """The window's length in seconds: ``seconds``, else ``minutes`` × 60, else DBOPS_MONITOR_MINUTES × 60."""
+    if seconds is not None:
+        return float(seconds)
+    return float(minutes if minutes is not None else settings.monitor_minutes) * 60
+
+
+def sample_interval(settings: Settings, seconds: float) -> float:
+    """Seconds between samples: DBOPS_MONITOR_INTERVAL, but at least two samples in a short window."""
+    return min(settings.monitor_interval_s, max(seconds / 2, 0.1))
+
+
+def watch(settings: Settings, url: URL, project: Project, *, seconds: float, ui: UI = SILENT) -> MonitorResult:
+    """Sample until ``seconds`` have passed; raise MonitorFailed at the first failure."""
+    heads = list(project.heads())
+    interval = sample_interval(settings, seconds)
+    long_transaction_s = settings.long_transaction_s
+    progress = ui.progress(every=max(interval, 5))
+    result = MonitorResult(seconds=seconds, samples=0)
+    samples: list[sample.Sample] = []
+    start = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - start
+        s = sample.take(settings, url, project, heads, elapsed=elapsed)
+        samples.append(s)
+        result.samples += 1
+        result.last = asdict(s)
+        if s.blocked:
+            result.worst_blocked = max(result.worst_blocked, s.blocked)
+        if s.longest_tx_s:
+            result.longest_tx_s = max(result.longest_tx_s, s.longest_tx_s)
+            if s.longest_tx_s > long_transaction_s:
+                w = f"a transaction has been open {s.longest_tx_s:.0f}s (> {long_transaction_s:g}s)"
+                if w.split(" open")[0] not in " ".join(result.warnings):
+                    result.warnings.append(w)
+        if s.blocked and not any("blocked" in w for w in result.warnings):
+            result.warnings.append(f"{s.blocked} query(ies) waiting on locks at {s.elapsed_s:.0f}s")
+        progress.update(s.line(seconds), force=s.problem is not None or result.samples == 1)
+        if s.problem:
+            progress.done()
+            raise MonitorFailed(s.problem, [asdict(x) for x in samples])
+        if elapsed >= seconds:
+            break
+        time.sleep(max(0.0, min(interval, seconds - (time.monotonic() - start))))
+    progress.done(f"monitor: {result.samples} sample(s) over {seconds:g}s, all healthy")
+    return result
+
+
+def monitor_only(settings: Settings, *, seconds: float, ui: UI = SILENT) -> MonitorResult:
+    """``inv monitor``: watch the health URL and the database for ``seconds``; raises MonitorFailed."""
+    project = Project(settings.alembic_ini)
+    url = environment_url(settings, purpose="deploy to")
+    ui.heading(f"monitor --env {settings.env}: {mask_url(url)} for {seconds:g}s")
+    if not settings.health_url:
+        ui.warn("HEALTH_URL is not set: watching the database only")
+    return watch(settings, url, project, seconds=seconds, ui=ui)

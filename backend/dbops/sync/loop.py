@@ -1,0 +1,184 @@
+"""The local loop, ``inv sync`` (the seed guide's sync_db.py).
+
+Connect, show the state, apply what is pending, generate a revision for the
+model changes, lint it, apply it and prove it: autogenerate finds nothing
+left, its downgrade restores the schema exactly (in place, compared through
+:mod:`dbops.postgres.catalog`), and ``inv test-rollback --last 1`` passes on
+a throwaway database.  Interactive unless ``auto``: it offers a backup, asks
+for the message and confirms before applying, all through the UI it is
+handed (silent by default: every default taken).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import URL, Connection
+
+from .. import dryrun, roundtrip
+from ..errors import Aborted, CheckFailed, MigrationError, MultipleHeads
+from ..migrations import Project, describe_diff, message_for
+from ..postgres import catalog
+from ..servers import PostgresServer
+from ..settings import Settings
+from ..ui import SILENT, UI
+from .status import connect
+
+
+@dataclass
+class SyncResult:
+    applied: list[str] = field(default_factory=list)
+    generated: Path | None = None
+    revision: str | None = None
+    message: str | None = None
+    backup: Path | None = None
+    in_sync: bool = False
+
+
+def sync(
+    settings: Settings,
+    *,
+    auto: bool = False,
+    message: str | None = None,
+    server: PostgresServer | None = None,
+    ui: UI = SILENT,
+) -> SyncResult:
+    """The seed's sync_db.py: connect, show state, apply pending, generate, apply, verify.
+
+    Interactive unless ``auto``: offers a backup, asks for the message and
+    confirms before applying (``ui.confirm`` / ``ui.ask``).  Never writes an
+    empty migration.
+    """
+    project = Project(settings.alembic_ini)
+    result = SyncResult()
+    with connect(settings, server) as (server, conn):
+        ui.heading(f"database: {server.describe()}")
+        heads = project.heads()
+        if len(heads) > 1:
+            raise MultipleHeads(list(heads))
+        state = project.state(conn, with_diffs=False)
+        ui.say(f"current: {', '.join(state.current) or '(empty)'}   head: {', '.join(heads) or '(none)'}")
+
+        if state.pending:
+            ui.say(f"applying {len(state.pending)} pending migration(s):")
+            for rev in state.pending:
+                ui.say(f"  {rev.revision}  {rev.doc}")
+            project.upgrade(conn, "head")
+            conn.commit()
+            result.applied = [r.revision for r in state.pending]
+
+        diffs = project.diffs(conn)
+        if conn.in_transaction():
+            conn.rollback()
+        if not diffs:
+            ui.ok(f"in sync: the database is at head ({', '.join(project.heads()) or 'empty'}) and matches the models")
+            result.in_sync = True
+            return result
+
+        ui.say(f"models differ from the database ({len(diffs)}):")
+        for d in diffs:
+            ui.say(f"  - {describe_diff(d)}")
+        proposed = message or message_for(diffs)
+        if not auto:
+            if ui.confirm("back up the local database to backups/ first?", default=True):
+                result.backup = local_backup(settings, server.url())
+                ui.ok(f"backup written: {result.backup}")
+            proposed = ui.ask("migration message", default=proposed)
+
+        before = catalog.snapshot(conn)
+        if conn.in_transaction():
+            conn.rollback()
+        script = project.autogenerate(conn, proposed)
+        if conn.in_transaction():
+            conn.rollback()
+        if script is None:  # pragma: no cover - diffs said otherwise
+            raise MigrationError("autogenerate found differences but wrote no migration")
+        path = Path(script.path)
+        result.generated, result.revision, result.message = path, script.revision, proposed
+        ui.ok(f"generated {path.relative_to(settings.root) if path.is_relative_to(settings.root) else path}")
+        ui.say(_operations(path))
+        dryrun.lint_revision_file(path, settings.alembic_ini, ui=ui)
+
+        if not auto and not ui.confirm("apply it to the local database now?", default=True):
+            raise Aborted(
+                f"the migration was written to {path} but not applied",
+                hint="review it, then run `inv sync` again (or delete the file to discard it)",
+            )
+        project.upgrade(conn, "head")
+        conn.commit()
+        ui.ok(f"applied {script.revision}")
+
+        left = project.diffs(conn)
+        if conn.in_transaction():
+            conn.rollback()
+        if left:
+            raise CheckFailed(
+                f"revision {script.revision} applied, but autogenerate still finds differences",
+                details="\n".join(describe_diff(d) for d in left),
+                hint="autogenerate cannot express these (see the Alembic docs on what it detects); edit the "
+                "revision by hand, then run `inv sync --check-only`",
+            )
+        _round_trip(project, conn, script.revision, before)
+        ui.ok(f"verified: at head, models match, {script.revision} round-trips (downgrade + upgrade)")
+    _stairway_newest(settings, server, ui)
+    result.in_sync = True
+    return result
+
+
+def local_backup(settings: Settings, url: URL) -> Path:
+    """Back up the local database into backups/ (the seed's "offer a backup") through the backup layer.
+
+    Same format and manifest as every other backup, so ``inv backups`` lists
+    it and ``inv restore --env local --backup KEY`` brings it back.
+    """
+    from .. import backup  # only when a backup is taken: the backup layer loads boto3
+
+    local = settings.with_(env="local", backup_url=str(settings.backups_dir))
+    result = backup.create_backup(local, url)
+    return settings.backups_dir / result.key
+
+
+def _round_trip(project: Project, conn: Connection, revision: str, before: catalog.Snapshot) -> None:
+    """Downgrade the new revision, check the schema is as before, upgrade again, check it is as after."""
+    after = catalog.snapshot(conn)
+    down_rev = project.revision(revision).down_revision
+    project.downgrade(conn, "base" if down_rev is None else down_rev if isinstance(down_rev, str) else "-1")
+    conn.commit()
+    _require_same(before, catalog.snapshot(conn), ("before upgrade", "after downgrade"),
+                  f"revision {revision}: the downgrade does not restore the schema")
+    project.upgrade(conn, "head")
+    conn.commit()
+    _require_same(after, catalog.snapshot(conn), ("after upgrade", "after re-upgrade"),
+                  f"revision {revision}: upgrading again after the downgrade gives a different schema")
+
+
+def _require_same(a: catalog.Snapshot, b: catalog.Snapshot, labels: tuple[str, str], message: str) -> None:
+    differences = catalog.diff(a, b, before=labels[0], after=labels[1])
+    if differences:
+        raise CheckFailed(
+            message,
+            details="\n".join(differences),
+            hint="fix downgrade() in the new revision file, then run `alembic upgrade head` and "
+            "`inv sync --check-only`",
+        )
+
+
+def _stairway_newest(settings: Settings, server: PostgresServer, ui: UI) -> None:
+    """``inv test-rollback --last 1`` for the new revision, on a throwaway database (its report not shown).
+
+    The dev database proved the round trip in place; this proves the chain
+    builds from an empty database too.  Uses the tool's own server when it
+    has one (a new database on it), else a private embedded server.
+    """
+    report = roundtrip.run(settings, last=1, server_url=server.url() if server.owned else None)
+    ui.ok(f"test-rollback --last 1 on a throwaway database: {len(report.checks)} checks passed")
+
+
+def _operations(path: Path) -> str:
+    """The upgrade() body of a generated revision, for review."""
+    text = path.read_text()
+    start = text.find("def upgrade()")
+    end = text.find("def downgrade()")
+    body = text[start:end].rstrip() if start != -1 else text
+    return "\n".join("    " + line for line in body.splitlines())

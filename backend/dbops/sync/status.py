@@ -1,0 +1,100 @@
+"""Where the local database stands: ``inv status`` and ``inv sync --check-only``.
+
+:func:`status` reads the provider, the server version, the revisions, the
+pending migrations and the drift between models and database, and changes
+nothing; :func:`render_status` is its text; :func:`check` turns anything
+pending or drifting into a :class:`~dbops.errors.CheckFailed` (CI,
+pre-commit).  :func:`connect` is how every sync mode reaches the selected
+server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .. import postgres
+from ..errors import CheckFailed, MultipleHeads
+from ..migrations import Project, State, describe_diff
+from ..servers import PostgresServer, server_for
+from ..settings import Settings
+
+
+@dataclass
+class Status:
+    provider: str
+    target: str
+    server_version: str
+    state: State
+
+
+@contextmanager
+def connect(settings: Settings, server: PostgresServer | None = None) -> Iterator[tuple[PostgresServer, Connection]]:
+    """Start (if needed) the selected server and yield it with one connection."""
+    server = server or server_for(settings)
+    url = server.start()
+    with postgres.connect(url, timeout=settings.connect_timeout_s) as conn:
+        yield server, conn
+
+
+def status(settings: Settings, server: PostgresServer | None = None) -> Status:
+    """Provider, server version, revisions, pending migrations and drift; changes nothing."""
+    project = Project(settings.alembic_ini)
+    with connect(settings, server) as (server, conn):
+        version = conn.execute(sa.text("SHOW server_version")).scalar_one()
+        state = project.state(conn)
+        if conn.in_transaction():
+            conn.rollback()
+        return Status(server.name, server.describe(), version, state)
+
+
+def render_status(st: Status) -> str:
+    s = st.state
+    lines = [
+        f"database   {st.target}",
+        f"server     PostgreSQL {st.server_version}",
+        f"current    {', '.join(s.current) or '(empty: no migration applied)'}",
+        f"heads      {', '.join(s.heads) or '(no revisions)'}",
+    ]
+    if s.pending:
+        lines.append(f"pending    {len(s.pending)}:")
+        lines += [f"           {r.revision}  {r.doc}" for r in s.pending]
+    else:
+        lines.append("pending    none")
+    if len(s.heads) > 1:
+        lines.append("drift      not checked: the history has several heads")
+    elif s.diff_error:
+        lines.append(f"drift      could not be computed: {s.diff_error}")
+    elif s.diffs:
+        at_head = " at head" if s.pending else ""
+        lines.append(f"drift      {len(s.diffs)} difference(s) between models and database{at_head}:")
+        lines += [f"           {describe_diff(d)}" for d in s.diffs]
+    elif s.diffs == []:
+        lines.append("drift      none: models match the database" + (" at head" if s.pending else ""))
+    return "\n".join(lines)
+
+
+def check(settings: Settings, server: PostgresServer | None = None) -> Status:
+    """``sync --check-only``: raise CheckFailed saying what is pending or drifting; change nothing."""
+    st = status(settings, server)
+    s = st.state
+    if len(s.heads) > 1:
+        raise MultipleHeads(list(s.heads))
+    problems = []
+    if s.pending:
+        problems.append(f"{len(s.pending)} pending migration(s): " + ", ".join(r.revision for r in s.pending))
+    if s.diff_error:
+        problems.append(f"drift could not be computed: {s.diff_error}")
+    elif s.diffs:
+        problems.append("models differ from the database: " + "; ".join(describe_diff(d) for d in s.diffs))
+    if problems:
+        raise CheckFailed(
+            "the database is not in sync: " + " / ".join(problems),
+            details=render_status(st),
+            hint="run `inv sync` to generate and apply what is missing",
+        )
+    return st
