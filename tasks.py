@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "backend"))
 # the step packages load Alembic's machinery (~12 MB): imported in their tasks so `inv backup` stays lean
 from dbops.cli import edge  # noqa: E402
 from dbops.console import Console, table  # noqa: E402
+from dbops.redact import mask_url  # noqa: E402
 from dbops.servers import server_for  # noqa: E402
 from dbops.settings import load_settings  # noqa: E402
 
@@ -30,7 +31,7 @@ def db_up(c, db=None):
     ui, server = Console(), server_for(load_settings(provider=db))
     url = server.start()
     ui.ok(f"{server.describe()} is up (PostgreSQL {server.version()})")
-    ui.say(url.render_as_string(hide_password=True))
+    ui.say(mask_url(url))
 
 
 @task(help={"db": DB_HELP})

@@ -19,9 +19,10 @@ def stamp(when: dt.datetime | None = None) -> str:
     return (when or now()).strftime(STAMP)
 
 
-def iso(when: dt.datetime | None = None) -> str:
-    """``2026-12-01T21:33:24+00:00``: the time in records (reports, history)."""
-    return (when or now()).isoformat(timespec="seconds")
+def iso(when: dt.datetime | None = None, *, precise: bool = False) -> str:
+    """``2026-12-01T21:33:24+00:00``: the time in records (reports, history); ``precise`` keeps the
+    microseconds (backup manifests, whose durations are computed from them)."""
+    return (when or now()).isoformat(timespec="microseconds" if precise else "seconds")
 
 
 def show(when: dt.datetime) -> str:

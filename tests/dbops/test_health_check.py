@@ -1,4 +1,4 @@
-"""The health check against a real HTTP server on loopback."""
+"""The health check and the outcome webhook against a real HTTP server on loopback."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dbops import health, webhook as notify
+from dbops import health, webhook
 from dbops.errors import HealthCheckFailed
 
 
@@ -79,9 +79,9 @@ def test_no_answer_is_a_clear_reason():
 
 
 def test_webhook_gets_slack_json_and_failures_are_returned_not_raised(server):
-    assert notify.send(server.base + "/hooks/T0/SECRET", "deploy ok") is None
+    assert webhook.send(server.base + "/hooks/T0/SECRET", "deploy ok") is None
     assert server.posts == [{"text": "deploy ok"}]
     server.status = 500
-    err = notify.send(server.base + "/hooks/T0/SECRET", "deploy ok")
+    err = webhook.send(server.base + "/hooks/T0/SECRET", "deploy ok")
     assert "HTTP 500" in err and "SECRET" not in err
-    assert "did not answer" in notify.send("http://127.0.0.1:9/x/SECRET", "x", timeout=1)
+    assert "did not answer" in webhook.send("http://127.0.0.1:9/x/SECRET", "x", timeout=1)

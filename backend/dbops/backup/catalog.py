@@ -78,7 +78,7 @@ class BackupInfo:
     def as_dict(self) -> dict:
         return {
             "key": self.key,
-            "time": self.time.isoformat(),
+            "time": clock.iso(self.time, precise=True),
             "revision": self.revision,
             "size": self.size,
             "duration_s": self.duration_s,

@@ -171,8 +171,8 @@ def create_backup(
         "database_size": db_size,
         "part_size": size_of_part,
         "sse": getattr(store, "sse", None),
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
+        "started_at": clock.iso(started, precise=True),
+        "finished_at": clock.iso(finished, precise=True),
         "duration_s": round((finished - started).total_seconds(), 3),
         "tables": counts,
     }

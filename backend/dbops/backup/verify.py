@@ -63,7 +63,7 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
         "key": info.key,
         "sha256": sha,
         "size": size,
-        "verified_at": clock.now().isoformat(),
+        "verified_at": clock.iso(precise=True),
         "duration_s": duration,
         "tables": restored,
         "pg_restore_version": pgdump.client_version("pg_restore")[1],

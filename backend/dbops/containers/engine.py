@@ -10,6 +10,7 @@ import logging
 from functools import lru_cache
 
 from ..errors import DockerJobTimeout, DockerUnavailable, ImageBuildError
+from ..redact import reason
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def probe() -> str | None:
         c.ping()
         c.close()
     except Exception as exc:  # DockerException, connection refused, missing socket
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return reason(exc)
     return None
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..clock import iso
+from ..redact import reason
 
 
 @dataclass
@@ -68,8 +69,7 @@ class DeployReport:
             yield st
         except BaseException as exc:
             st.status = "failed"
-            msg = str(getattr(exc, "message", None) or exc).strip()
-            st.detail = st.detail or (msg.splitlines()[0] if msg else type(exc).__name__)
+            st.detail = st.detail or reason(exc)
             self.failed_step = self.failed_step or name
             self.error = self.error or st.detail
             raise

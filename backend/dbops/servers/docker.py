@@ -17,6 +17,7 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 from ..containers.engine import client
 from ..errors import ServerError
 from ..postgres import ensure_database, wait_until_ready
+from ..redact import reason
 from .base import PostgresServer
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class DockerServer(PostgresServer):
                 except docker.errors.APIError as exc:
                     raise ServerError(
                         f"image {self.image} is not available locally and could not be pulled",
-                        details=str(exc).splitlines()[0],
+                        details=reason(exc),
                         hint="set DBOPS_POSTGRES_IMAGE to an image you have (see docker/README.md)",
                     ) from None
             log.info("creating container %s from %s", self.container_name, self.image)

@@ -1,4 +1,4 @@
-"""Squawk, per revision: findings name their revision, new tables are not findings, safer ways are shown."""
+"""The dry run: each revision's SQL linted by Squawk; findings name their revision, new tables are not findings, safer ways are shown."""
 
 from __future__ import annotations
 
