@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -22,6 +23,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dbops import postgres  # noqa: E402
 from dbops.containers.engine import engine_available, probe  # noqa: E402
 from dbops.servers.embedded import FAST_OPTIONS, EmbeddedServer  # noqa: E402
+
+
+_OWN_TEMP = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A private temp root per session: pytest's shared numbered dirs are pruned by *other* sessions, which
+    deletes the data directory of a session server still running (two suites run side by side)."""
+    if not config.option.basetemp:
+        config.option.basetemp = tempfile.mkdtemp(prefix="dbops-pytest-")
+        config.stash[_OWN_TEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_TEMP, None)
+    if own:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
