@@ -15,7 +15,7 @@ from invoke import task
 sys.path.insert(0, str(Path(__file__).resolve().parent / "backend"))
 
 # the step packages load Alembic's machinery (~12 MB): imported in their tasks so `inv backup` stays lean
-from dbops.cli import edge  # noqa: E402
+from dbops.cli import edge, number  # noqa: E402
 from dbops.console import Console, table  # noqa: E402
 from dbops.redact import mask_url  # noqa: E402
 from dbops.servers import server_for  # noqa: E402
@@ -52,6 +52,19 @@ def db_shell(c, db=None):
     url = server_for(load_settings(provider=db)).start()
     argv = [str(clients.find("psql")), *clients.conninfo_args(url), clients.dbname_arg(url)]
     os.execvpe(argv[0], argv, clients.libpq_env(url))
+
+
+@task(help={"major": "a PostgreSQL major to install (repeatable; default: every supported one, 14-18)"},
+      iterable=["major"])
+@edge
+def pg_clients(c, major=None):
+    """Install PostgreSQL client tools with SSL (one folder per major) that dbops picks from per server."""
+    from dbops.postgres import clients
+
+    ui = Console()
+    majors = [number("--major", m, whole=True, minimum=1) for m in major] if major else list(clients.SUPPORTED_MAJORS)
+    for client in clients.install(majors):
+        ui.ok(f"PostgreSQL {client.major}: {client.path.parent} ({client.version}, SSL {'on' if client.ssl else 'off'})")
 
 
 @task(help={"db": DB_HELP})
@@ -124,23 +137,29 @@ def backups(c, env="local", json=False):
     ui.say(json_.dumps([b.as_dict() for b in found], indent=2) if json else backups_.render_backups(found))
     if not found and not json:
         ui.warn(f"no backups yet for --env {env} in {settings.backup_url}; `inv backup --env {env}` makes one")
+    for b in [] if json else found:
+        if b.damaged:
+            ui.warn(f"{b.key}: damaged manifest ({b.damaged}); skipped by restore and prune")
+    for u in [] if json else backups_.unfinished_uploads(settings):
+        ui.warn(f"unfinished upload {u.key} (still running, or a killed backup; started {u.started:%Y-%m-%d %H:%M} "
+                f"UTC): `inv prune-backups --env {env} --confirm` removes it once a day old")
 
 
 @task(
     help={
         "env": BACKUP_ENV_HELP,
-        "keep": "keep at least the newest N backups",
+        "keep": "keep at least the newest N backups (default 7)",
         "days": "also keep every backup younger than D days (at least 1)",
         "confirm": "really delete; without it this is a dry run",
     }
 )
 @edge
-def prune_backups(c, env="local", keep=7, days=None, confirm=False):
+def prune_backups(c, env="local", keep=None, days=None, confirm=False):
     """Delete old backups (a dry run unless --confirm); never the newest, one under a day old, or an unverified one."""
     from dbops import backup as backups
 
-    result = backups.prune_backups(load_settings(env), keep=int(keep), days=int(days) if days else None,
-                                   confirm=confirm)
+    keep, days = number("--keep", keep, whole=True, minimum=1, default=7), number("--days", days, whole=True, minimum=1)
+    result = backups.prune_backups(load_settings(env), keep=keep, days=days, confirm=confirm)
     Console().say(backups.render_prune(result))
 
 
@@ -149,20 +168,21 @@ def prune_backups(c, env="local", keep=7, days=None, confirm=False):
         "env": BACKUP_ENV_HELP,
         "backup": "the backup's key or file name (see `inv backups`), or latest",
         "target_url": "restore into this database URL (default: a new database beside the environment's)",
+        "in_place": "replace the environment's own database with the backup (asks for its name, or --yes-i-know)",
         "yes_i_know": "the name of the existing target database, confirming it is replaced",
         "db": DB_HELP,
         "quiet": "no progress line",
     }
 )
 @edge
-def restore(c, env="local", backup="latest", target_url=None, yes_i_know=None, db=None, quiet=False):
+def restore(c, env="local", backup="latest", target_url=None, yes_i_know=None, db=None, quiet=False, in_place=False):
     """Restore a backup, checking its checksum while streaming; an existing database is replaced only when named."""
     from dbops import backup as backups
     from dbops.errors import ConfirmationRequired
 
     settings, ui = load_settings(env, provider=db), Console(progress=not quiet)
     run = lambda name: backups.restore_backup(settings, backup, target_url, in_place_confirmed_name=name,  # noqa: E731
-                                              ui=ui)
+                                              in_place=in_place, ui=ui)
     try:
         result = run(yes_i_know)
     except ConfirmationRequired as exc:
@@ -217,6 +237,7 @@ def test_rollback(c, config=None, last=None, from_=None, setup_sql=None, json=No
     from dbops import roundtrip
     from dbops.settings import normalize_database_url
 
+    last = number("--last", last, whole=True, minimum=1)
     settings = load_settings(alembic_ini=config)
     server_url = normalize_database_url(server, variable="--server") if server else None
     roundtrip.run(settings, last=last, start=from_, setup_sql=setup_sql, json_path=json, server_url=server_url,
@@ -224,6 +245,14 @@ def test_rollback(c, config=None, last=None, from_=None, setup_sql=None, json=No
 
 
 # -- the production job ---------------------------------------------------------------
+
+def _local_only_no_backup(env: str, no_backup: bool) -> None:
+    if no_backup and env != "local":
+        from dbops.errors import UsageError
+
+        raise UsageError(f"--no-backup is for --env local only; --env {env} always takes a backup first",
+                         hint=f"leave out --no-backup (the backup is what a rollback of --env {env} restores)")
+
 
 DEPLOY_ENV_HELP = "local | staging | prod (settings: <ENV>_NAME over NAME, see docs/configuration.md)"
 
@@ -247,8 +276,11 @@ def deploy(c, env="local", plan=False, allow_multiple=False, allow_unsafe=False,
     from dbops.deploy.pipeline import DeployOptions, deploy as run_deploy
     from dbops.monitor import window_seconds
 
+    _local_only_no_backup(env, no_backup)
+    minutes = number("--monitor-minutes", monitor_minutes, minimum=0, maximum=24 * 60)
+    seconds = number("--monitor-seconds", monitor_seconds, minimum=0, maximum=24 * 3600)
     settings = load_settings(env)
-    seconds = window_seconds(settings, minutes=monitor_minutes, seconds=monitor_seconds)
+    seconds = window_seconds(settings, minutes=minutes, seconds=seconds)
     run_deploy(settings, DeployOptions(plan=plan, allow_multiple=allow_multiple, allow_unsafe=allow_unsafe,
                                        auto_rollback=auto_rollback, monitor_seconds=seconds, no_backup=no_backup),
                ui=Console())
@@ -261,6 +293,7 @@ def rollback(c, env="local", to=None, no_backup=False):
     """Take a fresh backup, then downgrade to the revision before the last deploy (refuses irreversible ones)."""
     from dbops.deploy.rollback import rollback_database
 
+    _local_only_no_backup(env, no_backup)
     rollback_database(load_settings(env), to=to, no_backup=no_backup, ui=Console())
 
 
@@ -271,6 +304,8 @@ def monitor(c, env="local", minutes=None, seconds=None):
     """Watch the health URL and the database (connections, blocked queries, long transactions); fail on trouble."""
     from dbops import monitor as watch
 
+    minutes = number("--minutes", minutes, minimum=0.01, maximum=24 * 60)
+    seconds = number("--seconds", seconds, minimum=1, maximum=24 * 3600)
     settings = load_settings(env)
     watch.monitor_only(settings, seconds=watch.window_seconds(settings, minutes=minutes, seconds=seconds), ui=Console())
 
@@ -352,7 +387,9 @@ def render_job(c, env="prod", service=None, command=None, timeout=None, poll=Non
     from dbops import render_api
 
     ui = Console()
+    timeout = number("--timeout", timeout, minimum=1, maximum=7 * 24 * 3600, default=3600)
+    poll = number("--poll", poll, minimum=0.01, maximum=3600, default=5)
     config = render_api.RenderConfig.from_env(env, os.environ, service_id=service)
-    job = render_api.run_job(config, command or f"inv deploy --env {env}", timeout=float(timeout or 3600),
-                             poll_interval=float(poll or 5), on_status=lambda j: ui.say(f"render job {j.id}: {j.status}"))
+    job = render_api.run_job(config, command or f"inv deploy --env {env}", timeout=timeout,
+                             poll_interval=poll, on_status=lambda j: ui.say(f"render job {j.id}: {j.status}"))
     ui.ok(f"render job {job.id} succeeded in {job.describe_duration()}")

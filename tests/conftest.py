@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "backend"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dbops import postgres  # noqa: E402
+from project_copy import copy_project, forget_app_modules  # noqa: E402,F401  (re-exported for tests)
 from dbops.containers.engine import engine_available, probe  # noqa: E402
 from dbops.servers.embedded import FAST_OPTIONS, EmbeddedServer  # noqa: E402
 
@@ -69,16 +70,6 @@ def fresh_db(pg_server):
     postgres.drop_database(pg_server.url(), name)
 
 
-def copy_project(dest: Path) -> Path:
-    """A complete copy of this repo's Alembic project (alembic.ini, alembic/, backend/app) in ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ROOT / "alembic.ini", dest / "alembic.ini")
-    shutil.copytree(ROOT / "alembic", dest / "alembic", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "backend" / "app", dest / "backend" / "app", ignore=shutil.ignore_patterns("__pycache__"))
-    (dest / "backups").mkdir(exist_ok=True)
-    return dest
-
-
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the example project, set as DBOPS_PROJECT_ROOT; ``app`` modules are re-imported from it."""
@@ -90,12 +81,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.syspath_prepend(str(dest / "backend"))
     yield dest
     forget_app_modules()
-
-
-def forget_app_modules() -> None:
-    for name in list(sys.modules):
-        if name == "app" or name.startswith("app."):
-            del sys.modules[name]
 
 
 # -- S3 (SeaweedFS) ----------------------------------------------------------

@@ -283,7 +283,7 @@ class IrreversibleMigration(Refused):
     """A downgrade would pass through a revision whose downgrade() does nothing or raises."""
 
     def __init__(self, revision: str, path: str, why: str, env: str, backup_key: str | None = None):
-        restore = f"inv restore --env {env} --backup {backup_key}" if backup_key else f"inv restore --env {env} --backup KEY"
+        restore = f"inv restore --env {env} --backup {backup_key or 'KEY'} --in-place"
         super().__init__(
             f"revision {revision} cannot be downgraded: {why}",
             details=f"file: {path}\nnothing was changed",
@@ -384,6 +384,23 @@ class MonitorFailed(CheckFailed):
             hint="check the application's logs and `inv monitor`; roll back if the new schema is the cause",
         )
         self.samples = samples
+
+
+class RoundTripToolError(DbopsError):
+    """The round-trip tester itself failed (a snapshot query, a checkpoint, the server): never a revision's fault. Exit 3."""
+
+    exit_code = 3
+
+    def __init__(self, what: str, cause: str, *, revision: str | None = None):
+        where = f" (while testing revision {revision}, which is not at fault)" if revision else ""
+        super().__init__(
+            f"the round-trip tester itself failed{where}: {what}: {cause}",
+            hint="this is a problem of dbops or of the throwaway server, not of your migrations; "
+            "run again, and report it if it persists",
+        )
+        self.what = what
+        self.cause = cause
+        self.revision = revision
 
 
 class RoundTripFailed(CheckFailed):

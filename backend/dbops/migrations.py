@@ -8,6 +8,7 @@ output.
 
 from __future__ import annotations
 
+import configparser
 import io
 import logging
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,19 @@ class State:
         return self.at_head and self.diffs == []
 
 
+def _failing_file(exc: BaseException) -> str:
+    """The file a SyntaxError or an import-time error of a revision points at."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}, line {exc.lineno}"
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if "site-packages" not in name and not name.startswith("<"):
+            last = tb
+        tb = tb.tb_next
+    return f"{last.tb_frame.f_code.co_filename}, line {last.tb_lineno}" if last else "(unknown)"
+
+
 @dataclass
 class Project:
     """An Alembic project: its ini file, script directory and env.py."""
@@ -63,6 +77,16 @@ class Project:
                 f"alembic config {self.ini} not found",
                 hint="run from the repository root, or pass --config path/to/alembic.ini",
             )
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(self.ini, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"alembic config {self.ini} cannot be read: {first}",
+                             hint="fix the file (it is an INI file: [alembic] then key = value lines)") from None
+        if not parser.has_section("alembic"):
+            raise UsageError(f"alembic config {self.ini} has no [alembic] section",
+                             hint="an alembic.ini starts with [alembic] and sets script_location") from None
 
     # -- config and scripts -------------------------------------------------
     def config(
@@ -72,7 +96,8 @@ class Project:
 
         ``output_buffer`` receives the SQL of ``--sql`` (offline) runs; ``stdout`` alembic's messages.
         """
-        cfg = Config(str(self.ini), stdout=stdout or io.StringIO(), output_buffer=output_buffer)
+        cfg = Config(str(self.ini), toml_file=self.toml_file, stdout=stdout or io.StringIO(),
+                     output_buffer=output_buffer)
         if url is not None:
             # ConfigParser interpolation: a literal % must be doubled
             cfg.set_main_option("sqlalchemy.url", url.render_as_string(hide_password=False).replace("%", "%%"))
@@ -82,11 +107,29 @@ class Project:
         return cfg
 
     @cached_property
+    def toml_file(self) -> str | None:
+        """The ``pyproject.toml`` beside alembic.ini when it has a ``[tool.alembic]`` table (``alembic init -t pyproject``)."""
+        toml = self.ini.parent / "pyproject.toml"
+        try:
+            return str(toml) if "[tool.alembic]" in toml.read_text(encoding="utf-8") else None
+        except OSError:
+            return None
+
+    @cached_property
     def script(self) -> ScriptDirectory:
         try:
-            return ScriptDirectory.from_config(self.config())
+            script = ScriptDirectory.from_config(self.config())
+            script.revision_map.heads  # noqa: B018 - loads every revision file now, where a broken one is named
         except CommandError as exc:
             raise UsageError(f"cannot read the migration scripts of {self.ini}: {exc}") from None
+        except Exception as exc:  # a revision file that does not compile or fails on import
+            where = _failing_file(exc)
+            raise MigrationError(
+                f"the migration file {where} cannot be loaded: {type(exc).__name__}: "
+                + (str(exc).strip().splitlines() or [""])[0],
+                hint="fix the file (python -m py_compile FILE shows the error); nothing was run",
+            ) from None
+        return script
 
     def heads(self) -> tuple[str, ...]:
         return tuple(sorted(self.script.get_heads()))
@@ -147,6 +190,24 @@ class Project:
     def downgrade(self, conn: Connection, target: str) -> None:
         with self.guard():
             command.downgrade(self.config(connection=conn), target)
+
+    def load_env(self, url: URL) -> None:
+        """Run env.py offline on an empty range (no revision runs, nothing connects): the models import.
+
+        Raises ModelImportError (an import failed) or MigrationError naming the file that failed.
+        """
+        head = self.single_head()
+        try:
+            with self.guard():
+                command.upgrade(self.config(url=url, output_buffer=io.StringIO()), f"{head}:{head}", sql=True)
+        except (ModelImportError, MigrationError):
+            raise
+        except Exception as exc:  # a model module that imports but fails (NameError, a mapper error, ...)
+            raise MigrationError(
+                f"env.py could not load the models ({_failing_file(exc)}): {type(exc).__name__}: "
+                + (str(exc).strip().splitlines() or [""])[0],
+                hint="fix the models module; nothing was changed",
+            ) from None
 
     def upgrade_sql(self, url: URL, start: str | None, end: str = "head") -> str:
         """The SQL an upgrade would run (``alembic upgrade start:end --sql``), without connecting."""

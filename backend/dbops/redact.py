@@ -8,6 +8,9 @@ the URL it was about.
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import URL, make_url
@@ -59,3 +62,53 @@ def reason(exc: BaseException, url: URL | None = None, *, typed: bool = False) -
     if not line:
         return type(cause).__name__
     return f"{type(cause).__name__}: {line}" if typed else line
+
+
+#: variables whose values are secrets wherever they appear (the AWS access key id too: the docs promise it)
+_SECRET_VARIABLE = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY)", re.IGNORECASE)
+#: variables holding URLs whose password, query string or (for webhooks) path are secrets
+_URL_VARIABLE = re.compile(r"(DATABASE_URL|HEALTH_URL|WEBHOOK_URL|BACKUP_URL|ENDPOINT_URL)", re.IGNORECASE)
+#: secrets in free text whatever their source: URL user info, libpq ``password=``, a URL query string,
+#: the credential and signature of an AWS request, bearer tokens
+_TEXT_PATTERNS = (
+    (re.compile(r"(?<=://)([^/\s:@]+):[^@\s/]*@"), r"\1:***@"),
+    (re.compile(r"(?i)\b(password|passwd|token|secret|api_key|access_key)=[^\s&'\"]+"), r"\1=***"),
+    (re.compile(r"(?i)(https?://[^\s?'\"]+)\?[^\s'\"]+"), r"\1?***"),
+    (re.compile(r"(?i)(Credential=)[^\s,&'\"]+"), r"\1***"),
+    (re.compile(r"(?i)(Signature=)[^\s,&'\"]+"), r"\1***"),
+    (re.compile(r"(?i)(X-Amz-Security-Token['\"]?[:=]\s*['\"]?)[^\s,&'\"]+"), r"\1***"),
+    (re.compile(r"(?i)(authorization['\"]?[:=]\s*['\"]?(?:bearer |basic |token )?)[^\s,'\"]+"), r"\1***"),
+)
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every secret value the environment holds: secret variables, and the secret parts of URL variables.
+
+    The longest first, so that a password inside a URL is replaced before a shorter value inside it.
+    """
+    environ = os.environ if environ is None else environ
+    found: set[str] = set()
+    for name, value in environ.items():
+        if not value:
+            continue
+        if _SECRET_VARIABLE.search(name) and not name.endswith(("_URL", "_FILE")):
+            found.add(value)
+        if _URL_VARIABLE.search(name):
+            parts = urlsplit(value.strip())
+            if parts.password:
+                found.add(parts.password)
+            if parts.query:
+                found.update(v for pair in parts.query.split("&") for v in pair.split("=")[1:])
+            if "WEBHOOK" in name.upper() and parts.path.strip("/"):
+                found.update(seg for seg in parts.path.split("/") if len(seg) >= 8)
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def mask_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """``text`` with every known secret value replaced by ``***`` and every secret-looking part masked."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern, repl in _TEXT_PATTERNS:
+        text = pattern.sub(repl, text)
+    return text

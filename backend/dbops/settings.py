@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -53,9 +54,16 @@ def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL") -> URL:
     :class:`ConfigError` naming the variable, never echoing the password.
     """
     raw = raw.strip()
+    port = _url_port(raw)
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(
+            variable,
+            f"has the port {port!r}; a port is a whole number from 1 to 65535",
+            hint=f"fix the port in {variable} (PostgreSQL's default is 5432)",
+        )
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigError(
             variable,
             "is not a database URL (expected postgresql://user:password@host:5432/dbname)",
@@ -81,6 +89,31 @@ def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL") -> URL:
             hint=f"append the database name, e.g. {mask_url(url.set(database='app'))}",
         )
     return url.set(drivername=DRIVER)
+
+
+def _url_port(raw: str) -> str | None:
+    """The port text of a URL's (last) host, or None; read without trusting the URL to parse."""
+    netloc = urlsplit(raw.strip()).netloc.rsplit("@", 1)[-1]
+    if netloc.startswith("["):  # [::1]:5432
+        netloc = netloc.partition("]")[2]
+    hostport = netloc.split(",")[-1]
+    return hostport.rsplit(":", 1)[1] if ":" in hostport else None
+
+
+def web_url(raw: str | None, variable: str) -> str | None:
+    """An http(s) URL setting (HEALTH_URL, NOTIFY_WEBHOOK_URL, the S3 endpoint), checked to be well formed."""
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(variable, f"is not an http(s) URL: {mask_url(value, secret_path=True)}",
+                          hint=f"set {variable} like https://host/path")
+    port = _url_port(value)
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(variable, f"has the port {port!r}; a port is a whole number from 1 to 65535",
+                          hint=f"fix the port in {variable}")
+    return value
 
 
 def _sse(raw: str | None, variable: str) -> str | None:
@@ -181,6 +214,10 @@ class Settings:
     monitor_interval_s: float = 5.0
     #: monitor: a transaction open longer than this is reported
     long_transaction_s: float = 300.0
+    #: monitor: this many bad samples in a row fail the window (an isolated blip does not)
+    monitor_failures: int = 3
+    #: monitor: the window also fails when more than this share of its samples (at least 10 taken) were bad
+    monitor_error_budget: float = 0.2
 
     def __post_init__(self) -> None:
         if self.alembic_ini is None:
@@ -233,6 +270,8 @@ _NUMBERS = {
     "health_timeout_s": ("DBOPS_HEALTH_TIMEOUT", 0.1),
     "monitor_interval_s": ("DBOPS_MONITOR_INTERVAL", 0.1),
     "long_transaction_s": ("DBOPS_LONG_TRANSACTION", 1),
+    "monitor_failures": ("DBOPS_MONITOR_FAILURES", 1),
+    "monitor_error_budget": ("DBOPS_MONITOR_ERROR_BUDGET", 0),
 }
 #: text settings: field -> variable
 _TEXTS = {
@@ -296,13 +335,26 @@ def load_settings(
 
     backup_url, _ = get("BACKUP_URL")
     endpoint, _ = get("AWS_ENDPOINT_URL_S3")
-    endpoint = endpoint or get("AWS_ENDPOINT_URL")[0]
+    endpoint_var = "AWS_ENDPOINT_URL_S3" if endpoint else "AWS_ENDPOINT_URL"
+    endpoint = web_url(endpoint or get("AWS_ENDPOINT_URL")[0], endpoint_var)
     region = get("AWS_REGION")[0] or get("AWS_DEFAULT_REGION")[0]
     sse_raw, sse_var = get("BACKUP_SSE")
     sse = _sse(sse_raw, sse_var)
     compression = _compression(*get("BACKUP_COMPRESSION"))
-    health_url, _ = get("HEALTH_URL")
-    webhook, _ = get("NOTIFY_WEBHOOK_URL")
+    health_url = web_url(*get("HEALTH_URL"))
+    webhook = web_url(*get("NOTIFY_WEBHOOK_URL"))
+    if backup_url:
+        from .storage import parse_backup_url  # checks the scheme, the bucket, a file:// host
+
+        parse_backup_url(backup_url, root=root)
+    budget = environ.get("DBOPS_MONITOR_ERROR_BUDGET", "").strip()
+    if budget and _number(environ, "DBOPS_MONITOR_ERROR_BUDGET", 0.0) > 1:
+        raise ConfigError("DBOPS_MONITOR_ERROR_BUDGET", f"is a share of the samples from 0 to 1, got {budget}",
+                          hint="e.g. 0.2: fail when more than a fifth of the samples were bad")
+    port = environ.get("DBOPS_EMBEDDED_PORT", "").strip()
+    if port and port.lstrip("-").isdigit() and int(port) > 65535:
+        raise ConfigError("DBOPS_EMBEDDED_PORT", f"must be a port from 0 to 65535, got {port}",
+                          hint="unset it for the default, or 0 for a free port")
     return Settings(
         env=env,
         root=root,

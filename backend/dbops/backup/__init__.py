@@ -11,7 +11,7 @@ the ``ui`` it is handed; ``tasks.py`` shows the result.
 
 from __future__ import annotations
 
-from .catalog import BackupInfo, find_backup, list_backups, render_backups, store_beside
+from .catalog import BackupInfo, find_backup, list_backups, render_backups, store_beside, unfinished_uploads
 from .contents import alembic_revisions, table_row_counts
 from .create import BackupResult, create_backup
 from .prune import PruneResult, prune_backups, render_prune
@@ -34,5 +34,6 @@ __all__ = [
     "restore_backup",
     "store_beside",
     "table_row_counts",
+    "unfinished_uploads",
     "verify_backup",
 ]

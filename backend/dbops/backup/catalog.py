@@ -7,7 +7,10 @@ Layout of a backup under ``BACKUP_URL``::
     <prefix>/<env>/<UTC timestamp>_<alembic revision>.verified.json  written by verify-backup
 
 A dump without its manifest is not a backup: listing shows it as incomplete,
-restore refuses it, and prune never touches it.  Artifacts of a deploy (its
+restore refuses it, and prune never touches it.  A manifest that cannot be
+read (not JSON, not an object, cut short) marks its backup damaged: listed
+as such with a warning and treated like an incomplete one, so one damaged
+object never blocks listing, ``latest``, restoring another backup or pruning.  Artifacts of a deploy (its
 dry-run SQL, its report) are stored beside the backup it took.  The table
 ``inv backups`` prints is :func:`render_backups`.
 """
@@ -17,13 +20,16 @@ from __future__ import annotations
 import datetime as dt
 import posixpath
 import re
+import logging
 from dataclasses import dataclass
 
 from .. import clock
 from ..console import table
-from ..errors import UsageError
+from ..errors import StorageError, UsageError
 from ..settings import Settings
 from ..storage import MiB, Store, open_store
+
+log = logging.getLogger(__name__)
 
 #: the manifest's ``format``
 FORMAT = "dbops-backup/1"
@@ -47,6 +53,8 @@ class BackupInfo:
     revision: str
     manifest: dict | None = None
     verification: dict | None = None
+    #: why the manifest could not be read (the backup is then treated as incomplete)
+    damaged: str | None = None
 
     @property
     def stem(self) -> str:
@@ -86,6 +94,7 @@ class BackupInfo:
             "verified": self.verified,
             "verified_at": (self.verification or {}).get("verified_at"),
             "sha256": (self.manifest or {}).get("sha256"),
+            "damaged": self.damaged,
         }
 
 
@@ -127,11 +136,34 @@ def list_backups(settings: Settings, *, store: Store | None = None) -> list[Back
         else:  # not named by us: its modification time, revision unknown
             info = BackupInfo(key, obj.size, obj.modified, "?")
         if info.manifest_key in objects:
-            info.manifest = store.get_json(info.manifest_key)
-        if info.verified_key in objects:
-            info.verification = store.get_json(info.verified_key)
+            info.manifest, info.damaged = _record(store, info.manifest_key)
+        if info.verified_key in objects and info.manifest is not None:
+            info.verification, _ = _record(store, info.verified_key)
         out.append(info)
     return sorted(out, key=lambda b: (b.time, b.key), reverse=True)
+
+
+def _record(store: Store, key: str) -> tuple[dict | None, str | None]:
+    """A manifest or verification record, or (None, why it is damaged); a warning in the log when damaged."""
+    try:
+        record = store.get_json(key)
+    except StorageError as exc:
+        if "not valid JSON" not in exc.message:
+            raise  # the store itself failed: that is no damaged manifest
+        why = "not valid JSON"
+    else:
+        if isinstance(record, dict) and (
+                not key.endswith(MANIFEST_SUFFIX) or (record.get("sha256") and isinstance(record.get("size"), int))):
+            return record, None
+        why = "not a dbops manifest (no sha256 and size)" if isinstance(record, dict) else "not a JSON object"
+    log.warning("damaged record %s (%s): skipped", key, why)
+    return None, why
+
+
+def unfinished_uploads(settings: Settings, *, store: Store | None = None):
+    """Uploads of this environment that never finished (a killed backup): ``.partial`` files, open multiparts."""
+    store = store or open_store(settings)
+    return store.incomplete_uploads(env_prefix(store, settings))
 
 
 def find_backup(settings: Settings, key_or_latest: str | None, *, store: Store) -> BackupInfo:
@@ -145,6 +177,11 @@ def find_backup(settings: Settings, key_or_latest: str | None, *, store: Store) 
         return complete[0]
     for b in backups:
         if key_or_latest in (b.key, b.key.rsplit("/", 1)[-1], b.stem, b.stem.rsplit("/", 1)[-1]):
+            if b.damaged:
+                raise UsageError(
+                    f"backup {b.key} has a damaged manifest ({b.damaged}) and cannot be trusted",
+                    hint="pick another one from `inv backups --env " + settings.env + "`",
+                )
             if not b.complete:
                 raise UsageError(
                     f"backup {b.key} has no manifest: it is incomplete or was interrupted, and cannot be trusted",
@@ -183,6 +220,7 @@ def render_backups(backups: list[BackupInfo]) -> str:
     rows = []
     for b in backups:
         dur = f"{b.duration_s:.1f}s" if b.duration_s is not None else "-"
-        state = "yes" if b.verified else ("no" if b.complete else "INCOMPLETE (no manifest)")
+        state = "yes" if b.verified else ("no" if b.complete else
+                                          f"DAMAGED ({b.damaged})" if b.damaged else "INCOMPLETE (no manifest)")
         rows.append([clock.show(b.time), b.revision, human_size(b.size), dur, state, b.key.rsplit("/", 1)[-1]])
     return table(["time", "revision", "size", "duration", "verified", "name"], rows)

@@ -121,7 +121,9 @@ def create_backup(
         stack.callback(engine.dispose)
         server_version = postgres.check_connection(url, engine=engine, hint=settings.connect_hint)
         server_major = postgres.major_version(server_version)
-        dump_major, dump_version = pgdump.check_dump_client(server_major, server_version)
+        client = pgdump.check_dump_client(server_major, server_version, url)
+        dump_major, dump_version = client.major, client.version
+        ui.say(f"pg_dump: {client.describe()}")
 
         conn = stack.enter_context(engine.connect().execution_options(isolation_level="REPEATABLE READ"))
         conn.begin()
@@ -137,7 +139,7 @@ def create_backup(
         # check take a few hundred ms); its first bytes wait in a small bounded buffer.
         # Nothing is written to the store before the store check passed.
         proc = pgdump.dump(url, timeout=settings.backup_timeout_s, snapshot=snapshot,
-                           compress=settings.backup_compression)
+                           compress=settings.backup_compression, client=client)
         source = _Prefetch(proc, limit=PREFETCH)
         store_ready = background.submit(checked_store, settings)  # boto3 import + bucket check, beside pg_dump
         try:
@@ -167,6 +169,9 @@ def create_backup(
         "server_major": server_major,
         "pg_dump_version": dump_version,
         "pg_dump_major": dump_major,
+        "pg_dump_path": str(client.path),
+        "pg_dump_why": client.why,
+        "pg_dump_ssl": client.ssl,
         "compression": settings.backup_compression,
         "database_size": db_size,
         "part_size": size_of_part,

@@ -8,17 +8,20 @@ checksum matched.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import logging
 import time
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from .. import clock, postgres
-from ..errors import ChecksumMismatch, ConfirmationRequired, DbopsError, ToolFailed
+from ..errors import ChecksumMismatch, ConfirmationRequired, DbopsError, ToolFailed, UsageError
 from ..postgres import dump as pgdump
-from ..redact import mask_url
+from ..redact import mask_url, reason
 from ..servers import environment_url
 from ..settings import Settings, normalize_database_url
 from ..storage import Store
@@ -38,25 +41,52 @@ class RestoreResult:
     sha256: str
     size: int
     duration_s: float
+    #: which pg_restore ran and why
+    pg_restore: str = ""
+
+
+def restore_commands(env: str, key: str, database: str | None) -> list[str]:
+    """The printed commands that put ``env``'s database back from backup ``key``, in place.
+
+    The first asks for the database's name before it replaces anything; the
+    second is its unattended form (the name given up front).  Without a
+    known database name only the first.
+    """
+    cmd = f"inv restore --env {env} --backup {key} --in-place"
+    return [cmd] + ([f"{cmd} --yes-i-know {database}"] if database else [])
 
 
 def open_backup(settings: Settings, key_or_latest: str | None) -> tuple[Store, BackupInfo]:
     """The checked store and the complete backup named (or the latest); pg_restore must read its pg_dump's archive."""
     store = checked_store(settings)
     info = find_backup(settings, key_or_latest, store=store)
-    pgdump.check_restore_client(int(info.manifest.get("pg_dump_major") or 0))
+    pgdump.check_restore_client(archive_major(info))
     return store, info
 
 
+def archive_major(info: BackupInfo) -> int:
+    """The major version of the pg_dump that wrote the backup (0: unknown)."""
+    return int(info.manifest.get("pg_dump_major") or 0)
+
+
+def restore_client(info: BackupInfo, url: URL, server_major: int) -> pgdump.clients.Client:
+    """The pg_restore for this backup and a PostgreSQL ``server_major`` target; raises before anything changes."""
+    return pgdump.check_restore_client(archive_major(info), server_major, url)
+
+
 def restore_into(settings: Settings, store: Store, info: BackupInfo, url: URL, *, ui: UI = SILENT,
-                 list_toc: bool = False) -> tuple[str, int, list[str]]:
+                 list_toc: bool = False, client: pgdump.clients.Client | None = None) -> tuple[str, int, list[str]]:
     """pg_restore the backup into the (empty) database ``url``: (sha256, size, ``pg_restore --list`` lines).
 
-    ``list_toc`` also streams the same bytes into ``pg_restore --list``.
+    ``client``: the pg_restore to run (:func:`restore_client`; by default the one
+    for ``url``'s server, asked here).  ``list_toc`` also streams the same bytes
+    into ``pg_restore --list``.
     """
-    sinks = [pgdump.restore(url, timeout=settings.backup_timeout_s)]
+    if client is None:
+        client = restore_client(info, url, _server_major(settings, url))
+    sinks = [pgdump.restore(url, timeout=settings.backup_timeout_s, client=client)]
     if list_toc:
-        sinks.append(pgdump.list_archive(timeout=settings.backup_timeout_s))
+        sinks.append(pgdump.list_archive(timeout=settings.backup_timeout_s, client=client))
     try:
         sha, size = _stream(store, info, sinks, ui=ui, label=f"restore {info.key}")
     except BaseException:
@@ -117,6 +147,7 @@ def restore_backup(
     *,
     in_place_confirmed_name: str | None = None,
     source_url: URL | None = None,
+    in_place: bool = False,
     ui: UI = SILENT,
 ) -> RestoreResult:
     """Restore a backup, checking its checksum while streaming.
@@ -129,8 +160,13 @@ def restore_backup(
     succeeded and the checksum matched, so a failure leaves the live database
     untouched and nothing a later migration created survives.
     """
+    if in_place and target_url is not None:
+        raise UsageError("--in-place and --target-url name two different targets",
+                         hint="--in-place replaces the environment's own database; leave out one of them")
     store, info = open_backup(settings, key_or_latest)
-    if target_url is None:
+    if in_place:
+        target = source_url or environment_url(settings)
+    elif target_url is None:
         if source_url is None:
             source_url = environment_url(settings)
         base = source_url.database or info.manifest.get("database") or "restored"
@@ -139,22 +175,47 @@ def restore_backup(
         target = target_url
     else:
         target = normalize_database_url(target_url, variable="--target-url")
+        postgres.refuse_pooled(target, variable="--target-url")
     name = target.database
     with postgres.admin_connection(target, timeout=settings.connect_timeout_s) as conn:
         exists = postgres.database_exists(conn, name)
+        server_major = postgres.major_version(conn.execute(sa.text("SHOW server_version")).scalar_one())
+    client = restore_client(info, target, server_major)  # before anything changes
+    ui.say(f"pg_restore: {client.describe()}")
     if exists and in_place_confirmed_name != name:
         raise ConfirmationRequired(
             name,
             f"restoring into {mask_url(target)} would replace the existing database {name!r}: "
             "everything in it now is lost",
             hint=f"type the database name when asked, or pass --yes-i-know {name}; "
-            "leave out --target-url to restore into a new database instead",
+            f"leave out {'--in-place' if in_place else '--target-url'} to restore into a new database instead",
         )
     t0 = time.monotonic()
     work = database_name(name, f"__restoring_{clock.stamp()}") if exists else name
-    postgres.create_database(target, work)
+    # replacing a database: hold the deploy lock on it, so no deploy runs while it is restored
+    # (the swap ends every session of the live database, the lock's too, once the restore is in)
+    lock = _deploy_lock(settings, target) if exists else contextlib.nullcontext()
+    with lock:
+        try:
+            postgres.create_database(target, work)
+        except sa.exc.DBAPIError as exc:
+            raise DbopsError(
+                f"cannot create the database {work!r} to restore into on {mask_url(target)}: {reason(exc, target)}",
+                hint="the restoring user needs CREATEDB on that server; nothing was changed",
+            ) from None
+        return _restore_and_swap(settings, store, info, target, name, work, exists, client, t0, ui)
+
+
+def _deploy_lock(settings: Settings, target: URL):
+    from ..deploy.lock import hold  # the deploy's own lock: one change to a database at a time
+
+    return hold(settings, target, "restore")
+
+
+def _restore_and_swap(settings: Settings, store: Store, info: BackupInfo, target: URL, name: str, work: str,
+                      exists: bool, client, t0: float, ui: UI) -> RestoreResult:
     try:
-        sha, size, _ = restore_into(settings, store, info, target.set(database=work), ui=ui)
+        sha, size, _ = restore_into(settings, store, info, target.set(database=work), ui=ui, client=client)
         if exists:
             swap_in(target, name, work)
     except BaseException as exc:
@@ -163,7 +224,13 @@ def restore_backup(
             exc.hint = (f"the live database {name!r} was not touched; " if exists else "") + \
                 f"the partial restore ({work}) was dropped"
         raise
-    return RestoreResult(info.key, mask_url(target), name, exists, sha, size, round(time.monotonic() - t0, 3))
+    return RestoreResult(info.key, mask_url(target), name, exists, sha, size, round(time.monotonic() - t0, 3),
+                         client.describe())
+
+
+def _server_major(settings: Settings, url: URL) -> int:
+    with postgres.connect(url, name="dbops restore", timeout=settings.connect_timeout_s) as conn:
+        return postgres.major_version(conn.execute(sa.text("SHOW server_version")).scalar_one())
 
 
 def _drop_quietly(url: URL, name: str) -> None:

@@ -1,4 +1,12 @@
-"""verify-backup: restore a backup into a throwaway Postgres, compare it with its manifest, mark it verified."""
+"""verify-backup: restore a backup into a throwaway Postgres of the source's major, compare, mark it verified.
+
+The throwaway server runs PostgreSQL programs of the major version the backup
+was taken from (the manifest's ``server_major``), found like the client tools
+(``inv pg-clients``, DBOPS_PG_BIN, system installs, the embedded wheel): a
+backup proven restorable into PostgreSQL 18 says nothing of a 15 server.
+Without such a server the backup is not called verified, and the error says
+how to get one.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +16,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
 from .. import clock, postgres
 from ..errors import CheckFailed
+from ..postgres import clients
 from ..postgres import dump as pgdump
 from ..servers.embedded import FAST_OPTIONS, EmbeddedServer
 from ..settings import Settings
 from ..ui import SILENT, UI
+from .catalog import checked_store, find_backup
 from .contents import table_row_counts
-from .restore import open_backup, restore_into
+from .restore import restore_client, restore_into
 
 
 @dataclass
@@ -25,6 +38,9 @@ class VerifyResult:
     tables: dict[str, int]
     duration_s: float
     verified_key: str
+    #: the throwaway server's version and the pg_restore that ran (with why)
+    server_version: str = ""
+    pg_restore: str = ""
 
 
 def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: UI = SILENT) -> VerifyResult:
@@ -34,19 +50,34 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
     table of the manifest, the restored database has exactly the manifest's
     tables, each with the manifest's row count.  Writes ``<stem>.verified.json``.
     """
-    store, info = open_backup(settings, key_or_latest)
+    store = checked_store(settings)
+    info = find_backup(settings, key_or_latest, store=store)
+    source_major = int(info.manifest.get("server_major") or 0)
+    bin_dir = clients.server_bin(source_major) if source_major else None
+    if bin_dir is None:
+        raise CheckFailed(
+            f"backup {info.key} was not verified: it comes from a PostgreSQL "
+            f"{source_major or '(unknown)'} server and no PostgreSQL {source_major or ''} server "
+            "programs (postgres, initdb, pg_ctl) are installed here to restore it into",
+            details="looked in:\n" + "\n".join(f"- {d} ({s})" for d, s in clients.candidate_dirs()),
+            hint=(clients.install_hint([source_major]) if source_major in clients.SUPPORTED_MAJORS else
+                  "take a new backup with `inv backup` (its manifest records the server's version)"),
+        )
+    client = restore_client(info, URL.create("postgresql"), source_major)
+    ui.say(f"verify: a throwaway PostgreSQL {source_major} from {bin_dir}; pg_restore: {client.describe()}")
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dbops-verify-") as tmp:
         os.chmod(tmp, 0o711)  # the server runs as an unprivileged user when we are root
-        server = EmbeddedServer(Path(tmp) / "pg", port=0, options=FAST_OPTIONS)
+        server = EmbeddedServer(Path(tmp) / "pg", port=0, options=FAST_OPTIONS, bin_dir=bin_dir)
         try:
             server.start()
             url = postgres.create_database(server.url(), "verify")
-            sha, size, toc = restore_into(settings, store, info, url, ui=ui, list_toc=True)
+            sha, size, toc = restore_into(settings, store, info, url, ui=ui, list_toc=True, client=client)
             engine = postgres.make_engine(url)
             try:
                 with engine.connect() as conn:
                     restored = table_row_counts(conn)
+                    server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
             finally:
                 engine.dispose()
         finally:
@@ -66,10 +97,13 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
         "verified_at": clock.iso(precise=True),
         "duration_s": duration,
         "tables": restored,
-        "pg_restore_version": pgdump.client_version("pg_restore")[1],
+        "pg_restore_version": client.version,
+        "pg_restore": client.describe(),
+        "server_version": server_version,
+        "server_major": postgres.major_version(server_version),
     }
     store.put_json(info.verified_key, record)
-    return VerifyResult(info.key, sha, restored, duration, info.verified_key)
+    return VerifyResult(info.key, sha, restored, duration, info.verified_key, server_version, client.describe())
 
 
 def _differences(expected: dict[str, int], restored: dict[str, int], listed: set[str]) -> list[str]:

@@ -4,14 +4,17 @@ The failed step says what can have changed.  Before the upgrade (settings,
 lock, preflight, backup, dry run) nothing did: the hint says fix the cause
 and run again.  From the upgrade on, the revision is read back on a fresh
 connection; when it changed, the report lists ``inv rollback`` (when every
-revision on the way down can be downgraded) and ``inv restore`` of the
-backup taken first.  ``--auto-rollback`` runs the downgrade itself when
+revision on the way down can be downgraded) and ``inv restore --in-place``
+of the backup taken first (asking for the database's name, and its
+unattended form with ``--yes-i-know DBNAME``), which replaces the database
+with the backup.  ``--auto-rollback`` runs the downgrade itself when
 verify or monitor failed.
 """
 
 from __future__ import annotations
 
 from .. import postgres
+from ..backup.restore import restore_commands
 from ..errors import DbopsError, DeployFailed
 from ..migrations import Project
 from . import rollback
@@ -39,7 +42,7 @@ def after_failure(run: Run, project: Project, err: DbopsError, *, auto_rollback:
         if _reversible(run, project, before):
             r.recovery.append(f"inv rollback --env {env}")
         if r.backup_key:
-            r.recovery.append(f"inv restore --env {env} --backup {r.backup_key}")
+            r.recovery += restore_commands(env, r.backup_key, run.url.database)
     if auto_rollback and r.failed_step in ("verify", "monitor") and r.db_changed:
         ui.warn("--auto-rollback: downgrading to the revision before the deploy")
         try:

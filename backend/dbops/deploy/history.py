@@ -1,17 +1,23 @@
 """Deploy history in the database (``dbops.deploys``): what each run did, for ``inv rollback``.
 
 A row is written before the upgrade starts and updated when the run ends, so
-even a killed deploy leaves a trace of the revision it started from.
+even a killed deploy leaves a trace of the revision it started from.  Its
+``running`` row then stays behind: the next run (which holds the deploy lock,
+so the killed one no longer does) marks it ``abandoned``, with the evidence
+(the lock was free; on the same host, the process is gone) in its report.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .checksums import DDL as CHECKSUM_DDL, SCHEMA
+from .checksums import DDL as CHECKSUM_DDL
+from .checksums import SCHEMA
 
 TABLE = f"{SCHEMA}.deploys"
 DDL = [
@@ -28,7 +34,49 @@ DDL = [
         backup_key      text,
         report          jsonb
     )""",
+    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS pid integer",
+    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS host text",
 ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_stale(conn: Connection, env: str) -> list[int]:
+    """Mark ``running`` rows of ``env`` left by killed runs ``abandoned``; returns their ids.
+
+    Called by a run that holds the deploy lock: a run still holding it could not
+    have let us in, so every other ``running`` row is a dead run's (our own
+    process's rows, an auto-rollback's parent deploy, are left alone).
+    """
+    host, me = socket.gethostname(), os.getpid()
+    rows = conn.execute(sa.text(f"SELECT id, pid, host FROM {TABLE} WHERE env = :e AND outcome = 'running'"),
+                        {"e": env}).all()
+    stale = []
+    for row_id, pid, row_host in rows:
+        if row_host == host and pid == me:
+            continue
+        if row_host == host and pid is not None and _alive(pid):
+            evidence = f"the deploy lock was free; pid {pid} on {host} still runs, but holds no deploy lock"
+        elif row_host == host and pid is not None:
+            evidence = f"the deploy lock was free and pid {pid} on {host} is gone"
+        else:
+            evidence = f"the deploy lock was free (the run was on {row_host or 'an unknown host'}, pid {pid or '?'})"
+        conn.execute(
+            sa.text(f"UPDATE {TABLE} SET outcome = 'abandoned', finished_at = now(), "
+                    "report = coalesce(report, '{}'::jsonb) || jsonb_build_object('abandoned', CAST(:ev AS text)) "
+                    "WHERE id = :id"),
+            {"ev": f"marked by pid {me} on {host}: {evidence}", "id": row_id},
+        )
+        stale.append(row_id)
+    return stale
 
 
 def _commit(conn: Connection) -> None:
@@ -41,12 +89,14 @@ def start(conn: Connection, command: str, env: str, before: list[str], backup_ke
     with conn.begin():
         for stmt in DDL:
             conn.execute(sa.text(stmt))
+        mark_stale(conn, env)
         return conn.execute(
             sa.text(
-                f"INSERT INTO {TABLE} (command, env, outcome, revision_before, backup_key) "
-                "VALUES (:c, :e, 'running', :b, :k) RETURNING id"
+                f"INSERT INTO {TABLE} (command, env, outcome, revision_before, backup_key, pid, host) "
+                "VALUES (:c, :e, 'running', :b, :k, :pid, :host) RETURNING id"
             ),
-            {"c": command, "e": env, "b": list(before), "k": backup_key},
+            {"c": command, "e": env, "b": list(before), "k": backup_key, "pid": os.getpid(),
+             "host": socket.gethostname()},
         ).scalar_one()
 
 

@@ -86,4 +86,17 @@ def inspect(conn: Connection, project: Project, settings: Settings, *, allow_mul
             "(each still in its own transaction)",
         )
     checks.append(f"{len(pending)} pending revision(s)")
+    if pending:  # models that fail to import are found now, before the backup
+        project.load_env(conn.engine.url)
+        checks.append("env.py and the models load")
+    if pending and settings.health_url:  # a mistyped HEALTH_URL is found now, not after the upgrade
+        from .. import health
+
+        h = health.check(settings.health_url, timeout=settings.health_timeout_s)
+        if h.status is None:
+            raise Refused(
+                f"the health URL {h.url} does not answer ({h.reason}); verify would fail after the upgrade",
+                hint="check HEALTH_URL (scheme, host, port, path) and that the app runs; nothing was changed",
+            )
+        checks.append(f"health URL answers (HTTP {h.status})")
     return Preflight(version, current, head, pending, checks, verification.unrecorded)

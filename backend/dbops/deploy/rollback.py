@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, Connection
 
+from ..backup.restore import restore_commands
 from ..errors import DbopsError, IrreversibleMigration, UsageError
 from ..migrations import Project
 from ..redact import mask_url
@@ -170,4 +171,5 @@ class _Rollback:
             self.run.read_back()
         if r.failed_step in ("downgrade", "verify") or isinstance(err, IrreversibleMigration):
             if r.backup_key:
-                r.recovery.append(f"inv restore --env {self.settings.env} --backup {r.backup_key}")
+                r.recovery += restore_commands(self.settings.env, r.backup_key,
+                                               self.run.url.database if self.run.url is not None else None)

@@ -12,6 +12,8 @@ the backup) and shows its summary through the UI.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
@@ -77,9 +79,13 @@ class Run:
                         return r
                 r.finish("success")
                 return r
-            except Exception as exc:  # every failure ends with a report
+            except (Exception, KeyboardInterrupt) as exc:  # every failure ends with a report, Ctrl-C too
                 typed = isinstance(exc, DbopsError)
                 err = exc if typed else DbopsError(f"{type(exc).__name__}: {reason(exc, self.url)}")
+                if isinstance(exc, KeyboardInterrupt):  # the real state is read back; exit 130 at the edge
+                    err = DbopsError("interrupted (Ctrl-C)")
+                    err.exit_code = 130
+                    typed = True
                 if r.failed_step is None:
                     r.failed_step, r.error = "internal", err.message
                 r.outcome = "failed"
@@ -119,17 +125,24 @@ class Run:
     def save(self, name: str, text: str) -> str:
         """Write an artifact under backups/ and beside the backup; returns the local path."""
         directory = self.settings.backups_dir
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / name
-        path.write_text(text)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError as exc:  # a full or read-only backups/ folder: the copy beside the backup remains
+            self.report.warnings.append(f"could not write {path}: {exc.strerror or exc}")
+            path = None
         self._beside(name, text.encode())
-        return str(path)
+        return str(path) if path else f"(beside the backup) {name}"
 
-    def _beside(self, name: str, data: bytes) -> None:
+    def _beside(self, name: str, data: bytes) -> str | None:
+        """Store a copy beside the run's backup; None when stored (or no backup), else why not."""
         try:
             backup_step.store_beside(self.settings, self.report.backup, name, data)
         except Exception as exc:  # never fail a run over a copy of its own record
             self.report.warnings.append(f"could not store {name} beside the backup: {type(exc).__name__}")
+            return type(exc).__name__
+        return None
 
     def finalize(self) -> None:
         """Finish the history row, notify, write the report (and its copy beside the backup), show the summary."""
@@ -144,8 +157,18 @@ class Run:
         r.notify_error = webhook.send(self.settings.notify_webhook_url, _notification(r))
         if r.notify_error:
             r.warnings.append(f"notification failed: {r.notify_error}")
-        path = r.write(self.settings.backups_dir, self.stem)
-        self._beside(path.name, path.read_bytes())
+        try:
+            path = r.write(self.settings.backups_dir, self.stem)
+        except OSError as exc:  # the report still goes beside the backup, else to stderr: never lost
+            r.warnings.append(f"could not write the report to {self.settings.backups_dir}: {exc.strerror or exc}")
+            r.path = None
+            data = (json.dumps(r.as_dict(), indent=2, default=str) + "\n").encode()
+            if r.backup and not self._beside(f"{self.stem}.json", data):
+                r.path = f"beside the backup {r.backup['key']}: {self.stem}.json"
+            else:
+                sys.stderr.write(data.decode())
+        else:
+            self._beside(path.name, path.read_bytes())
         self.ui.say("")
         self.ui.say(r.summary())
 

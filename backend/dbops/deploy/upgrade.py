@@ -6,13 +6,24 @@ is then retried a bounded number of times with backoff.  env.py runs each
 revision in its own transaction (``transaction_per_migration=True``), so a
 failure or a killed process leaves the database at a revision boundary, and
 ``autocommit_block()`` works for CONCURRENTLY operations.
+
+A deploy that dies does not leave its statement running: the session sets
+``client_connection_check_interval`` (PostgreSQL 14+), so the server notices
+a vanished client within a second and ends the statement, freeing its locks.
+Ctrl-C during a statement cancels it at once (the query runs under a psycopg2
+wait callback that turns the interrupt into a cancel request); the upgrade
+then fails as :class:`UpgradeFailed` with ``interrupted`` set, and the deploy
+reports the revision the database is really at, with the recovery commands.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import select
+from collections.abc import Callable, Iterator
 
+import psycopg2.extensions
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -39,13 +50,56 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+#: how often (ms) the server checks, while a statement runs, that the deploy's client is still there
+CLIENT_CHECK_INTERVAL_MS = 1000
+
+
 def set_timeouts(conn: Connection, *, lock_timeout_ms: int, statement_timeout_ms: int) -> None:
-    """Session-level timeouts (they outlive the per-revision transactions); leaves no transaction open."""
+    """Session-level timeouts and the dead-client check (they outlive the per-revision transactions).
+
+    Leaves no transaction open.
+    """
     if conn.in_transaction():
         conn.commit()
     conn.execute(sa.text(f"SET lock_timeout = {int(lock_timeout_ms)}"))
     conn.execute(sa.text(f"SET statement_timeout = {int(statement_timeout_ms)}"))
+    if (conn.dialect.server_version_info or (0,))[0] >= 14:
+        conn.execute(sa.text(f"SET client_connection_check_interval = {CLIENT_CHECK_INTERVAL_MS}"))
     conn.commit()
+
+
+class _Interrupts:
+    """A psycopg2 wait callback: waits on the socket; Ctrl-C sends the server a cancel and is remembered."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, pgconn) -> None:
+        while True:
+            try:
+                state = pgconn.poll()
+                if state == psycopg2.extensions.POLL_OK:
+                    return
+                if state == psycopg2.extensions.POLL_READ:
+                    select.select([pgconn.fileno()], [], [])
+                elif state == psycopg2.extensions.POLL_WRITE:
+                    select.select([], [pgconn.fileno()], [])
+                else:
+                    raise psycopg2.OperationalError(f"bad state from poll: {state}")
+            except KeyboardInterrupt:
+                self.seen = True
+                pgconn.cancel()  # the statement ends now; its error arrives through poll()
+
+
+@contextlib.contextmanager
+def cancel_on_interrupt() -> Iterator[_Interrupts]:
+    """Within the block, Ctrl-C cancels the running statement instead of waiting for it to end."""
+    interrupts, previous = _Interrupts(), psycopg2.extensions.get_wait_callback()
+    psycopg2.extensions.set_wait_callback(interrupts)
+    try:
+        yield interrupts
+    finally:
+        psycopg2.extensions.set_wait_callback(previous)
 
 
 def run(
@@ -87,12 +141,25 @@ def run(
         reraise=True,
     )
     try:
-        retrying(once)
+        with cancel_on_interrupt() as interrupts:
+            try:
+                retrying(once)
+            except KeyboardInterrupt:  # between statements: the open transaction is rolled back below
+                interrupts.seen = True
+                raise sa.exc.DBAPIError("interrupted", None, psycopg2.extensions.QueryCanceledError("interrupted"))
     except sa.exc.DBAPIError as exc:
         if conn.in_transaction():
             conn.rollback()
         code = sqlstate(exc)
-        if code == LOCK_NOT_AVAILABLE:
+        if interrupts.seen:
+            err = UpgradeFailed(
+                "interrupted (Ctrl-C): the running migration statement was canceled and its transaction rolled back",
+                sqlstate=code, attempts=count,
+                hint="the report says which revision the database is at now; deploy again to finish",
+            )
+            err.interrupted = True
+            err.exit_code = 130
+        elif code == LOCK_NOT_AVAILABLE:
             err = UpgradeFailed(
                 f"the upgrade could not get its table lock within lock_timeout={lock_timeout_ms}ms, "
                 f"{count} attempt(s) (SQLSTATE 55P03)",

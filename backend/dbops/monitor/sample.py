@@ -29,6 +29,8 @@ class Sample:
     blocked: int | None
     longest_tx_s: float | None
     problem: str | None = None
+    #: the problem is no blip: the database left head (a migration ran or was rolled back)
+    fatal: bool = False
 
     def line(self, total: float) -> str:
         """The live status line: ``[monitor 10/60s] health ok | db a1 conns 3 blocked 0 longest-tx 0s``."""
@@ -78,6 +80,7 @@ def take(settings: Settings, url: URL, project: Project, heads: list[str], *, el
     try:
         s.revision, s.connections, s.blocked, s.longest_tx_s = database(url, project, settings.connect_timeout_s)
         if sorted(s.revision) != sorted(heads):
+            s.fatal = True
             s.problem = s.problem or f"database is at {', '.join(s.revision) or '(empty)'}, not head {', '.join(heads)}"
     except sa.exc.SQLAlchemyError as exc:
         s.problem = s.problem or f"database unreachable: {reason(exc, url)}"

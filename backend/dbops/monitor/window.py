@@ -1,10 +1,13 @@
 """The monitoring window after a deploy (the seed's "10-30 minutes of monitoring"): its length, and the watch.
 
 Every interval a :mod:`sample <.sample>` of the health URL and the database;
-a live status line shows the latest one.  Any failure (health not ok,
-database unreachable or no longer at head) ends the watch with
-:class:`MonitorFailed`; blocked queries and long transactions are reported
-as warnings.  The deploy's monitor step and ``inv monitor``
+a live status line shows the latest one.  A bad sample (health not ok,
+database unreachable) is tolerated when isolated: the watch fails with
+:class:`MonitorFailed` after ``DBOPS_MONITOR_FAILURES`` bad samples in a row
+(default 3), or when more than ``DBOPS_MONITOR_ERROR_BUDGET`` of the samples
+(default 0.2, once 10 are taken) were bad.  A window never ends inside a bad
+streak: it samples on until the streak ends or fails.  A database that left
+head fails at once.  Blocked queries and long transactions are warnings.  The deploy's monitor step and ``inv monitor``
 (:func:`monitor_only`) both watch through :func:`watch`.
 """
 
@@ -32,6 +35,8 @@ class MonitorResult:
     longest_tx_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     last: dict | None = None
+    #: bad samples tolerated (isolated blips)
+    bad_samples: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -58,6 +63,7 @@ def watch(settings: Settings, url: URL, project: Project, *, seconds: float, ui:
     progress = ui.progress(every=max(interval, 5))
     result = MonitorResult(seconds=seconds, samples=0)
     samples: list[sample.Sample] = []
+    streak = 0
     start = time.monotonic()
     while True:
         elapsed = time.monotonic() - start
@@ -76,13 +82,25 @@ def watch(settings: Settings, url: URL, project: Project, *, seconds: float, ui:
         if s.blocked and not any("blocked" in w for w in result.warnings):
             result.warnings.append(f"{s.blocked} query(ies) waiting on locks at {s.elapsed_s:.0f}s")
         progress.update(s.line(seconds), force=s.problem is not None or result.samples == 1)
-        if s.problem:
+        streak = streak + 1 if s.problem else 0
+        result.bad_samples += bool(s.problem)
+        over_budget = result.samples >= 10 and result.bad_samples > settings.monitor_error_budget * result.samples
+        if s.problem and (s.fatal or streak >= settings.monitor_failures or over_budget):
             progress.done()
-            raise MonitorFailed(s.problem, [asdict(x) for x in samples])
-        if elapsed >= seconds:
+            why = s.problem if s.fatal or streak == 1 else f"{s.problem} ({streak} bad samples in a row)"
+            if over_budget and not s.fatal and streak < settings.monitor_failures:
+                why = f"{s.problem} ({result.bad_samples} of {result.samples} samples bad, over the error budget)"
+            raise MonitorFailed(why, [asdict(x) for x in samples])
+        if s.problem:
+            result.warnings.append(f"blip at {s.elapsed_s:.0f}s: {s.problem}")
+        if elapsed >= seconds and not streak:
             break
-        time.sleep(max(0.0, min(interval, seconds - (time.monotonic() - start))))
-    progress.done(f"monitor: {result.samples} sample(s) over {seconds:g}s, all healthy")
+        if streak:  # inside a bad streak: sample on (past the window's end, at the full interval)
+            time.sleep(settings.monitor_interval_s if elapsed >= seconds else interval)
+        else:
+            time.sleep(max(0.0, min(interval, seconds - (time.monotonic() - start))))
+    tolerated = f", {result.bad_samples} isolated blip(s) tolerated" if result.bad_samples else ", all healthy"
+    progress.done(f"monitor: {result.samples} sample(s) over {seconds:g}s{tolerated}")
     return result
 
 

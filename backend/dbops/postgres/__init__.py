@@ -34,7 +34,13 @@ def make_engine(url: URL, *, connect_timeout: int = 10, autocommit: bool = False
 
 def unreachable(url: URL, exc: BaseException, hint: str | None = None) -> DatabaseUnreachable:
     """The error for a failed connection to ``url``: the driver's first line, the password masked."""
-    return DatabaseUnreachable(mask_url(url), reason(exc, url), hint=hint)
+    why = reason(exc, url)
+    if "certificate verify failed" in why or "does not match host name" in why:
+        cert = "sslrootcert in the URL" if url.query.get("sslrootcert") else "~/.postgresql/root.crt (or sslrootcert)"
+        hint = (f"the server's certificate was not accepted under sslmode={url.query.get('sslmode', 'prefer')}: "
+                f"point {cert} at the CA that signed it (your provider's CA bundle; "
+                "sslrootcert=system uses the system's CAs), and connect with the host name in the certificate")
+    return DatabaseUnreachable(mask_url(url), why, hint=hint)
 
 
 def pooled_direct_host(url: URL) -> str | None:

@@ -344,7 +344,9 @@ WHERE NOT coalesce(p.rel = ANY ($1), false)
 
 _STATEMENT = "dbops_schema_snapshot_v2"
 _PREPARE = sa.text(f"PREPARE {_STATEMENT} (name[]) AS " + _SNAPSHOT_SQL)
-_EXECUTE = f"EXECUTE {_STATEMENT} (%s)"
+_EXECUTE = f"EXECUTE {_STATEMENT} (%s)"  # psycopg2's paramstyle: only ever run on a psycopg2 connection
+#: the same query unprepared, with a bound parameter any driver can take
+_PLAIN = sa.text(_SNAPSHOT_SQL.replace("($1)", "(CAST(:ignored AS name[]))"))
 
 
 @dataclass(frozen=True)
@@ -395,6 +397,9 @@ def _abbreviate(value: Any) -> Any:
 
 def _catalog_text(conn: Connection, ignore_tables: Iterable[str]) -> str:
     """The snapshot query's one value: a JSON array of [kind, schema, name, rel, attrs] rows."""
+    if conn.dialect.driver != "psycopg2":
+        # another driver (asyncpg, psycopg 3, ...): its own paramstyle, and no PREPARE of ours on it
+        return conn.execute(_PLAIN, {"ignored": sorted(set(ignore_tables))}).scalar_one()
     info = conn.connection.info  # lives as long as the DBAPI connection
     if not info.get(_STATEMENT):
         # a server-side prepared statement: the big query is planned once per connection

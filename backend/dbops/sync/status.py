@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 
 from .. import postgres
-from ..errors import CheckFailed, MultipleHeads
+from ..errors import CheckFailed, DbopsError, MultipleHeads
 from ..migrations import Project, State, describe_diff
+from ..postgres import clients
 from ..servers import PostgresServer, server_for
 from ..settings import Settings
 
@@ -30,6 +31,8 @@ class Status:
     target: str
     server_version: str
     state: State
+    #: which client program runs against this server, and why (or why none fits)
+    clients: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -46,13 +49,27 @@ def status(settings: Settings, server: PostgresServer | None = None) -> Status:
     project = Project(settings.alembic_ini)
     with connect(settings, server) as (server, conn):
         version = conn.execute(sa.text("SHOW server_version")).scalar_one()
+        url = conn.engine.url
         state = project.state(conn)
         if conn.in_transaction():
             conn.rollback()
-        return Status(server.name, server.describe(), version, state)
+        return Status(server.name, server.describe(), version, state, client_lines(url, version))
 
 
-def render_status(st: Status) -> str:
+def client_lines(url: URL, server_version: str) -> tuple[str, ...]:
+    """``pg_dump …: why`` for each client program dbops would run against this server."""
+    major = postgres.major_version(server_version)
+    lines = []
+    for program, extra in (("pg_dump", {}), ("pg_restore", {"archive_major": major}), ("psql", {})):
+        try:
+            lines.append(clients.choose(program, url=url, server_major=major, **extra).describe())
+        except DbopsError as exc:
+            lines.append(f"{program}: none fits: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+    return tuple(lines)
+
+
+def render_status(st: Status, *, show_clients: bool = True) -> str:
+    """The status text; ``show_clients``: the lines saying which pg_dump / pg_restore / psql run and why."""
     s = st.state
     lines = [
         f"database   {st.target}",
@@ -60,6 +77,8 @@ def render_status(st: Status) -> str:
         f"current    {', '.join(s.current) or '(empty: no migration applied)'}",
         f"heads      {', '.join(s.heads) or '(no revisions)'}",
     ]
+    if show_clients:
+        lines += [f"{'clients' if i == 0 else '':<10} {line}" for i, line in enumerate(st.clients)]
     if s.pending:
         lines.append(f"pending    {len(s.pending)}:")
         lines += [f"           {r.revision}  {r.doc}" for r in s.pending]
@@ -94,7 +113,7 @@ def check(settings: Settings, server: PostgresServer | None = None) -> Status:
     if problems:
         raise CheckFailed(
             "the database is not in sync: " + " / ".join(problems),
-            details=render_status(st),
+            details=render_status(st, show_clients=False),
             hint="run `inv sync` to generate and apply what is missing",
         )
     return st

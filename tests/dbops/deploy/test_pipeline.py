@@ -158,7 +158,8 @@ def test_health_failing_after_upgrade_reports_and_rollback_restores(project: Pat
     assert r.failed_step == "verify" and "HTTP 503" in r.error
     assert not any(s.name == "monitor" for s in r.steps)  # nothing after the failed step
     assert r.db_changed is True and r.revision_after == ["a1"]
-    assert r.recovery == ["inv rollback --env prod", f"inv restore --env prod --backup {r.backup_key}"]
+    assert r.recovery == ["inv rollback --env prod", f"inv restore --env prod --backup {r.backup_key} --in-place",
+                          f"inv restore --env prod --backup {r.backup_key} --in-place --yes-i-know {db.database}"]
     assert "inv rollback --env prod" in info.value.render()
     saved = json.loads(Path(r.path).read_text())
     assert saved["failed_step"] == "verify" and saved["db_changed"] is True
@@ -171,15 +172,17 @@ def test_health_failing_after_upgrade_reports_and_rollback_restores(project: Pat
 
 def test_auto_rollback_downgrades_when_verify_fails(project: Path, db, deploy_env):
     add_revision(project, "a1", BASE, *ADD_PHONE)
-    # nothing listens on port 9: verify fails after the upgrade
-    settings = settings_for(deploy_env, PROD_HEALTH_URL="http://127.0.0.1:9/api/health", DBOPS_VERIFY_TIMEOUT="0.5")
+    # the app answers 404 there: preflight passes (it answers), verify fails after the upgrade (not 200)
+    missing = deploy_env["PROD_HEALTH_URL"].replace("/api/health", "/api/no-such-endpoint")
+    settings = settings_for(deploy_env, PROD_HEALTH_URL=missing, DBOPS_VERIFY_TIMEOUT="0.5")
     with pytest.raises(DeployFailed) as info:
         pipeline.deploy(settings, DeployOptions(monitor_seconds=1, auto_rollback=True))
     r = info.value.report
     assert r.failed_step == "verify"
     assert r.outcome == "rolled back" and r.rollback["outcome"] == "ok"
     assert current(db) == [BASE] and r.revision_after == [BASE]
-    assert r.recovery == [f"inv restore --env prod --backup {r.backup_key}"]
+    assert r.recovery == [f"inv restore --env prod --backup {r.backup_key} --in-place",
+                          f"inv restore --env prod --backup {r.backup_key} --in-place --yes-i-know {db.database}"]
 
 
 def test_irreversible_revision_is_refused_by_rollback(project: Path, db, deploy_env):

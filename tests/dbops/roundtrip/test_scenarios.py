@@ -38,8 +38,10 @@ def test_missing_downgrade_fails_unless_marked_irreversible(scenario, check):
     assert error is not None
     downgrades = report.check(DOWNGRADES)
     assert downgrades.status == FAILED
-    assert any(d.startswith("md02: downgrade() is empty") for d in downgrades.details)
-    assert not any(d.startswith("md03") for d in downgrades.details)  # marked `irreversible = True`
+    assert "md02" in downgrades.message and downgrades.details == []  # told once, under the revision
+    assert "md03" not in downgrades.message  # marked `irreversible = True`
+    assert report.revision("md02").problems[0].startswith("irreversible: downgrade() is empty")
+    assert sum("downgrade() is empty" in line for line in error.report.render().splitlines()) == 1
     assert report.revision("md03").result == UP_ONLY
     assert report.revision("md03").down_ms is None
     assert report.revision("md04").result == OK

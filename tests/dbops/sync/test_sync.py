@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import forget_app_modules
+from project_copy import forget_app_modules
 from dbops import sync
 from dbops.console import Console
 from dbops.errors import Aborted, CheckFailed, DatabaseUnreachable, ModelImportError, MultipleHeads, Refused
