@@ -113,8 +113,9 @@ def run_task(name: str, kwargs: dict) -> tuple[int, str]:
     return 0, ""
 
 
-def case(id_, task, kwargs=None, env=None, code=2, says=(), **marks):
-    return pytest.param(task, kwargs or {}, env or {}, code, (says,) if isinstance(says, str) else says, id=id_)
+def case(id_, task, kwargs=None, env=None, code=2, says=(), marks=()):
+    return pytest.param(task, kwargs or {}, env or {}, code, (says,) if isinstance(says, str) else says, id=id_,
+                        marks=marks)
 
 
 P = "postgresql://app:Hostile-Pa55-7q1z@127.0.0.1:5432/app"
@@ -282,6 +283,22 @@ CASES = [
          code=2, says=("models.py", "no_such_module_xyz")),
     case("models-name-error-deploy", "deploy", {"env": "prod"}, env={"__PROJECT__": "models-name"},
          code=2, says=("models.py", "NameError")),
+    # -- the docker provider: the engine's refusals are settings, named (a real engine; nothing is created) ----
+    case("docker-image-bad-reference", "status",
+         env={"DBOPS_DB": "docker", "DATABASE_URL": None, "DBOPS_DOCKER_CONTAINER": "dbops-hostile-none",
+              "DBOPS_POSTGRES_IMAGE": "Bad Image!"},
+         says=("docker start", "'Bad Image!'", "invalid reference format", "DBOPS_POSTGRES_IMAGE"),
+         marks=pytest.mark.docker),
+    case("docker-container-bad-name", "status",
+         env={"DBOPS_DB": "docker", "DATABASE_URL": None, "DBOPS_DOCKER_CONTAINER": "bad name!",
+              "DBOPS_POSTGRES_IMAGE": "__LOCAL_IMAGE__"},  # an image this machine has, so the create is tried
+         says=("docker start", "'bad name!'", "Invalid container name", "DBOPS_DOCKER_CONTAINER"),
+         marks=pytest.mark.docker),
+    case("docker-image-cannot-be-pulled", "status",
+         env={"DBOPS_DB": "docker", "DATABASE_URL": None, "DBOPS_DOCKER_CONTAINER": "dbops-hostile-none",
+              "DBOPS_POSTGRES_IMAGE": "127.0.0.1:9/nope/postgres:1"},
+         code=3, says=("127.0.0.1:9/nope/postgres:1", "could not be pulled", "DBOPS_POSTGRES_IMAGE"),
+         marks=pytest.mark.docker),
 ]
 
 
@@ -305,12 +322,24 @@ def _broken_project(world, kind: str) -> Path:
     return dest
 
 
+def _local_image() -> str:
+    """A tag of an image this engine already has (no pull), or skip."""
+    from dbops.containers.engine import client
+
+    tags = [t for image in client().images.list() for t in image.tags]
+    if not tags:
+        pytest.skip("the Docker engine has no tagged image to create a container from")
+    return sorted(tags)[0]
+
+
 @pytest.mark.parametrize("task,kwargs,env,code,says", CASES)
 def test_bad_input_is_refused_cleanly_and_changes_nothing(world, task, kwargs, env, code, says, capsys, tmp_path):
     env = dict(env)
     project = env.pop("__PROJECT__", None)
     if env.get("PROD_BACKUP_URL") == "__EMPTY__":
         env["PROD_BACKUP_URL"] = f"file://{tmp_path / 'empty'}"
+    if env.get("DBOPS_POSTGRES_IMAGE") == "__LOCAL_IMAGE__":
+        env["DBOPS_POSTGRES_IMAGE"] = _local_image()
     with pytest.MonkeyPatch.context() as mp:
         _apply(mp, {**world["env"], **env})
         if project:

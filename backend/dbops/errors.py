@@ -327,6 +327,28 @@ class DockerUnavailable(DbopsError):
         self.reason = reason
 
 
+class DockerCallFailed(DbopsError):
+    """The Docker engine refused or failed a request. Carries the operation, its target and the engine's answer.
+
+    Exit 2 when the engine rejected the request itself (HTTP 400: an invalid
+    image reference or container name, i.e. a setting), else 3.
+    """
+
+    def __init__(self, operation: str, target: str, reason: str, *, status: int | None = None,
+                 hint: str | None = None):
+        super().__init__(
+            f"docker {operation} {target} failed: {reason}",
+            details="checked: the Docker engine's answer" + (f" (HTTP {status})" if status else ""),
+            hint=hint or "check the image and container settings (`inv config`) and `docker info`, then run "
+            "the command again",
+        )
+        self.operation = operation
+        self.target = target
+        self.reason = reason
+        self.status = status
+        self.exit_code = 2 if status == 400 else 3
+
+
 class ImageBuildError(DbopsError):
     """``docker build`` (or the wheelhouse before it) failed; ``details`` holds the tail of the build log."""
 

@@ -178,7 +178,9 @@ class Project:
         try:
             yield
         except ImportError as exc:
-            path = getattr(exc, "path", None) or getattr(exc, "name", None) or "env.py"
+            where = _failing_file(exc)  # a missing package: the file whose import statement failed
+            path = getattr(exc, "path", None) or (where if where != "(unknown)" else None) \
+                or getattr(exc, "name", None) or "env.py"
             raise ModelImportError(str(path), str(exc)) from exc
         except CommandError as exc:
             raise MigrationError(str(exc)) from exc

@@ -7,9 +7,11 @@ and the container tests go through it.  The compose CLI is :mod:`.compose`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
-from ..errors import DockerJobTimeout, DockerUnavailable, ImageBuildError
+from ..errors import DbopsError, DockerCallFailed, DockerJobTimeout, DockerUnavailable, ImageBuildError
 from ..redact import reason
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,28 @@ def probe() -> str | None:
     except Exception as exc:  # DockerException, connection refused, missing socket
         return reason(exc)
     return None
+
+
+@contextmanager
+def calls(operation: str, target: str, *, hint: str | None = None) -> Iterator[None]:
+    """Docker SDK calls inside become DockerCallFailed (APIError, DockerException, a requests error).
+
+    Catch the errors a caller expects (``NotFound``) inside the block: they reach it first.
+    """
+    import docker.errors
+    import requests
+
+    try:
+        yield
+    except DbopsError:
+        raise
+    except docker.errors.APIError as exc:
+        explanation = exc.explanation if isinstance(exc.explanation, str) and exc.explanation else reason(exc)
+        if isinstance(exc.explanation, bytes):
+            explanation = exc.explanation.decode(errors="replace")
+        raise DockerCallFailed(operation, target, explanation.strip(), status=exc.status_code, hint=hint) from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise DockerCallFailed(operation, target, reason(exc, typed=True), hint=hint) from None
 
 
 def engine_available() -> bool:
@@ -53,6 +77,7 @@ def build_image(context, *, tag: str, dockerfile: str = "Dockerfile", buildargs:
     Layers are reused between builds (no ``--no-cache``); intermediate containers are removed.
     """
     import docker.errors
+    import requests
 
     api = client(timeout=timeout).api
     lines: list[str] = []
@@ -72,13 +97,16 @@ def build_image(context, *, tag: str, dockerfile: str = "Dockerfile", buildargs:
                 error = chunk["error"].strip()
     except docker.errors.APIError as exc:
         error = str(exc)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:  # the engine went away
+        error = reason(exc, typed=True)
     if error or image_id is None:
         raise ImageBuildError(
             f"docker build of {tag} ({dockerfile}) failed: {error or 'no image id in the build output'}",
             details="\n".join(lines[-25:]) or None,
             hint="read the build log above; a missing wheel means the wheelhouse is stale: run `inv image` again",
         )
-    return client().images.get(tag)
+    with calls("image get", tag):
+        return client().images.get(tag)
 
 
 class JobResult:
@@ -105,8 +133,17 @@ def run_job(image: str, command: list[str] | None = None, *, environment: dict[s
 
     dc = client(timeout=int(timeout) + 30)
     start = time.monotonic()
-    container = dc.containers.run(image, command, detach=True, environment=environment or {},
-                                  network_mode=network_mode, name=name, entrypoint=entrypoint)
+    target = f"a container from {image}" + (f" named {name!r}" if name else "")
+    with calls("run", target):
+        container = dc.containers.run(image, command, detach=True, environment=environment or {},
+                                      network_mode=network_mode, name=name, entrypoint=entrypoint)
+        return _finish(container, image, timeout, start)
+
+
+def _finish(container, image: str, timeout: float, start: float) -> JobResult:
+    """Wait for a started job container, collect its output, remove it (also on timeout)."""
+    import time
+
     try:
         try:
             status = container.wait(timeout=timeout)

@@ -39,8 +39,8 @@ from alembic.script import Script
 from sqlalchemy.engine import Connection
 
 from .. import postgres
-from ..errors import DbopsError, MigrationError, RoundTripToolError, ToolFailed, UsageError
-from ..migrations import Project
+from ..errors import DbopsError, MigrationError, ModelImportError, RoundTripToolError, ToolFailed, UsageError
+from ..migrations import Project, _failing_file
 from ..postgres import catalog, clients
 from ..redact import reason
 from ..ui import Progress
@@ -195,8 +195,9 @@ class Stairway:
             try:
                 self.runner.run(self.prepared, upgrade=True)
             except Exception as exc:  # a revision of the project failed: not one under test
-                if isinstance(exc, RoundTripToolError):
+                if isinstance(exc, (RoundTripToolError, ModelImportError)):
                     raise
+                _raise_if_setup_error(exc, self.project)
                 raise MigrationError(
                     f"applying the {len(self.prepared)} revisions before the tested ones (up to "
                     f"{self.prepared[-1].revision}) failed: {reason(exc, typed=True)}",
@@ -284,12 +285,13 @@ class Stairway:
         began = time.perf_counter()
         try:
             self.runner.step(script, upgrade=upgrade)
-        except BaseException:
+        except BaseException as exc:
             try:
                 if self.conn is not None and self.conn.in_transaction():
                     self.conn.rollback()
             except sa.exc.SQLAlchemyError:
                 pass
+            _raise_if_setup_error(exc, self.project)
             raise
         return (time.perf_counter() - began) * 1000
 
@@ -319,6 +321,8 @@ class Stairway:
         self._progress(j, script, "up")
         try:
             result.up_ms = self._step(script, True)
+        except ModelImportError:
+            raise  # the project's setup, not this revision: stop the run
         except Exception as exc:
             result.result = FAILED
             result.problems.append(f"upgrade failed: {reason(exc, typed=True)}")
@@ -348,6 +352,8 @@ class Stairway:
         self._progress(j, script, "down")
         try:
             result.down_ms = self._step(script, False)
+        except ModelImportError:
+            raise
         except Exception as exc:
             # its transaction rolled back: the database is usually still exactly as the upgrade left it
             return self._failed(result, f"downgrade failed: {reason(exc, typed=True)}", expected=after)
@@ -364,6 +370,8 @@ class Stairway:
         self._progress(j, script, "again")
         try:
             result.again_ms = self._step(script, True)
+        except ModelImportError:
+            raise
         except Exception as exc:
             return self._failed(result, f"upgrade after the downgrade failed: {reason(exc, typed=True)}")
         again = self.snapshot(rev)
@@ -414,6 +422,27 @@ class Stairway:
             )
             raise _Stop from None
         return self.snapshot(result.revision)
+
+
+def _raise_if_setup_error(exc: BaseException, project: Project) -> None:
+    """Raise ModelImportError when env.py failed while loading (its models), before any revision ran.
+
+    A models module that raises (a missing package comes as ModelImportError
+    from ``Project.guard`` already) fails every step the same way: it is the
+    project's setup, never the fault of the revision the walk was at.
+    """
+    if isinstance(exc, ModelImportError):
+        raise exc
+    if not isinstance(exc, Exception) or isinstance(exc, (DbopsError, sa.exc.SQLAlchemyError)):
+        return
+    revisions = {str(Path(s.path).resolve()) for s in project.script.walk_revisions()}
+    env_py = str((Path(project.script.dir) / "env.py").resolve())
+    files, tb = [], exc.__traceback__
+    while tb is not None:
+        files.append(str(Path(tb.tb_frame.f_code.co_filename).resolve()))
+        tb = tb.tb_next
+    if env_py in files and not revisions.intersection(files):
+        raise ModelImportError(_failing_file(exc), f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}") from None
 
 
 def engine_names(project: Project) -> list[str]:

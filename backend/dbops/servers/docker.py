@@ -14,7 +14,7 @@ import secrets
 from sqlalchemy.engine import URL
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from ..containers.engine import client
+from ..containers.engine import calls, client
 from ..errors import ServerError
 from ..postgres import ensure_database, wait_until_ready
 from ..redact import reason
@@ -23,6 +23,9 @@ from .base import PostgresServer
 log = logging.getLogger(__name__)
 
 LABEL = "dbops.role"
+#: what to do when the engine refuses a request about our container, volume or image
+HINT = ("check DBOPS_POSTGRES_IMAGE, DBOPS_DOCKER_CONTAINER and DBOPS_DOCKER_VOLUME (`inv config`; a container "
+        "name is letters, digits and _ . -, an image reference is lowercase) and that `docker info` answers")
 
 
 class DockerServer(PostgresServer):
@@ -47,10 +50,11 @@ class DockerServer(PostgresServer):
     def _container(self):
         import docker.errors
 
-        try:
-            return client().containers.get(self.container_name)
-        except docker.errors.NotFound:
-            return None
+        with calls("container get", repr(self.container_name), hint=HINT):
+            try:
+                return client().containers.get(self.container_name)
+            except docker.errors.NotFound:
+                return None
 
     def is_running(self) -> bool:
         c = self._container()
@@ -85,10 +89,20 @@ class DockerServer(PostgresServer):
         )
 
     def start(self) -> URL:
-        import docker.errors
-
         dc = client()
         c = self._container()
+        with calls("start", f"of container {self.container_name!r} from image {self.image!r}", hint=HINT):
+            c = self._create_or_start(dc, c)
+            self._wait_for_port(c)
+        url = self.url()
+        wait_until_ready(url.set(database="postgres"), timeout=self.start_timeout, what=f"container {self.container_name}")
+        ensure_database(url)
+        return url
+
+    def _create_or_start(self, dc, c):
+        """The container, created from the image (pulled if need be) or started; docker errors go to the caller."""
+        import docker.errors
+
         if c is None:
             try:
                 dc.images.get(self.image)
@@ -115,11 +129,7 @@ class DockerServer(PostgresServer):
         elif c.status != "running":
             log.info("starting container %s", self.container_name)
             c.start()
-        self._wait_for_port(c)
-        url = self.url()
-        wait_until_ready(url.set(database="postgres"), timeout=self.start_timeout, what=f"container {self.container_name}")
-        ensure_database(url)
-        return url
+        return c
 
     def _wait_for_port(self, c) -> None:
         """Bounded wait (15 s) for Docker to assign the host port; a container that exits is an error at once."""
@@ -139,19 +149,21 @@ class DockerServer(PostgresServer):
     def stop(self) -> None:
         c = self._container()
         if c is not None and c.status == "running":
-            c.stop(timeout=20)
+            with calls("stop", f"of container {self.container_name!r}", hint=HINT):
+                c.stop(timeout=20)
 
     def destroy(self) -> None:
         """Remove the container and its volume (tests, ``--force-recreate`` of the server)."""
         import docker.errors
 
         c = self._container()
-        if c is not None:
-            c.remove(force=True)
-        try:
-            client().volumes.get(self.volume).remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        with calls("remove", f"of container {self.container_name!r} and volume {self.volume!r}", hint=HINT):
+            if c is not None:
+                c.remove(force=True)
+            try:
+                client().volumes.get(self.volume).remove(force=True)
+            except docker.errors.NotFound:
+                pass
 
     def describe(self) -> str:
         return f"docker: container {self.container_name} ({self.image}), volume {self.volume}"

@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, Connection
 
 from .. import dryrun, roundtrip
-from ..errors import Aborted, CheckFailed, MigrationError, MultipleHeads
+from ..errors import Aborted, CheckFailed, DbopsError, MigrationError, MultipleHeads
 from ..migrations import Project, describe_diff, message_for
 from ..postgres import catalog
 from ..servers import PostgresServer
@@ -64,8 +64,7 @@ def sync(
             ui.say(f"applying {len(state.pending)} pending migration(s):")
             for rev in state.pending:
                 ui.say(f"  {rev.revision}  {rev.doc}")
-            project.upgrade(conn, "head")
-            conn.commit()
+            _apply(project, conn)
             result.applied = [r.revision for r in state.pending]
 
         diffs = project.diffs(conn)
@@ -105,8 +104,7 @@ def sync(
                 f"the migration was written to {path} but not applied",
                 hint="review it, then run `inv sync` again (or delete the file to discard it)",
             )
-        project.upgrade(conn, "head")
-        conn.commit()
+        _apply(project, conn)
         ui.ok(f"applied {script.revision}")
 
         left = project.diffs(conn)
@@ -124,6 +122,53 @@ def sync(
     _stairway_newest(settings, server, ui)
     result.in_sync = True
     return result
+
+
+def _apply(project: Project, conn: Connection) -> None:
+    """Upgrade to head and commit; a revision whose upgrade() raises becomes a MigrationError naming it.
+
+    The failed statement's transaction is rolled back and the revision read
+    back, so the message says where the database really is.  An exception
+    raised outside every revision file is not the user's: it goes on as it is.
+    """
+    try:
+        project.upgrade(conn, "head")
+        conn.commit()
+    except DbopsError:
+        raise
+    except Exception as exc:
+        rev = _failing_revision(project, exc)
+        if rev is None:
+            raise
+        try:
+            conn.rollback()
+            now = ", ".join(project.current(conn)) or "(empty: no revision applied)"
+            if conn.in_transaction():
+                conn.rollback()
+        except Exception as read_exc:  # noqa: BLE001 - the failure is still the revision's; say what is unknown
+            now = f"unknown (reading it back failed: {type(read_exc).__name__})"
+        orig = getattr(exc, "orig", None) or exc
+        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        code = getattr(orig, "pgcode", None)
+        raise MigrationError(
+            f"revision {rev.revision} ({rev.path}) failed: {type(orig).__name__}"
+            + (f" (SQLSTATE {code})" if code else "") + f": {first}",
+            details=f"its transaction was rolled back (with every revision this run applied in it): the database is "
+            f"at revision {now} (read back after the failure)",
+            hint=f"fix upgrade() in {rev.path}, then run `inv sync` again",
+        ) from None
+
+
+def _failing_revision(project: Project, exc: BaseException):
+    """The revision whose file is the innermost one in the exception's traceback, or None."""
+    by_path = {str(Path(r.path).resolve()): r for r in project.script.walk_revisions()}
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        rev = by_path.get(str(Path(tb.tb_frame.f_code.co_filename).resolve()))
+        if rev is not None:
+            found = rev
+        tb = tb.tb_next
+    return found
 
 
 def local_backup(settings: Settings, url: URL) -> Path:

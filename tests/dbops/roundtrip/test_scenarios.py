@@ -104,3 +104,29 @@ def test_models_that_differ_from_the_database_at_head(scenario, check):
 def test_env_without_metadata_skips_the_models_check(scenario, check):
     report, error = check(scenario("merge_ok"))
     assert report.check(MODELS).status == SKIPPED
+
+
+def _inv_test_rollback(ini, server):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([sys.executable, "-m", "invoke", "test-rollback", "--config", str(ini), "--server", server],
+                          cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=300)
+
+
+def test_models_that_fail_to_import_stop_the_run_naming_the_file_not_a_revision(scenario, pg_server):
+    server = pg_server.url().set(database="postgres").render_as_string(hide_password=False)
+    ini = scenario("broken_models")
+    models = ini.parent / "bm_models.py"
+    for broken, error in (("import bm_not_installed", "No module named 'bm_not_installed'"),
+                          ('raise RuntimeError("models broke")', "RuntimeError: models broke")):
+        models.write_text(models.read_text().replace(
+            next(line for line in models.read_text().splitlines() if line.startswith(("import bm_", "raise "))), broken))
+        line = models.read_text().splitlines().index(broken) + 1
+        done = _inv_test_rollback(ini, server)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.splitlines()[0] == f"error: models in {models}, line {line} failed to import: {error}"
+        assert f"hint: fix the error in {models}, line {line}" in done.stderr
+        assert "round-trip" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+        assert "bm01" not in done.stderr  # the revision is not blamed

@@ -8,13 +8,20 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from project_copy import forget_app_modules
 from dbops import sync
 from dbops.console import Console
-from dbops.errors import Aborted, CheckFailed, DatabaseUnreachable, ModelImportError, MultipleHeads, Refused
+from dbops.errors import (
+    Aborted,
+    CheckFailed,
+    DatabaseUnreachable,
+    MigrationError,
+    ModelImportError,
+    MultipleHeads,
+    Refused,
+)
 from dbops.servers import UrlServer
 from dbops.settings import load_settings, normalize_database_url
+from project_copy import forget_app_modules
 
 PHONE = "    phone: Mapped[str | None] = mapped_column(String(20))\n"
 
@@ -216,3 +223,51 @@ def test_unreachable_database_says_how_to_start_one(project):
     with pytest.raises(DatabaseUnreachable) as exc:
         sync.status(settings)
     assert "topsecret" not in exc.value.render() and "127.0.0.1:1" in exc.value.render()
+
+
+BROKEN = '''"""broken on purpose"""
+from alembic import op
+
+revision = "b0rken000001"
+down_revision = "dc524d74cab6"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("CREATE TABLE half_done (id int)")
+    op.execute("SELECT * FROM no_such_table")
+
+
+def downgrade():
+    op.execute("DROP TABLE half_done")
+'''
+
+
+def test_a_failing_revision_is_named_and_the_database_state_read_back(project, fresh_db):
+    broken = project / "alembic/versions/20261201_0001_b0rken000001_broken.py"
+    broken.write_text(BROKEN)
+    settings = settings_for(fresh_db)
+    with pytest.raises(MigrationError) as exc:
+        sync.sync(settings, auto=True)
+    err = exc.value
+    assert err.exit_code == 1
+    assert err.message.startswith(f"revision b0rken000001 ({broken.resolve()}) failed: UndefinedTable (SQLSTATE 42P01)")
+    assert "no_such_table" in err.message
+    assert f"fix upgrade() in {broken.resolve()}" in err.hint and "inv sync" in err.hint
+    # what the message says about the database is what is there
+    engine = sa.create_engine(fresh_db)
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            applied = set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()) \
+                if "alembic_version" in tables else set()
+    finally:
+        engine.dispose()
+    assert "half_done" not in tables
+    shown = ", ".join(sorted(applied)) or "(empty: no revision applied)"
+    assert f"the database is at revision {shown} (read back after the failure)" in err.details
+    # the fix and a rerun work
+    broken.write_text(BROKEN.replace('op.execute("SELECT * FROM no_such_table")\n', ""))
+    result = sync.sync(settings, auto=True)
+    assert result.applied == ["dc524d74cab6", "b0rken000001"] and result.in_sync
