@@ -390,3 +390,56 @@ def test_s3_killed_during_a_restore_leaves_every_database_as_it_was(project: Pat
     finally:
         engine.dispose()
     assert current(db) == [BASE]
+
+
+def test_ctrl_c_during_the_backup_stops_pg_dump_and_leaves_nothing_half_written(project: Path, db, deploy_env, s3):
+    """Ctrl-C while pg_dump waits for a table lock: exit 130 at once, no object and no open upload, prod untouched."""
+    add_revision(project, "a1", BASE, *ADD_PHONE)
+    env = {**deploy_env, "PROD_BACKUP_URL": "s3://dbops-backups/ctrlc", "AWS_ENDPOINT_URL_S3": s3.endpoint,
+           "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+           "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"]}
+    engine = postgres.make_engine(db)
+    holder = engine.connect()  # an app transaction holding users: pg_dump queues for its ACCESS SHARE lock
+    try:
+        holder.execute(sa.text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        proc = start_deploy(env)
+        deadline = time.monotonic() + 60
+        with engine.connect() as watch:
+            while time.monotonic() < deadline:
+                waiting = watch.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' "
+                    "AND wait_event_type = 'Lock'")).scalar()
+                watch.rollback()
+                if waiting:
+                    break
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.1)
+            else:
+                raise AssertionError("pg_dump never queued for the lock")
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        stopped_after = time.monotonic() - t0
+    finally:
+        holder.rollback()
+        holder.close()
+    try:
+        with engine.connect() as conn:
+            dumps = conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'")).scalar()
+    finally:
+        engine.dispose()
+    print(f"\nCtrl-C during the backup: the deploy ended {stopped_after:.2f}s after the interrupt")
+    assert stopped_after < 5, out
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "interrupted" in out, out
+    assert dumps == 0, "pg_dump's session outlived the deploy"
+    assert current(db) == [BASE] and "phone" not in columns(db, "users")
+    client = s3.client()
+    listed = client.list_objects_v2(Bucket="dbops-backups", Prefix="ctrlc/").get("Contents", [])
+    assert listed == [], [o["Key"] for o in listed]
+    assert not client.list_multipart_uploads(Bucket="dbops-backups").get("Uploads"), "an upload was left open"
+    [path] = (project / "backups").glob("deploy_prod_*.json")
+    report = json.loads(path.read_text())
+    assert report["outcome"] == "failed" and report["failed_step"] == "backup", report
+    assert report["db_changed"] is False
