@@ -112,14 +112,18 @@ def config(c, env="local", db=None):
 BACKUP_ENV_HELP = "which environment: local | staging | prod (its <ENV>_DATABASE_URL and <ENV>_BACKUP_URL)"
 
 
-@task(help={"env": BACKUP_ENV_HELP, "db": DB_HELP, "quiet": "no progress line"})
+COMPRESSION_HELP = ("pg_dump's compression: gzip:N (default gzip:1), zstd[:N], lz4[:N] (pg_dump 16+) or none; "
+                    "overrides BACKUP_COMPRESSION")
+
+
+@task(help={"env": BACKUP_ENV_HELP, "db": DB_HELP, "quiet": "no progress line", "compression": COMPRESSION_HELP})
 @edge
-def backup(c, env="local", db=None, quiet=False):
+def backup(c, env="local", db=None, quiet=False, compression=None):
     """Stream pg_dump (custom format) to BACKUP_URL, check it, and write its manifest; non-zero exit on any failure."""
     from dbops import backup as backups
     from dbops.servers import environment_url
 
-    settings, ui = load_settings(env, provider=db), Console(progress=not quiet)
+    settings, ui = load_settings(env, provider=db, compression=compression), Console(progress=not quiet)
     result = backups.create_backup(settings, environment_url(settings), ui=ui)
     ui.ok(f"backup {result.key} ({result.size:,} bytes, sha256 {result.sha256[:12]}…) in {result.store}")
 
@@ -217,6 +221,10 @@ def _quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
+FORMAT_HELP = ("text (default) | json | markdown (a pull-request comment); under GitHub Actions "
+               "(GITHUB_ACTIONS=true) text and markdown also print ::error annotations on the revision files")
+
+
 @task(
     help={
         "config": "the alembic.ini of the project to test (default: this repo's); any Alembic project works",
@@ -226,10 +234,11 @@ def _quote(arg: str) -> str:
         "json": "also write the report as JSON to this path",
         "server": "run on this Postgres server URL (a throwaway database is created and dropped there); "
         "default: a private embedded PostgreSQL",
+        "format": FORMAT_HELP,
     }
 )
 @edge
-def test_rollback(c, config=None, last=None, from_=None, setup_sql=None, json=None, server=None):
+def test_rollback(c, config=None, last=None, from_=None, setup_sql=None, json=None, server=None, format="text"):
     """Prove every migration round-trips (up, down, up) on a throwaway database; exit 1 on any failure.
 
     Also checks for a single head, missing downgrades and model/database drift at head.
@@ -241,7 +250,7 @@ def test_rollback(c, config=None, last=None, from_=None, setup_sql=None, json=No
     settings = load_settings(alembic_ini=config)
     server_url = normalize_database_url(server, variable="--server") if server else None
     roundtrip.run(settings, last=last, start=from_, setup_sql=setup_sql, json_path=json, server_url=server_url,
-                  ui=Console())
+                  fmt=format, ui=Console(progress=format == "text"))
 
 
 # -- the production job ---------------------------------------------------------------
@@ -267,23 +276,74 @@ DEPLOY_ENV_HELP = "local | staging | prod (settings: <ENV>_NAME over NAME, see d
         "monitor_minutes": "how long to watch after the upgrade (default DBOPS_MONITOR_MINUTES or 10)",
         "monitor_seconds": "the monitoring window in seconds (overrides --monitor-minutes; 0 skips it)",
         "no_backup": "--env local only: skip the backup",
+        "compression": COMPRESSION_HELP,
+        "compat": "before the backup, check the code now serving against the new schema (inv compat); "
+        "stop on findings unless --allow-unsafe",
+        "compat_ref": "with --compat: the git ref now serving (default: the revision the app reports on HEALTH_URL)",
+        "rehearse": "after the backup, rehearse the pending revisions on a copy of it (inv rehearse); stop on "
+        "error-level findings unless --allow-unsafe (default: on when the backup is at most DBOPS_REHEARSE_AUTO_MB)",
+        "no_rehearse": "skip the rehearsal even where it is on by default",
+        "rehearse_server": "rehearse on this Postgres server (a scratch database there) instead of a throwaway local one",
     }
 )
 @edge
 def deploy(c, env="local", plan=False, allow_multiple=False, allow_unsafe=False, auto_rollback=False,
-           monitor_minutes=None, monitor_seconds=None, no_backup=False):
-    """Ship pending migrations: preflight, lock, backup, dry run + lint, upgrade, verify, monitor; report."""
+           monitor_minutes=None, monitor_seconds=None, no_backup=False, compression=None, compat=False,
+           compat_ref=None, rehearse=False, no_rehearse=False, rehearse_server=None):
+    """Ship pending migrations: preflight, lock, backup, rehearse, dry run + lint, upgrade, verify, monitor; report."""
     from dbops.deploy.pipeline import DeployOptions, deploy as run_deploy
-    from dbops.monitor import window_seconds
 
     _local_only_no_backup(env, no_backup)
     minutes = number("--monitor-minutes", monitor_minutes, minimum=0, maximum=24 * 60)
     seconds = number("--monitor-seconds", monitor_seconds, minimum=0, maximum=24 * 3600)
-    settings = load_settings(env)
-    seconds = window_seconds(settings, minutes=minutes, seconds=seconds)
+    settings = load_settings(env, compression=compression, monitor_minutes=minutes, monitor_seconds=seconds)
     run_deploy(settings, DeployOptions(plan=plan, allow_multiple=allow_multiple, allow_unsafe=allow_unsafe,
-                                       auto_rollback=auto_rollback, monitor_seconds=seconds, no_backup=no_backup),
+                                       auto_rollback=auto_rollback, monitor_seconds=settings.monitor_window_s,
+                                       no_backup=no_backup,
+                                       compat=compat or bool(compat_ref), compat_ref=compat_ref,
+                                       rehearse=_rehearse_choice(rehearse, no_rehearse),
+                                       rehearse_server=_rehearse_server(rehearse_server)),
                ui=Console())
+
+
+def _rehearse_choice(rehearse: bool, no_rehearse: bool) -> bool | None:
+    if rehearse and no_rehearse:
+        from dbops.errors import UsageError
+
+        raise UsageError("--rehearse and --no-rehearse contradict each other", hint="pass one of them (or neither)")
+    return True if rehearse else False if no_rehearse else None
+
+
+def _rehearse_server(raw: str | None, flag: str = "--rehearse-server"):
+    from dbops.rehearse import parse_server
+
+    return parse_server(raw, variable=flag)
+
+
+@task(
+    help={
+        "env": DEPLOY_ENV_HELP,
+        "backup": "the backup's key or file name (default: the newest verified one)",
+        "server": "rehearse on this Postgres server URL (a scratch database is created and dropped there); "
+        "default: a throwaway PostgreSQL of the backup's major",
+        "schema_only": "restore the schema only, with production's table sizes; durations are then not measured",
+        "json": "also write the report as JSON to this path",
+        "format": FORMAT_HELP + "; json and markdown print the report alone (no progress lines)",
+    }
+)
+@edge
+def rehearse(c, env="local", backup=None, server=None, schema_only=False, json=None, format="text"):
+    """Run the pending migrations on a copy of the newest backup: locks, hold times, rewrites, scans, durations."""
+    from dbops import rehearse as step
+    from dbops.report_format import check_format
+    from dbops.ui import SILENT
+
+    ui, settings = Console(), load_settings(env)
+    report = step.rehearse(settings, backup=backup, server_url=_rehearse_server(server, "--server"),
+                           schema_only=schema_only, ui=ui if check_format(format) == "text" else SILENT)
+    step.write_json(report, Path(json) if json else settings.backups_dir / f"rehearse_{env}_{report.stamp}.json")
+    step.show(settings, report, format, ui=ui)
+    step.check(report)
 
 
 @task(help={"env": DEPLOY_ENV_HELP, "to": "downgrade to this revision (default: the revision before the last deploy)",
@@ -306,18 +366,36 @@ def monitor(c, env="local", minutes=None, seconds=None):
 
     minutes = number("--minutes", minutes, minimum=0.01, maximum=24 * 60)
     seconds = number("--seconds", seconds, minimum=1, maximum=24 * 3600)
-    settings = load_settings(env)
-    watch.monitor_only(settings, seconds=watch.window_seconds(settings, minutes=minutes, seconds=seconds), ui=Console())
+    settings = load_settings(env, monitor_minutes=minutes, monitor_seconds=seconds)
+    watch.monitor_only(settings, seconds=settings.monitor_window_s, ui=Console())
 
 
 @task(iterable=["revision"],
-      help={"env": DEPLOY_ENV_HELP, "revision": "lint this revision (repeatable; default: the pending ones)"})
+      help={"env": DEPLOY_ENV_HELP, "revision": "lint this revision: an id or its file's path (repeatable; default: the "
+            "pending ones)", "format": FORMAT_HELP})
 @edge
-def lint(c, env="local", revision=None):
-    """Lint migration SQL with Squawk, one revision at a time; exit 1 on error-level findings."""
+def lint(c, env="local", revision=None, format="text"):
+    """Lint migration SQL with Squawk, one revision at a time; exit 1 on error-level findings.
+
+    Style-only rules never fail it; `# dbops: allow <rule>: <why>` in a revision file accepts a finding.
+    """
     from dbops import dryrun
 
-    dryrun.lint_pending(load_settings(env), list(revision or []), ui=Console())
+    dryrun.lint_pending(load_settings(env), list(revision or []), fmt=format, ui=Console())
+
+
+@task(help={"env": DEPLOY_ENV_HELP,
+            "ref": "the git commit, tag or branch now serving (default: the revision the app reports on "
+            "HEALTH_URL, else the database's, mapped to the commit that added its file)",
+            "server": "upgrade the throwaway database on this Postgres server URL (default: a private embedded one)"})
+@edge
+def compat(c, env="local", ref=None, server=None):
+    """Check the code now serving against the schema the pending revisions produce; exit 1 if it would break."""
+    from dbops import compat as step
+    from dbops.settings import normalize_database_url
+
+    server_url = normalize_database_url(server, variable="--server") if server else None
+    step.run(load_settings(env), ref=ref, server_url=server_url, ui=Console())
 
 
 @task(help={"env": DEPLOY_ENV_HELP, "revision": "the applied revision whose edited file is accepted"})
@@ -336,21 +414,21 @@ def accept_migration_change(c, env="local", revision=None):
 
 # -- containers, compose, Render ------------------------------------------------------
 
-PYTHON_IMAGE_HELP = "base image of the build (default DBOPS_PYTHON_IMAGE or python:3.11-slim)"
+PYTHON_IMAGE_HELP = "base image of the build (default DBOPS_PYTHON_IMAGE or python:3.11-slim-bookworm)"
 
 
 @task(help={"tag": "name of the job image (default dbops-job:latest)", "python_image": PYTHON_IMAGE_HELP,
-            "s3": "also build the SeaweedFS image of the compose s3 service (dbops-s3:latest)",
-            "no_wheelhouse": "reuse build/wheelhouse as it is (no pip download)"})
+            "s3": "also build the SeaweedFS image of the compose s3 service (dbops-s3:latest)"})
 @edge
-def image(c, tag="dbops-job:latest", python_image=None, s3=False, no_wheelhouse=False):
-    """Build the job image: download the wheelhouse on this host, then docker build (offline inside)."""
+def image(c, tag="dbops-job:latest", python_image=None, s3=False):
+    """Build the job image (docker build of this checkout; pip's extra CAs: DBOPS_BUILD_CA, else this host's)."""
     from dbops.containers import image as images
 
-    root, base = load_settings().root, python_image or os.environ.get("DBOPS_PYTHON_IMAGE") or "python:3.11-slim"
-    built = [images.build_job_image(root, tag=tag, python_image=base, wheelhouse=not no_wheelhouse)]
+    root = load_settings().root
+    base = python_image or os.environ.get("DBOPS_PYTHON_IMAGE") or images.DEFAULT_PYTHON_IMAGE
+    built = [images.build_job_image(root, tag=tag, python_image=base)]
     if s3:
-        built.append(images.build_s3_image(root, python_image=base, wheelhouse=not no_wheelhouse))
+        built.append(images.build_s3_image(root, python_image=base))
     for b in built:
         Console().ok(f"{b.tag}: {b.size_mb:.0f} MB ({b.id[7:19]}), built in {b.seconds:.0f}s")
 
@@ -360,10 +438,11 @@ def image(c, tag="dbops-job:latest", python_image=None, s3=False, no_wheelhouse=
 @edge
 def compose_up(c, services=None, build=False):
     """Start the local stack with docker compose (db, s3, app); `migrate` waits for their health checks."""
-    from dbops.containers.compose import compose
+    from dbops.containers import compose
 
-    compose(load_settings().root, ["up", "-d", *(["--build"] if build else []), *(services or ["db", "s3", "app"])])
-    Console().ok("stack is up; deploy into it: docker compose --profile migrate run --rm migrate")
+    compose.compose(load_settings().root, ["up", "-d", *(["--build"] if build else []),
+                                           *(services or ["db", "s3", "app"])], env=compose.build_env())
+    Console().ok(f"stack is up; deploy into it: {compose.migrate_command()}")
 
 
 @task(help={"volumes": "also delete the stack's volumes (database and S3 data)"})
@@ -372,24 +451,30 @@ def compose_down(c, volumes=False):
     """Stop and remove the local compose stack (its data volumes stay unless --volumes)."""
     from dbops.containers.compose import compose
 
-    compose(load_settings().root, ["--profile", "migrate", "down", "--remove-orphans", *(["--volumes"] if volumes else [])])
+    compose(load_settings().root, ["--profile", "migrate", "down", "--remove-orphans", *(["--volumes"] if volumes else [])],
+            secrets_needed=False)
     Console().ok("stack removed" + (" with its volumes" if volumes else "; volumes kept"))
 
 
 @task(help={"env": "local | staging | prod: picks <ENV>_RENDER_* settings and the default command",
             "service": "the srv-... id of the job service (default <ENV>_RENDER_JOB_SERVICE_ID / RENDER_JOB_SERVICE_ID)",
             "command": "the job's start command (default: inv deploy --env ENV)",
-            "timeout": "seconds to wait for the job to finish (default 3600)",
-            "poll": "seconds between status checks (default 5)"})
+            "commit": "first deploy the job service at this full commit SHA and wait until it is live",
+            "timeout": "seconds for the whole run: the service's deploy, the job, the retries (default 3600); "
+                       "a job still running then is canceled",
+            "poll": "seconds between status checks (default 5)",
+            "backoff": "seconds before the first retry of a 429/5xx answer, doubling up to 30 (default 1)"})
 @edge
-def render_job(c, env="prod", service=None, command=None, timeout=None, poll=None):
-    """Run the deploy as a Render one-off job and wait; exit 0 when it succeeded, 1 when it failed."""
+def render_job(c, env="prod", service=None, command=None, commit=None, timeout=None, poll=None, backoff=None):
+    """Run the deploy as a Render one-off job (--commit: on that commit's build) and wait; exit 0 if it succeeded."""
     from dbops import render_api
 
     ui = Console()
+    commit = render_api.check_commit(commit) if commit is not None else None
     timeout = number("--timeout", timeout, minimum=1, maximum=7 * 24 * 3600, default=3600)
     poll = number("--poll", poll, minimum=0.01, maximum=3600, default=5)
+    backoff = number("--backoff", backoff, minimum=0, maximum=300, default=1)
     config = render_api.RenderConfig.from_env(env, os.environ, service_id=service)
-    job = render_api.run_job(config, command or f"inv deploy --env {env}", timeout=timeout,
-                             poll_interval=poll, on_status=lambda j: ui.say(f"render job {j.id}: {j.status}"))
+    job = render_api.run_job(config, command or f"inv deploy --env {env}", commit=commit, timeout=timeout,
+                             poll_interval=poll, backoff=backoff, ui=ui)
     ui.ok(f"render job {job.id} succeeded in {job.describe_duration()}")

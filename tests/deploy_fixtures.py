@@ -156,6 +156,8 @@ def deploy_env(project: Path, db: URL, app: App, tmp_path: Path) -> dict[str, st
         "DBOPS_MONITOR_INTERVAL": "0.5",
         "DBOPS_DEPLOY_LOCK_WAIT": "1",
         "DBOPS_MONITOR_MINUTES": "0",
+        # the rehearsal (on by default for small backups) has its own tests: tests/dbops/deploy/test_deploy_rehearse.py
+        "DBOPS_REHEARSE_AUTO_MB": "0",
     }
     return env
 

@@ -245,6 +245,8 @@ CASES = [
     case("render-timeout-letters", "render_job", {"timeout": "soon"}, says="--timeout"),
     case("render-timeout-negative", "render_job", {"timeout": "-1"}, says="--timeout"),
     case("render-poll-zero", "render_job", {"poll": "0"}, says="--poll"),
+    case("render-commit-short", "render_job", {"commit": "96e86db"}, says="--commit must be a full commit SHA"),
+    case("render-commit-empty", "render_job", {"commit": ""}, says="--commit must be a full commit SHA"),
     case("pg-clients-major-letters", "pg_clients", {"major": ["sixteen"]}, says="--major"),
     case("pg-clients-major-negative", "pg_clients", {"major": ["16", "-1"]}, says="--major"),
     # -- restore / verify-backup ---------------------------------------------------------------------

@@ -75,6 +75,7 @@ def test_no_task_prints_writes_or_stores_a_secret(project: Path, db, deploy_env,
         inv("status", env=env),
         inv("backup", "--env", "prod", "--quiet", env=env),
         inv("backups", "--env", "prod", env=env),
+        inv("rehearse", "--env", "prod", env=env),
         inv("deploy", "--env", "prod", "--plan", env=env),
         inv("deploy", "--env", "prod", "--monitor-seconds", "1", env=env),
         inv("monitor", "--env", "prod", "--seconds", "1", env=env),
@@ -86,8 +87,8 @@ def test_no_task_prints_writes_or_stores_a_secret(project: Path, db, deploy_env,
         inv("restore", "--env", "prod", "--backup", "nope", env=env),  # an error path too
         inv("backups", "--env", "prod", env={**env, "AWS_SECRET_ACCESS_KEY": SECRET_KEY + "x"}),  # refused creds
     ]
-    assert [r.returncode for r in runs[:12]] == [0] * 12, "\n".join(r.stdout + r.stderr for r in runs if r.returncode)
-    assert runs[12].returncode == 2 and runs[13].returncode != 0
+    assert [r.returncode for r in runs[:13]] == [0] * 13, "\n".join(r.stdout + r.stderr for r in runs if r.returncode)
+    assert runs[13].returncode == 2 and runs[14].returncode != 0
     if debug == "1":
         assert "DEBUG botocore" in "".join(r.stderr for r in runs)  # the library loggers did speak
         assert "DEBUG httpx" in "".join(r.stderr for r in runs) or "DEBUG httpcore" in "".join(r.stderr for r in runs)

@@ -1,8 +1,15 @@
 """The example app: a FastAPI service with ``GET /api/health``.
 
-The health endpoint answers 200 only when the database is reachable and its
-schema is at the migration head, 503 otherwise; the body names both
-revisions, which ``inv deploy`` compares against the head it just applied.
+The health contract for expand/contract deploys (see :mod:`app.schema` and
+docs/production.md): the endpoint answers **200** when the database is
+reachable and its schema is **at or ahead of** the head this code expects,
+and **503** when it is **behind** (a migration this code needs has not run),
+on a line this code cannot place (**unknown**), unreachable, or not
+configured.  The body names both sides: ``heads`` (what this code expects),
+``current`` (where the database is) and ``schema`` (``at head`` / ``ahead``
+/ ``behind`` / ``unknown``) with a ``detail`` sentence.  So an old release
+stays healthy while ``inv deploy`` ships a newer, backward-compatible schema
+(schema first), and a new release waits, unhealthy, until it does (code first).
 
 Run it with ``uvicorn app.main:app``.
 """
@@ -14,9 +21,11 @@ from functools import lru_cache
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util import to_tuple
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from . import schema
 from .config import get_settings
 
 app = FastAPI(title="example app")
@@ -30,14 +39,20 @@ def _engine() -> sa.Engine | None:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=2, connect_args={"connect_timeout": 3})
 
 
-def head_revisions() -> list[str]:
-    cfg = Config(str(get_settings().alembic_ini))
-    return sorted(ScriptDirectory.from_config(cfg).get_heads())
+def _script() -> ScriptDirectory:
+    """This code's migrations (read on each request: cheap, and a test may add a revision to a running app)."""
+    return ScriptDirectory.from_config(Config(str(get_settings().alembic_ini)))
+
+
+def code_parents(script: ScriptDirectory) -> dict[str, tuple[str, ...]]:
+    """revision → its parents (``down_revision``), for every revision this code has."""
+    return {s.revision: to_tuple(s.down_revision, default=()) for s in script.walk_revisions()}
 
 
 @app.get("/api/health")
 def health() -> JSONResponse:
-    heads = head_revisions()
+    script = _script()
+    heads = sorted(script.get_heads())
     engine = _engine()
     if engine is None:
         return JSONResponse({"status": "error", "database": "not configured", "heads": heads}, status_code=503)
@@ -46,18 +61,19 @@ def health() -> JSONResponse:
             conn.execute(sa.text("SELECT 1"))
             has_table = sa.inspect(conn).has_table("alembic_version")
             current = sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()) if has_table else []
+            found = schema.state(conn, heads, current, code_parents(script))
     except sa.exc.SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         return JSONResponse({"status": "error", "database": "unreachable", "detail": reason, "heads": heads}, status_code=503)
-    at_head = current == heads
     body = {
-        "status": "ok" if at_head else "error",
+        "status": "ok" if found.healthy else "error",
         "database": "ok",
-        "schema": "at head" if at_head else "not at head",
+        "schema": found.state,
+        "detail": found.detail,
         "current": current,
         "heads": heads,
-        # single-revision convenience fields (what most checkers read)
+        # single-revision convenience fields (what most checkers read): the database's, and this code's
         "revision": current[0] if len(current) == 1 else None,
         "head": heads[0] if len(heads) == 1 else None,
     }
-    return JSONResponse(body, status_code=200 if at_head else 503)
+    return JSONResponse(body, status_code=200 if found.healthy else 503)

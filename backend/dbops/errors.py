@@ -54,6 +54,21 @@ class ConfigError(UsageError):
         self.variable = variable
 
 
+class CompressionUnsupported(UsageError):
+    """The backup's compression (BACKUP_COMPRESSION / --compression) is one the chosen pg_dump lacks. Exit 2."""
+
+    def __init__(self, compression: str, program: str, major: int, reason: str, *, setting: str):
+        super().__init__(
+            f"backup compression {compression}: {program} cannot write it ({reason}); nothing was written",
+            hint=f"use gzip, which every pg_dump has: set {setting}=gzip:1, or pass --compression gzip:1"
+            + ("" if major < 16 else "; or run `inv pg-clients` for pg_dump builds with zstd and lz4"),
+        )
+        self.compression = compression
+        self.program = program
+        self.major = major
+        self.reason = reason
+
+
 class DatabaseUnreachable(DbopsError):
     """Could not connect to Postgres. Carries the (masked) target and what was tried."""
 
@@ -152,6 +167,21 @@ class StorageError(DbopsError):
         self.store = store
         self.operation = operation
         self.reason = reason
+
+
+class NoScratchSpace(UsageError):
+    """No writable temporary folder for ``purpose`` (a read-only container without a tmpfs). Exit 2."""
+
+    def __init__(self, purpose: str, reason: str, *, tried: str):
+        super().__init__(
+            f"no writable temporary folder for {purpose}: {reason}",
+            details=f"tried: {tried}",
+            hint="give it one: run the container with a tmpfs (docker run --read-only --tmpfs /tmp ...), "
+            "or set TMPDIR to a writable folder",
+        )
+        self.purpose = purpose
+        self.reason = reason
+        self.tried = tried
 
 
 class ClientTooOld(UsageError):
@@ -265,6 +295,34 @@ class LintFailed(CheckFailed):
         self.findings = findings
 
 
+class CompatFailed(CheckFailed):
+    """The serving code would break on the schema the pending revisions produce. Carries the compat report."""
+
+    def __init__(self, report):
+        first = report.findings[0]
+        super().__init__(
+            f"{len(report.findings)} change(s) in the pending revisions break the code now serving "
+            f"(commit {report.commit[:12]}), first: {first.model} ({first.kind})",
+            details="\n".join(f"{f.model}: {f.kind} ({f.table}{'.' + f.column if f.column else ''})"
+                              for f in report.findings),
+            hint="ship each change in expand/contract steps (the fix under each finding above): first a "
+            "revision the old code survives, then the code, then the contracting revision",
+        )
+        self.report = report
+        self.findings = report.findings
+
+
+class BadAllowComment(UsageError):
+    """A ``# dbops: allow <rule>: <why>`` comment in a revision file is malformed. Carries where and why."""
+
+    def __init__(self, path: str, line: int, text: str, why: str):
+        super().__init__(
+            f"{path} line {line}: bad allow comment `{text}`: {why}",
+            hint="write `# dbops: allow <rule>: <why this is safe here>` on a line of its own; nothing was linted",
+        )
+        self.path, self.line, self.text, self.why = path, line, text, why
+
+
 class HealthCheckFailed(CheckFailed):
     """The health URL did not answer 200 at head. Carries the last status and body."""
 
@@ -350,7 +408,7 @@ class DockerCallFailed(DbopsError):
 
 
 class ImageBuildError(DbopsError):
-    """``docker build`` (or the wheelhouse before it) failed; ``details`` holds the tail of the build log."""
+    """``docker build`` failed; ``details`` holds the tail of the build log."""
 
     exit_code = 3
 
@@ -381,8 +439,65 @@ class RenderServiceNotFound(RenderError):
     """404: no service (or job) with that id for this API key."""
 
 
+class RenderUnavailable(RenderError):
+    """429 or 5xx (or a dropped connection mid-run) from the Render API, still so when the retries ran out."""
+
+    def __init__(self, what: str, status: int | None, *, tries: int = 1, seconds: float = 0.0,
+                 retry_after: float | None = None, details: str | None = None, reason: str | None = None):
+        kept = f", still after {tries} tries in {seconds:.0f}s" if tries > 1 else ""
+        said = reason or f"HTTP {status}{' (rate limited)' if status == 429 else ''}"
+        super().__init__(
+            f"{what}: {said}{kept}",
+            details=details,
+            hint="check https://status.render.com; on 429 wait for the rate limit to reset; "
+            "then run the command again (a longer --timeout gives the retries more time)",
+        )
+        self.what, self.status, self.tries, self.seconds, self.retry_after = what, status, tries, seconds, retry_after
+        self.reason = said
+
+
 class RenderJobTimeout(RenderError):
-    """The job did not finish within the wait."""
+    """The job did not finish by the deadline. Carries the job, the wait, and whether it was canceled."""
+
+    def __init__(self, job, seconds: float, *, canceled: bool, why_not: str | None = None):
+        if canceled:
+            message, hint = (f"Render job {job.id} was still {job.status} after {seconds:.0f}s (the deadline): "
+                             "canceled it",
+                             "nothing more runs on Render; give it more time with --timeout, and read the "
+                             f"job's log in the dashboard (service {job.service_id}, Jobs tab)")
+        else:
+            message, hint = (f"Render job {job.id} was still {job.status} after {seconds:.0f}s (the deadline) "
+                             f"and could not be canceled ({why_not})",
+                             f"it may still be running: cancel it in the dashboard (service {job.service_id}, "
+                             "Jobs tab)")
+        super().__init__(message, hint=hint)
+        self.job, self.seconds, self.canceled = job, seconds, canceled
+
+
+class RenderDeployFailed(CheckFailed):
+    """The job service's deploy of a commit ended without going live. Carries the deploy. Exit 1."""
+
+    def __init__(self, deploy):
+        super().__init__(
+            f"deploy {deploy.id} of service {deploy.service_id} at commit {deploy.commit} ended {deploy.status}; "
+            "no job was started",
+            hint=f"read the deploy's build log in the Render dashboard (service {deploy.service_id}, Events); "
+            "fix the build, push, and run the workflow again",
+        )
+        self.deploy = deploy
+
+
+class RenderDeployTimeout(RenderError):
+    """The job service's deploy was not live by the deadline. Carries the deploy and the wait."""
+
+    def __init__(self, deploy, seconds: float):
+        super().__init__(
+            f"deploy {deploy.id} of service {deploy.service_id} at commit {deploy.commit} was still {deploy.status} "
+            f"after {seconds:.0f}s (the deadline); no job was started",
+            hint="the deploy goes on on Render; when it is live run the command again (it will not deploy twice), "
+            "or give it more time with --timeout",
+        )
+        self.deploy, self.seconds = deploy, seconds
 
 
 class RenderJobFailed(CheckFailed):
@@ -438,5 +553,21 @@ class RoundTripFailed(CheckFailed):
             f"{len(failed)} of {len(report.checks)} round-trip checks failed ({names})",
             details="\n".join(details),
             hint=next((c.hint for c in failed if c.hint), None),
+        )
+        self.report = report
+
+
+class RehearsalFailed(CheckFailed):
+    """The rehearsal on a copy of production found error-level findings. Carries the
+    :class:`~dbops.rehearse.RehearsalReport`. Exit 1."""
+
+    def __init__(self, report, *, hint: str | None = None):
+        errors = report.errors
+        super().__init__(
+            f"the rehearsal on a copy of {report.env} found {len(errors)} error-level finding(s)"
+            + (f"; the upgrade failed there: {report.failure}" if report.failure else ""),
+            details="\n".join(f"{e.revision or '-'} {e.where()}: {e.message}" for e in errors[:20]),
+            hint=hint or "rewrite the revision the safer way shown for each finding (a new revision before it is "
+            "deployed), or pass --allow-unsafe to `inv deploy` after deciding the risk is acceptable",
         )
         self.report = report

@@ -1,9 +1,16 @@
 """The application's health URL (the seed's ``curl /api/health``), over httpx.
 
-Healthy means: HTTP 200, and when the JSON body names a schema revision
-(``revision``/``current``), it is the expected head.  :func:`wait_healthy`
-retries with backoff for a bounded time (the app may be restarting); every
-URL shown is masked (tokens in query strings or user info never print).
+Healthy means HTTP 200: under the expand/contract contract (docs/production.md)
+an app answers 200 when its database is at or ahead of the head its code
+expects, 503 when behind or unreachable.  When the JSON body names the
+database's revision (``current``/``revision``) and the caller passes the
+revision the database is known to be at (``expected_heads``: the head a
+deploy just verified), they must match: an app reporting another revision
+looks at another database.  The body's ``schema`` (``at head``/``ahead``/...)
+and ``heads`` (what the app's code expects) are kept for the report.
+:func:`wait_healthy` retries with backoff for a bounded time (the app may be
+restarting); every URL shown is masked (tokens in query strings or user
+info never print).
 """
 
 from __future__ import annotations
@@ -27,10 +34,16 @@ class HealthResult:
     reason: str
     status: int | None = None
     body: object = None
+    #: the database's revision(s) as the app reports them
     revision: list[str] | None = None
+    #: the app's word for its schema: "at head", "ahead", "behind", "unknown" (None: the body does not say)
+    schema: str | None = None
+    #: the head(s) the app's code expects, as it reports them
+    app_heads: list[str] | None = None
 
     def as_dict(self) -> dict:
-        return {"url": self.url, "ok": self.ok, "reason": self.reason, "status": self.status, "revision": self.revision}
+        return {"url": self.url, "ok": self.ok, "reason": self.reason, "status": self.status, "revision": self.revision,
+                "schema": self.schema, "app_heads": self.app_heads}
 
 
 def _revisions(body: object) -> list[str] | None:
@@ -46,8 +59,28 @@ def _revisions(body: object) -> list[str] | None:
     return None
 
 
+def _app_view(body: object) -> tuple[str | None, list[str] | None]:
+    """(schema state, the app's code heads) from a health body, where it names them."""
+    if not isinstance(body, dict):
+        return None, None
+    state = body.get("schema") if isinstance(body.get("schema"), str) else None
+    heads = body.get("heads")
+    return state, sorted(heads) if isinstance(heads, list) and all(isinstance(h, str) for h in heads) else None
+
+
+def _schema_words(revision: list[str] | None, state: str | None, app_heads: list[str] | None) -> str:
+    """``schema ahead: database at b2, the app's code expects a1`` (what the body says, no more)."""
+    if revision is None:
+        return ""
+    at = ", ".join(revision) or "(none)"
+    if state is None:
+        return f", schema at {at}"
+    expects = f", the app's code expects {', '.join(app_heads) or '(none)'}" if app_heads is not None else ""
+    return f", schema {state}: database at {at}{expects}"
+
+
 def check(url: str, *, expected_heads: list[str] | tuple[str, ...] | None = None, timeout: float = 5) -> HealthResult:
-    """One GET of the health URL, judged: 200 and (if the body names it) the expected revision."""
+    """One GET of the health URL, judged: 200 and (if the body names it) the database at ``expected_heads``."""
     shown = mask_url(url)
     try:
         resp = httpx.get(url, timeout=timeout, follow_redirects=True)
@@ -58,16 +91,19 @@ def check(url: str, *, expected_heads: list[str] | tuple[str, ...] | None = None
     except ValueError:
         body = resp.text[:200]
     revision = _revisions(body)
+    state, app_heads = _app_view(body)
+    words = _schema_words(revision, state, app_heads)
     if resp.status_code != 200:
-        detail = f"; body: {str(body)[:200]}" if body else ""
-        return HealthResult(shown, False, f"HTTP {resp.status_code}{detail}", resp.status_code, body, revision)
+        detail = f"{words}; body: {str(body)[:200]}" if body else ""
+        return HealthResult(shown, False, f"HTTP {resp.status_code}{detail}", resp.status_code, body, revision,
+                            state, app_heads)
     if expected_heads and revision is not None and sorted(revision) != sorted(expected_heads):
         return HealthResult(
-            shown, False, f"answers 200 but reports schema revision {', '.join(revision) or '(none)'}, "
-            f"expected head {', '.join(expected_heads)}", resp.status_code, body, revision,
+            shown, False, f"answers 200 but reports the database at {', '.join(revision) or '(none)'}, "
+            f"not at {', '.join(expected_heads)} (is HEALTH_URL this environment's app?)",
+            resp.status_code, body, revision, state, app_heads,
         )
-    return HealthResult(shown, True, "HTTP 200" + (f", schema at {', '.join(revision)}" if revision else ""),
-                        resp.status_code, body, revision)
+    return HealthResult(shown, True, "HTTP 200" + words, resp.status_code, body, revision, state, app_heads)
 
 
 def _clean(text: str, url: str) -> str:

@@ -211,9 +211,12 @@ class Project:
                 hint="fix the models module; nothing was changed",
             ) from None
 
-    def upgrade_sql(self, url: URL, start: str | None, end: str = "head") -> str:
-        """The SQL an upgrade would run (``alembic upgrade start:end --sql``), without connecting."""
-        out = io.StringIO()
+    def upgrade_sql(self, url: URL, start: str | None, end: str = "head", *, output: io.StringIO | None = None) -> str:
+        """The SQL an upgrade would run (``alembic upgrade start:end --sql``), without connecting.
+
+        ``output``: the buffer alembic writes to (the dry run's records which operation wrote each statement).
+        """
+        out = io.StringIO() if output is None else output
         target = f"{start}:{end}" if start else end
         with self.guard():
             command.upgrade(self.config(url=url, output_buffer=out), target, sql=True)

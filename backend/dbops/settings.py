@@ -130,21 +130,46 @@ def _sse(raw: str | None, variable: str) -> str | None:
     raise ConfigError(variable, f"must be AES256, aws:kms or off, got {value!r}")
 
 
-_COMPRESSION = re.compile(r"^(?:[0-9]|gzip(?::[1-9])?|none)$")
+#: pg_dump's compression methods and their levels (``METHOD[:LEVEL]``; a bare level is gzip's, 0 is none)
+COMPRESSION_LEVELS = {"gzip": (1, 9, 6), "zstd": (1, 22, 3), "lz4": (1, 12, 1)}
+_COMPRESSION = re.compile(r"^(?:(?P<level>\d+)|(?P<method>gzip|zstd|lz4)(?::(?:level=)?(?P<mlevel>\d+))?|none)$")
+
+
+def parse_compression(raw: str, *, what: str = "BACKUP_COMPRESSION") -> str:
+    """A compression spec normalised to ``gzip:N``, ``zstd:N``, ``lz4:N`` or ``none``; UsageError naming ``what``.
+
+    Accepts pg_dump's own ``--compress`` forms: a gzip level ``0``-``9`` (0 is
+    none), ``gzip``/``zstd``/``lz4`` with an optional ``:LEVEL``, ``none``.
+    Which of them the pg_dump that runs supports is checked at backup time
+    (zstd and lz4 need pg_dump 16+ built with them).
+    """
+    value = raw.strip().lower()
+    match = _COMPRESSION.match(value)
+    hint = ("use gzip:1 (the default, every pg_dump), gzip:N (N 1-9), zstd or zstd:N (1-22), lz4 or lz4:N (1-12) "
+            "or none; zstd and lz4 need pg_dump 16+")
+    if match is None:
+        raise UsageError(f"{what}: unknown compression {raw.strip()!r}", hint=hint)
+    if value == "none":
+        return value
+    method, level = (match["method"], match["mlevel"]) if match["method"] else ("gzip", match["level"])
+    low, high, default = COMPRESSION_LEVELS[method]
+    if level is None:
+        return f"{method}:{default}"
+    if int(level) == 0 and match["level"] is not None:
+        return "none"
+    if not low <= int(level) <= high:
+        raise UsageError(f"{what}: {method} level {int(level)} is outside {low}-{high}", hint=hint)
+    return f"{method}:{int(level)}"
 
 
 def _compression(raw: str | None, variable: str) -> str:
-    """BACKUP_COMPRESSION: pg_dump's --compress value; default 1 (gzip level 1: fast, ~2% larger than level 6)."""
+    """BACKUP_COMPRESSION (see :func:`parse_compression`); default gzip:1 (fast, ~2% larger than level 6)."""
     if raw is None or raw.strip() == "":
         return _default("backup_compression")
-    value = raw.strip().lower()
-    if not _COMPRESSION.match(value):
-        raise ConfigError(
-            variable,
-            f"must be a gzip level 0-9, gzip:N or none, got {raw.strip()!r}",
-            hint="pg_dump's own --compress values; 1 (the default) is the fastest gzip level",
-        )
-    return value
+    try:
+        return parse_compression(raw, what=variable)
+    except UsageError as exc:
+        raise ConfigError(variable, exc.message.partition(": ")[2], hint=exc.hint) from None
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
@@ -194,8 +219,8 @@ class Settings:
     backup_sse: str | None = "AES256"
     #: upper bound for one pg_dump / pg_restore run (``DBOPS_BACKUP_TIMEOUT``, seconds)
     backup_timeout_s: int = 6 * 3600
-    #: pg_dump --compress for backups (``BACKUP_COMPRESSION``): gzip level 1 by default
-    backup_compression: str = "1"
+    #: pg_dump's compression for backups (``BACKUP_COMPRESSION``, ``--compression``): gzip:N, zstd:N, lz4:N, none
+    backup_compression: str = "gzip:1"
     health_url: str | None = None
     lock_timeout_ms: int = 5_000
     statement_timeout_ms: int = 600_000
@@ -218,6 +243,20 @@ class Settings:
     monitor_failures: int = 3
     #: monitor: the window also fails when more than this share of its samples (at least 10 taken) were bad
     monitor_error_budget: float = 0.2
+    #: rehearse: a lock blocking reads or writes held this long (ms) is an error; 0: the lock_timeout
+    rehearse_max_block_ms: int = 0
+    #: rehearse: a rewrite or validating scan of a table at least this big (MiB) is an error
+    rehearse_large_table_mb: float = 10.0
+    #: deploy: rehearse by default when the backup is at most this big (MiB); 0: only with --rehearse
+    rehearse_auto_mb: float = 256.0
+    #: test-rollback: a rebuild that replayed this many revisions (or took longer than creating a
+    #: database) leaves a checkpoint to rebuild from next time
+    rollback_checkpoint_after: int = 5
+    #: test-rollback: how long --setup-sql may run in psql / pg_restore (seconds)
+    rollback_setup_timeout_s: int = 600
+    #: under GitHub Actions (``GITHUB_ACTIONS=true``): lint / test-rollback also print ``::error file=…``
+    #: annotations (dbops.report_format)
+    github_actions: bool = False
 
     def __post_init__(self) -> None:
         if self.alembic_ini is None:
@@ -230,9 +269,19 @@ class Settings:
         return self.env == "local"
 
     @property
+    def rehearse_block_limit_ms(self) -> int:
+        """The hold time from which a blocking lock is an error in a rehearsal: DBOPS_REHEARSE_MAX_BLOCK_MS or lock_timeout."""
+        return self.rehearse_max_block_ms or self.lock_timeout_ms
+
+    @property
     def connect_hint(self) -> str:
         """The hint of a failed connection to the environment's database."""
         return f"check {self.database_url_var} and that the server accepts connections from here"
+
+    @property
+    def monitor_window_s(self) -> float:
+        """The monitoring window in seconds (``--monitor-seconds``/``--monitor-minutes``, else the variable)."""
+        return round(self.monitor_minutes * 60, 3)
 
     @property
     def backups_dir(self) -> Path:
@@ -272,6 +321,11 @@ _NUMBERS = {
     "long_transaction_s": ("DBOPS_LONG_TRANSACTION", 1),
     "monitor_failures": ("DBOPS_MONITOR_FAILURES", 1),
     "monitor_error_budget": ("DBOPS_MONITOR_ERROR_BUDGET", 0),
+    "rehearse_max_block_ms": ("DBOPS_REHEARSE_MAX_BLOCK_MS", 0),
+    "rehearse_large_table_mb": ("DBOPS_REHEARSE_LARGE_TABLE_MB", 0),
+    "rehearse_auto_mb": ("DBOPS_REHEARSE_AUTO_MB", 0),
+    "rollback_checkpoint_after": ("DBOPS_ROLLBACK_CHECKPOINT_AFTER", 1),
+    "rollback_setup_timeout_s": ("DBOPS_ROLLBACK_SETUP_TIMEOUT", 1),
 }
 #: text settings: field -> variable
 _TEXTS = {
@@ -292,8 +346,17 @@ def load_settings(
     provider: str | None = None,
     alembic_ini: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    compression: str | None = None,
+    monitor_minutes: float | None = None,
+    monitor_seconds: float | None = None,
 ) -> Settings:
-    """Read and validate the settings for ``env`` from the environment."""
+    """Read and validate the settings for ``env`` from the environment.
+
+    The keyword arguments after ``environ`` are a task's flags, already parsed and range-checked at the edge
+    (``dbops.cli.number``); they win over the variables: ``compression`` is ``--compression``, and
+    ``monitor_seconds`` (else ``monitor_minutes``) sets the monitoring window, read back as
+    :attr:`Settings.monitor_window_s`.
+    """
     environ = os.environ if environ is None else environ
     if env not in ENVIRONMENTS:
         raise UsageError(
@@ -340,7 +403,8 @@ def load_settings(
     region = get("AWS_REGION")[0] or get("AWS_DEFAULT_REGION")[0]
     sse_raw, sse_var = get("BACKUP_SSE")
     sse = _sse(sse_raw, sse_var)
-    compression = _compression(*get("BACKUP_COMPRESSION"))
+    compression = (parse_compression(compression, what="--compression") if compression is not None
+                   else _compression(*get("BACKUP_COMPRESSION")))
     health_url = web_url(*get("HEALTH_URL"))
     webhook = web_url(*get("NOTIFY_WEBHOOK_URL"))
     if backup_url:
@@ -355,7 +419,7 @@ def load_settings(
     if port and port.lstrip("-").isdigit() and int(port) > 65535:
         raise ConfigError("DBOPS_EMBEDDED_PORT", f"must be a port from 0 to 65535, got {port}",
                           hint="unset it for the default, or 0 for a free port")
-    return Settings(
+    settings = Settings(
         env=env,
         root=root,
         alembic_ini=ini,
@@ -370,6 +434,12 @@ def load_settings(
         backup_compression=compression,
         health_url=health_url,
         notify_webhook_url=webhook,
+        github_actions=environ.get("GITHUB_ACTIONS", "").strip().lower() == "true",
         **{name: _number(environ, var, _default(name), minimum=low) for name, (var, low) in _NUMBERS.items()},
         **{name: environ.get(var) or _default(name) for name, var in _TEXTS.items()},
     )
+    if monitor_seconds is not None:
+        settings = settings.with_(monitor_minutes=monitor_seconds / 60)
+    elif monitor_minutes is not None:
+        settings = settings.with_(monitor_minutes=float(monitor_minutes))
+    return settings

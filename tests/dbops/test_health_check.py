@@ -53,10 +53,26 @@ def test_200_at_head_is_healthy(server):
     assert r.ok and r.revision == ["a1"]
 
 
-def test_200_naming_another_revision_is_not(server):
+def test_200_ahead_is_healthy_the_apps_own_head_need_not_be_the_deploys(server):
+    """Schema first: the old release's code expects a0, its database is at a1 (the deploy's head): healthy."""
+    server.body = {"schema": "ahead", "current": ["a1"], "heads": ["a0"]}
+    r = health.check(server.base + "/api/health", expected_heads=["a1"])
+    assert r.ok and (r.schema, r.revision, r.app_heads) == ("ahead", ["a1"], ["a0"])
+    assert r.reason == "HTTP 200, schema ahead: database at a1, the app's code expects a0"
+    assert r.as_dict()["schema"] == "ahead" and r.as_dict()["app_heads"] == ["a0"]
+
+
+def test_503_behind_says_both_sides(server):
+    server.status, server.body = 503, {"schema": "behind", "current": ["a0"], "heads": ["a1"]}
+    r = health.check(server.base + "/api/health", expected_heads=["a1"])
+    assert not r.ok and r.reason.startswith("HTTP 503, schema behind: database at a0, the app's code expects a1")
+
+
+def test_200_naming_another_database_revision_is_not(server):
+    """The database was just verified at a1; an app reporting its database at "old" looks at another database."""
     server.body = {"current": ["old"], "heads": ["old"]}
     r = health.check(server.base + "/api/health", expected_heads=["a1"])
-    assert not r.ok and "reports schema revision old, expected head a1" in r.reason
+    assert not r.ok and "reports the database at old, not at a1 (is HEALTH_URL this environment's app?)" in r.reason
 
 
 def test_a_body_without_a_revision_only_needs_200(server):

@@ -69,6 +69,14 @@ def test_bad_numbers_name_the_variable():
         load_settings(environ={"DBOPS_LOCK_TIMEOUT_MS": "5s"})
 
 
+def test_round_trip_knobs_come_from_the_environment():
+    assert (load_settings(environ={}).rollback_checkpoint_after, load_settings(environ={}).rollback_setup_timeout_s) == (5, 600)
+    env = {"DBOPS_ROLLBACK_CHECKPOINT_AFTER": "2", "DBOPS_ROLLBACK_SETUP_TIMEOUT": "30"}
+    assert (load_settings(environ=env).rollback_checkpoint_after, load_settings(environ=env).rollback_setup_timeout_s) == (2, 30)
+    with pytest.raises(ConfigError, match="DBOPS_ROLLBACK_CHECKPOINT_AFTER: must be at least 1, got 0"):
+        load_settings(environ={"DBOPS_ROLLBACK_CHECKPOINT_AFTER": "0"})
+
+
 def test_describe_masks_every_secret():
     s = load_settings(
         "prod",
@@ -82,3 +90,11 @@ def test_describe_masks_every_secret():
     assert "hunter2pw" not in text and "tokentoken" not in text
     assert "db.example.com" in text and "s3://bucket/prefix" in text
     assert mask_url(s.database_url).count("***") == 1
+
+
+def test_monitor_flags_land_in_the_settings_object_over_the_variable():
+    environ = {"DBOPS_MONITOR_MINUTES": "10"}
+    assert load_settings("local", environ=environ).monitor_window_s == 600
+    assert load_settings("local", environ=environ, monitor_minutes=2).monitor_window_s == 120
+    assert load_settings("local", environ=environ, monitor_minutes=2, monitor_seconds=7).monitor_window_s == 7
+    assert load_settings("local", environ=environ, monitor_seconds=0).monitor_window_s == 0

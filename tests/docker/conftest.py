@@ -1,7 +1,10 @@
 """Fixtures for the container tests: the job image (built once per session) and a Postgres container.
 
 The image is built from this worktree's Dockerfile with ``DBOPS_PYTHON_IMAGE``
-as its base (CI: the offline ``dbops/python:3.11-slim``); layers are reused
+as its base (CI: the offline ``dbops/python:3.11-slim``) and nothing made on
+the host (the build context is what a clean clone has: ``.dockerignore``
+leaves out ``build/``); pip in the build trusts ``DBOPS_BUILD_CA`` or this
+host's local CAs (:func:`dbops.containers.image.build_ca`). Layers are reused
 between runs.  Postgres is ``DBOPS_POSTGRES_IMAGE`` (CI: ``dbops/postgres:15``)
 on a published 127.0.0.1 port; job containers use host networking, so the same
 URLs work inside and outside.

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dbops.containers import image
-from dbops.containers.compose import compose
+from dbops.containers.compose import compose, migrate_command
 
 pytestmark = pytest.mark.docker
 
@@ -37,46 +42,71 @@ def health(url: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+def inv(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """`inv ARGS` as a user runs it in the repo root, with ``env`` as the whole environment's additions."""
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
 @pytest.fixture
 def stack(job_image):
-    """A private compose project (own name, free ports, fresh volumes) with db, s3 and app up; removed after."""
-    base = os.environ.get("DBOPS_PYTHON_IMAGE") or "python:3.11-slim"
+    """A private compose project (COMPOSE_PROJECT_NAME, free ports, fresh volumes): `inv compose-up`, removed after."""
+    base = os.environ.get("DBOPS_PYTHON_IMAGE") or image.DEFAULT_PYTHON_IMAGE
     s3_image = image.build_s3_image(ROOT, tag="dbops-s3:test", python_image=base)
     project = f"dbopstest{uuid.uuid4().hex[:6]}"
     app_port = free_port()
-    env = {
-        "POSTGRES_PASSWORD": PASSWORD, "S3_ACCESS_KEY": "compose-access", "S3_SECRET_KEY": S3_SECRET,
-        "DBOPS_JOB_IMAGE": job_image.tag, "DBOPS_S3_IMAGE": s3_image.tag,
+    secrets = {"POSTGRES_PASSWORD": PASSWORD, "S3_ACCESS_KEY": "compose-access", "S3_SECRET_KEY": S3_SECRET}
+    plain = {k: v for k, v in os.environ.items() if k not in secrets and not k.endswith("DATABASE_URL")}
+    plain.update({
+        "COMPOSE_PROJECT_NAME": project, "DBOPS_JOB_IMAGE": job_image.tag, "DBOPS_S3_IMAGE": s3_image.tag,
         "DB_PORT": str(free_port()), "S3_PORT": str(free_port()), "APP_PORT": str(app_port),
-    }
+    })
+    env = {**plain, **secrets}
     try:
-        compose(ROOT, ["up", "-d", "db", "s3", "app"], env=env, project=project, capture=True)
-        yield env, project, f"http://127.0.0.1:{app_port}/api/health"
+        up = inv("compose-up", env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield env, plain, up.stdout, f"http://127.0.0.1:{app_port}/api/health"
     finally:
         compose(ROOT, ["--profile", "migrate", "down", "--volumes", "--remove-orphans"], env=env,
-                          project=project, capture=True)
+                project=project, capture=True)
 
 
 def test_compose_migrate_profile_deploys_into_the_stack(stack):
-    env, project, health_url = stack
+    env, plain, up_output, health_url = stack
     deadline = time.monotonic() + 60
-    while True:  # the app answers (503: schema not at head yet)
+    while True:  # the app answers (503: the schema is behind its code)
         try:
             code, body = health(health_url)
             break
         except (urllib.error.URLError, ConnectionError, OSError):
             assert time.monotonic() < deadline, "the app container did not answer on its published port"
             time.sleep(0.5)
-    assert code == 503 and body["schema"] == "not at head"
+    assert code == 503 and body["schema"] == "behind"
 
-    run = compose(ROOT, ["--profile", "migrate", "run", "--rm", "migrate"], env=env, project=project,
-                            capture=True, timeout=600)
+    # the command compose-up prints, run verbatim, names the compose CLI that exists here
+    printed = re.search(r"deploy into it: (.+)$", up_output, re.M).group(1).strip()
+    assert printed == migrate_command() and printed.split()[0] in ("docker", "docker-compose"), printed
+    assert shutil.which(printed.split()[0]) and (printed.startswith("docker compose ")
+                                                 or shutil.which("docker-compose")), printed
+    run = subprocess.run(shlex.split(printed), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                         check=False)
     out = run.stdout + run.stderr
+    assert run.returncode == 0, out
     assert "deploy --env local" in out, out
     assert PASSWORD not in out and S3_SECRET not in out
     code, body = health(health_url)
     assert code == 200 and body["schema"] == "at head", body
 
-    again = compose(ROOT, ["--profile", "migrate", "run", "--rm", "migrate"], env=env, project=project,
-                              capture=True, timeout=600)
+    again = subprocess.run(shlex.split(printed), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                           check=False)
     assert "nothing to deploy" in again.stdout + again.stderr
+
+    # compose-down needs none of the stack's secrets
+    assert not any(k in plain for k in ("POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY"))
+    down = inv("compose-down", "--volumes", env=plain)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "stack removed with its volumes" in down.stdout
+    from dbops.containers import engine as dockerctl
+
+    left = dockerctl.client().containers.list(all=True, filters={"label": f"com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}"})
+    assert left == [], [c.name for c in left]

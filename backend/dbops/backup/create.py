@@ -96,6 +96,23 @@ class _Prefetch(threading.Thread):
         self._stopped.set()
 
 
+def _return_freed_buffers() -> None:
+    """Have glibc hand every freed block of 128 KiB or more straight back to the system (Linux/glibc only).
+
+    The dump moves through 256 KiB chunks and 5+ MiB parts, allocated in one
+    thread and freed in another.  glibc's default raises its mmap threshold
+    after the first such free, so later buffers come from per-thread arenas that
+    keep freed memory resident: about 8 MiB of peak RSS on a 1 GiB dump.  A
+    fixed threshold (``mallopt(M_MMAP_THRESHOLD)``) maps and unmaps each one.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def create_backup(
     settings: Settings,
     url: URL,
@@ -116,19 +133,27 @@ def create_backup(
     progress line goes to ``ui.progress()``.
     """
     postgres.refuse_pooled(url, variable=settings.database_url_var)
+    _return_freed_buffers()
     with ExitStack() as stack:  # closed in reverse: the threads finish, then the connection, then the engine
         engine = postgres.make_engine(url, connect_timeout=settings.connect_timeout_s)
         stack.callback(engine.dispose)
-        server_version = postgres.check_connection(url, engine=engine, hint=settings.connect_hint)
-        server_major = postgres.major_version(server_version)
-        client = pgdump.check_dump_client(server_major, server_version, url)
-        dump_major, dump_version = client.major, client.version
-        ui.say(f"pg_dump: {client.describe()}")
-
-        conn = stack.enter_context(engine.connect().execution_options(isolation_level="REPEATABLE READ"))
+        # one connection checks the server, exports the snapshot pg_dump shares and counts the rows:
+        # each connect to a remote server costs round trips (TCP, TLS, authentication) before pg_dump starts
+        try:
+            conn = stack.enter_context(engine.connect().execution_options(isolation_level="REPEATABLE READ"))
+        except sa.exc.OperationalError as exc:
+            raise postgres.unreachable(url, exc, settings.connect_hint) from None
         conn.begin()
         conn.execute(sa.text("SET TRANSACTION READ ONLY"))
         snapshot = conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one()
+        server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
+        server_major = postgres.major_version(server_version)
+        client = pgdump.check_dump_client(server_major, server_version, url)
+        pgdump.check_compression(client, settings.backup_compression,
+                                 setting=f"{settings.env.upper()}_BACKUP_COMPRESSION")
+        dump_major, dump_version = client.major, client.version
+        ui.say(f"pg_dump: {client.describe()}; compression {settings.backup_compression}")
+
         revisions = alembic_revisions(conn)
         revision = "+".join(revisions) or "base"
         db_size = int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one())

@@ -60,7 +60,7 @@ def open_backup(settings: Settings, key_or_latest: str | None) -> tuple[Store, B
     """The checked store and the complete backup named (or the latest); pg_restore must read its pg_dump's archive."""
     store = checked_store(settings)
     info = find_backup(settings, key_or_latest, store=store)
-    pgdump.check_restore_client(archive_major(info))
+    pgdump.check_restore_client(archive_major(info), compression=info.manifest.get("compression"))
     return store, info
 
 
@@ -71,29 +71,50 @@ def archive_major(info: BackupInfo) -> int:
 
 def restore_client(info: BackupInfo, url: URL, server_major: int) -> pgdump.clients.Client:
     """The pg_restore for this backup and a PostgreSQL ``server_major`` target; raises before anything changes."""
-    return pgdump.check_restore_client(archive_major(info), server_major, url)
+    return pgdump.check_restore_client(archive_major(info), server_major, url,
+                                       compression=info.manifest.get("compression"))
 
 
 def restore_into(settings: Settings, store: Store, info: BackupInfo, url: URL, *, ui: UI = SILENT,
-                 list_toc: bool = False, client: pgdump.clients.Client | None = None) -> tuple[str, int, list[str]]:
+                 list_toc: bool = False, client: pgdump.clients.Client | None = None,
+                 schema_only: bool = False) -> tuple[str, int, list[str]]:
     """pg_restore the backup into the (empty) database ``url``: (sha256, size, ``pg_restore --list`` lines).
 
     ``client``: the pg_restore to run (:func:`restore_client`; by default the one
     for ``url``'s server, asked here).  ``list_toc`` also streams the same bytes
-    into ``pg_restore --list``.
+    into ``pg_restore --list``; ``schema_only`` restores the definitions without the data.
     """
     if client is None:
         client = restore_client(info, url, _server_major(settings, url))
-    sinks = [pgdump.restore(url, timeout=settings.backup_timeout_s, client=client)]
-    if list_toc:
-        sinks.append(pgdump.list_archive(timeout=settings.backup_timeout_s, client=client))
+    sinks = [pgdump.restore(url, timeout=settings.backup_timeout_s, client=client, schema_only=schema_only)]
+    if schema_only:  # pg_restore stops reading after the definitions: the checksum still reads every byte
+        sinks.insert(0, _Drain())
+    toc = pgdump.list_archive(timeout=settings.backup_timeout_s, client=client) if list_toc else None
+    if toc is not None:
+        sinks.append(toc)
     try:
         sha, size = _stream(store, info, sinks, ui=ui, label=f"restore {info.key}")
     except BaseException:
         for s in sinks:
             s.kill()
         raise
-    return sha, size, (sinks[1].stdout_lines if list_toc else [])
+    return sha, size, (toc.stdout_lines if toc is not None else [])
+
+
+class _Drain:
+    """A sink that reads everything and keeps nothing (ahead of a pg_restore that may stop reading early)."""
+
+    name = "checksum"
+    stderr_tail = ""
+
+    def write(self, data: bytes) -> bool:
+        return True
+
+    def wait(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
 
 
 def _stream(store: Store, info: BackupInfo, sinks: list[pgdump.Restore], *, ui: UI, label: str) -> tuple[str, int]:

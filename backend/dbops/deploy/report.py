@@ -46,6 +46,8 @@ class DeployReport:
     backup: dict | None = None
     dry_run_sql: str | None = None  # where the SQL was saved
     lint: list[dict] = field(default_factory=list)
+    #: the rehearsal step: whether it ran and why, its errors, the expected upgrade time, the longest waits
+    rehearsal: dict | None = None
     upgrade_attempts: int = 0
     health: list[dict] = field(default_factory=list)
     monitor: dict | None = None
@@ -116,7 +118,7 @@ class DeployReport:
             lines.append(f"  backup     {self.backup.get('key')} sha256={str(self.backup.get('sha256'))[:16]}…")
         for st in self.steps:
             lines.append(f"  {st.status:<8} {st.name:<10} {st.seconds:7.2f}s  {st.detail}".rstrip())
-        errors = sum(1 for f in self.lint if f.get("level") == "error")
+        errors = sum(1 for f in self.lint if f.get("level") == "error" and not f.get("accepted"))
         if self.lint:
             lines.append(f"  lint       {errors} error(s), {len(self.lint) - errors} warning(s)")
         if self.failed_step:

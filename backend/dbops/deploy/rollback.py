@@ -162,7 +162,8 @@ class _Rollback:
         if sorted(r.revision_after) != expected:
             raise DbopsError(f"after the downgrade the database is at {r.revision_after}, expected {expected}")
         r.warnings.append("a downgrade restores the schema, not data; redeploy the app release that matches "
-                          f"{target} (its health check reports 503 until then)")
+                          f"{target} (until then the serving release, whose code expects the newer head, "
+                          "answers 503 'behind')")
         return f"database at {target}"
 
     def on_failure(self, err: DbopsError) -> None:

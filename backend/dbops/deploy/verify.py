@@ -1,4 +1,13 @@
-"""Verify after the upgrade: the database reports head (``alembic current --check-heads``) and the app is healthy."""
+"""Verify after the upgrade: the database is at the deploy's target head and the app answers 200.
+
+The database side is ``alembic current --check-heads`` with the deploying
+code.  The app side is the expand/contract health contract
+(docs/production.md): 200 means the app's database is at or ahead of the head
+the *app's* code expects, so an old release still serving (schema first) and
+the new one (code first, once upgraded) both pass; the app's own head need not
+be the deploy's.  When the app's body names its database's revision, it must
+be the one just verified (otherwise HEALTH_URL is another environment's app).
+"""
 
 from __future__ import annotations
 
@@ -34,4 +43,5 @@ def database_at_head(conn: Connection, project: Project) -> str:
 
 
 def app_healthy(url: str, heads: list[str], *, within_s: float, timeout: float) -> health.HealthResult:
+    """The app answers 200 (retried up to ``within_s``), reporting its database at ``heads`` where it names it."""
     return health.wait_healthy(url, expected_heads=heads, within_s=within_s, timeout=timeout)

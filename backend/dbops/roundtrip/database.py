@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from .. import postgres
+from .. import postgres, scratch
 from ..servers.embedded import FAST_OPTIONS, EmbeddedServer
 from ..redact import mask_url
 
@@ -60,7 +58,7 @@ def throwaway_server(server_url: URL | None = None) -> Iterator[URL]:
     if server_url is not None:
         yield server_url
         return
-    directory = Path(tempfile.mkdtemp(prefix="dbops-roundtrip-"))
+    directory = scratch.mkdtemp("dbops-roundtrip-", purpose="the round trip's throwaway PostgreSQL server")
     server = EmbeddedServer(directory / "pg", port=0, options=FAST_OPTIONS)
     try:
         server.start()

@@ -32,6 +32,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,6 +44,7 @@ from ..errors import DbopsError, MigrationError, ModelImportError, RoundTripTool
 from ..migrations import Project, _failing_file
 from ..postgres import catalog, clients
 from ..redact import reason
+from ..settings import Settings
 from ..ui import Progress
 from . import irreversible, repair
 from .database import ThrowawayDatabase, clone
@@ -55,10 +57,6 @@ SetupHook = Callable[[Connection], None]
 
 #: the first bytes of a pg_dump custom-format archive (restored with pg_restore)
 _CUSTOM_DUMP = b"PGDMP"
-#: a rebuild that replayed this many revisions (or took longer than creating a database) leaves a checkpoint
-CHECKPOINT_AFTER = 5
-#: how long --setup-sql may run in psql / pg_restore
-SETUP_TIMEOUT = 600
 
 NOOP_WARNING = (
     "warning: upgrade() calls {ops} but left the schema unchanged: on PostgreSQL it is likely a no-op "
@@ -68,10 +66,16 @@ DATA_ONLY_NOTE = "data only: no schema to undo (the upgrade left the schema unch
 
 
 class Stairway:
-    """One walk over ``selected`` on the throwaway database ``db``."""
+    """One walk over ``selected`` on the throwaway database ``db``.
+
+    ``settings`` gives ``rollback_checkpoint_after`` (a rebuild that replayed
+    this many revisions leaves a checkpoint) and ``rollback_setup_timeout_s``
+    (the limit of ``--setup-sql`` in psql / pg_restore).
+    """
 
     def __init__(
         self,
+        settings: Settings,
         project: Project,
         db: ThrowawayDatabase,
         order: Sequence[Script],
@@ -81,6 +85,8 @@ class Stairway:
         setup: SetupHook | None = None,
         progress: Progress | None = None,
     ):
+        self.checkpoint_after = settings.rollback_checkpoint_after
+        self.setup_timeout_s = settings.rollback_setup_timeout_s
         self.project = project
         self.db = db
         self.order = list(order)
@@ -179,7 +185,7 @@ class Stairway:
         """Run --setup-sql (as psql runs it; a custom-format dump through pg_restore) and the setup hook."""
         assert self.conn is not None
         if self.setup_sql is not None:
-            run_setup_sql(self.setup_sql, self.db.url)
+            run_setup_sql(self.setup_sql, self.db.url, timeout=self.setup_timeout_s)
         if self.setup:
             self.setup(self.conn)
             if self.conn.in_transaction():
@@ -252,8 +258,8 @@ class Stairway:
         replay_ms = (time.perf_counter() - began) * 1000
         self.applied = applied
         # a new checkpoint costs about one database creation: worth it once replaying costs more (or
-        # replays CHECKPOINT_AFTER revisions), so no rebuild replays more than about that much
-        if not self.multidb and (len(todo) >= CHECKPOINT_AFTER or replay_ms > create_ms):
+        # replays checkpoint_after revisions), so no rebuild replays more than about that much
+        if not self.multidb and (len(todo) >= self.checkpoint_after or replay_ms > create_ms):
             self._checkpoint()
 
     def _checkpoint(self) -> None:
@@ -435,14 +441,21 @@ def _raise_if_setup_error(exc: BaseException, project: Project) -> None:
         raise exc
     if not isinstance(exc, Exception) or isinstance(exc, (DbopsError, sa.exc.SQLAlchemyError)):
         return
-    revisions = {str(Path(s.path).resolve()) for s in project.script.walk_revisions()}
     env_py = str((Path(project.script.dir) / "env.py").resolve())
     files, tb = [], exc.__traceback__
     while tb is not None:
         files.append(str(Path(tb.tb_frame.f_code.co_filename).resolve()))
         tb = tb.tb_next
-    if env_py in files and not revisions.intersection(files):
+    if env_py not in files:
+        return
+    if not _revision_files(tuple(s.path for s in project.script.walk_revisions())).intersection(files):
         raise ModelImportError(_failing_file(exc), f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}") from None
+
+
+@lru_cache(maxsize=8)
+def _revision_files(paths: tuple[str, ...]) -> frozenset[str]:
+    """The revision files, resolved: once per chain, not once per failing step."""
+    return frozenset(str(Path(p).resolve()) for p in paths)
 
 
 def engine_names(project: Project) -> list[str]:
@@ -460,13 +473,14 @@ def _combined(texts: dict[str, catalog.SnapshotText]) -> catalog.SnapshotText:
     return catalog.SnapshotText("[" + ",".join(rows) + "]")
 
 
-def run_setup_sql(path: Path, url) -> None:
+def run_setup_sql(path: Path, url, *, timeout: float) -> None:
     """Run a setup file on the database at ``url`` as psql runs it, or restore a custom-format dump.
 
     Plain SQL (``pg_dump --schema-only`` output included, with its psql
     meta-commands such as ``\\restrict``) goes through ``psql -X -v
     ON_ERROR_STOP=1 -f``; an archive of ``pg_dump -Fc`` through ``pg_restore``.
-    A failure is the user's file's: UsageError with psql's own message.
+    A failure is the user's file's: UsageError with psql's own message;
+    ``timeout`` (seconds) bounds the run.
     """
     with path.open("rb") as fh:
         custom = fh.read(len(_CUSTOM_DUMP)) == _CUSTOM_DUMP
@@ -482,8 +496,14 @@ def run_setup_sql(path: Path, url) -> None:
     else:
         argv = [exe, "-X", "-q", "-v", "ON_ERROR_STOP=1", *target, "-d", clients.dbname_arg(url), "-f", str(path)]
     try:
-        clients.run(argv, timeout=SETUP_TIMEOUT, env=clients.libpq_env(url))
+        clients.run(argv, timeout=timeout, env=clients.libpq_env(url))
     except ToolFailed as exc:
+        if exc.returncode is None:
+            raise UsageError(
+                f"--setup-sql {path} did not finish within {timeout:g} s in {program}",
+                details=exc.stderr_tail or None,
+                hint="raise DBOPS_ROLLBACK_SETUP_TIMEOUT (seconds) if the file is this slow on purpose",
+            ) from None
         raise UsageError(
             f"--setup-sql {path} failed in {program} ({'custom-format dump' if custom else 'SQL'}) "
             "on the empty throwaway database",

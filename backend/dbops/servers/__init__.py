@@ -7,6 +7,8 @@ the same to callers: ``start()`` returns a connection URL.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.engine import URL
 
 from ..containers.engine import engine_available
@@ -15,21 +17,29 @@ from ..postgres import refuse_pooled
 from ..settings import Settings
 from .base import PostgresServer
 from .docker import DockerServer
+from .docker import unavailable as docker_unavailable
 from .embedded import EmbeddedServer
 from .url import UrlServer
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PostgresServer", "EmbeddedServer", "DockerServer", "UrlServer", "choose_provider", "environment_url",
            "server_for"]
 
 
 def choose_provider(settings: Settings) -> str:
-    """``--db``/``DBOPS_DB`` if given; else url when DATABASE_URL is set; docker when an engine runs; else embedded."""
+    """``--db``/``DBOPS_DB`` if given; else url when DATABASE_URL is set; docker when an engine runs and has
+    (or pulls) the Postgres image; else embedded.  Falling back from a running engine says why, in one line."""
     if settings.provider:
         return settings.provider
     if settings.database_url is not None:
         return "url"
     if engine_available():
-        return "docker"
+        why_not = docker_unavailable(settings.postgres_image, settings.docker_container)
+        if why_not is None:
+            return "docker"
+        log.warning("Docker runs, but %s: using the embedded server (set DBOPS_POSTGRES_IMAGE to an image you "
+                    "have, or DBOPS_DB=embedded to skip this check)", why_not)
     return "embedded"
 
 
@@ -59,4 +69,5 @@ def server_for(settings: Settings, provider: str | None = None) -> PostgresServe
             volume=settings.docker_volume,
             database=settings.local_database,
         )
-    return EmbeddedServer(settings.state_dir / "embedded", database=settings.local_database, port=settings.embedded_port)
+    return EmbeddedServer(settings.state_dir / "embedded", database=settings.local_database, port=settings.embedded_port,
+                          provider=True)

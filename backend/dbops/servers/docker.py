@@ -28,6 +28,37 @@ HINT = ("check DBOPS_POSTGRES_IMAGE, DBOPS_DOCKER_CONTAINER and DBOPS_DOCKER_VOL
         "name is letters, digits and _ . -, an image reference is lowercase) and that `docker info` answers")
 
 
+def unavailable(image: str, container: str) -> str | None:
+    """Why the docker provider cannot run here (None: it can): its container exists, or the image is here or pulls.
+
+    The automatic provider choice asks this before it picks docker, so an engine
+    without the Postgres image (and no registry to pull it from) means the
+    embedded server, not a failure.
+    """
+    import docker.errors
+    import requests
+
+    try:
+        dc = client()
+        try:
+            dc.containers.get(container)
+            return None
+        except docker.errors.NotFound:
+            pass
+        try:
+            dc.images.get(image)
+            return None
+        except docker.errors.ImageNotFound:
+            log.info("pulling %s", image)
+            dc.images.pull(image)
+            return None
+    except docker.errors.APIError as exc:
+        text = exc.explanation if isinstance(exc.explanation, str) and exc.explanation else reason(exc)
+        return f"the image {image} is not here and could not be pulled ({text.strip()})"
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        return f"the engine did not answer about {image} ({reason(exc, typed=True)})"
+
+
 class DockerServer(PostgresServer):
     name = "docker"
     owned = True

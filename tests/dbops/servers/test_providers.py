@@ -1,3 +1,4 @@
+import logging
 import os
 import uuid
 
@@ -22,10 +23,38 @@ def test_database_url_selects_url_provider():
 
 def test_without_url_docker_or_embedded(monkeypatch):
     from dbops.containers import engine as dockerctl
+    from dbops.servers.docker import unavailable
 
     s = load_settings(environ={})
-    expected = "docker" if dockerctl.engine_available() else "embedded"
-    assert choose_provider(s) == expected
+    usable = dockerctl.engine_available() and unavailable(s.postgres_image, s.docker_container) is None
+    assert choose_provider(s) == ("docker" if usable else "embedded")
+
+
+@pytest.mark.docker
+def test_a_running_engine_without_the_postgres_image_falls_back_to_embedded_and_says_why(caplog, monkeypatch):
+    # an env.py's logging.config.fileConfig() earlier in the same process may have disabled the logger
+    monkeypatch.setattr(logging.getLogger("dbops.servers"), "disabled", False)
+    image = f"dbops-test/no-such-postgres-{uuid.uuid4().hex[:8]}:1"
+    s = load_settings(environ={"DBOPS_POSTGRES_IMAGE": image})
+    with caplog.at_level("WARNING", logger="dbops.servers"):
+        assert choose_provider(s) == "embedded"
+    assert isinstance(server_for(s), EmbeddedServer)
+    lines = [r.getMessage() for r in caplog.records if r.name == "dbops.servers"]
+    assert len(lines) == 2 and lines[0] == lines[1], lines  # one line per choice
+    assert image in lines[0] and "could not be pulled" in lines[0] and "using the embedded server" in lines[0]
+    assert "\n" not in lines[0]
+
+
+@pytest.mark.docker
+def test_a_running_engine_with_the_postgres_image_stays_docker(caplog):
+    image = os.environ.get("DBOPS_POSTGRES_IMAGE") or "postgres:16"
+    from dbops.servers.docker import unavailable
+
+    if unavailable(image, "dbops-test-none") is not None:
+        pytest.skip(f"{image} is not here (set DBOPS_POSTGRES_IMAGE to a local image)")
+    with caplog.at_level("WARNING", logger="dbops.servers"):
+        assert choose_provider(load_settings(environ={"DBOPS_POSTGRES_IMAGE": image})) == "docker"
+    assert not [r for r in caplog.records if r.name == "dbops.servers"]
 
 
 def test_url_provider_without_url_says_which_variable():

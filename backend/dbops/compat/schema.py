@@ -1,0 +1,85 @@
+"""The schema the pending revisions produce: a throwaway database upgraded from empty, read after each step.
+
+The database is upgraded (through the project's own env.py, one run per
+revision as ``alembic upgrade`` does) to the revision the serving code knows,
+read with the catalog snapshot (:mod:`dbops.postgres.catalog`), then one
+pending revision at a time to the head, read again after each: the first
+snapshot is the schema the old code runs on today, the last the one it will
+meet, and the ones between tell which revision made each change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alembic.script import Script
+from sqlalchemy.engine import URL
+
+from .. import postgres
+from ..migrations import Project
+from ..postgres import catalog
+from ..roundtrip.database import throwaway_database, throwaway_server
+from ..roundtrip.runner import StepRunner, foreign_env
+
+
+@dataclass
+class Step:
+    revision: str | None
+    file: str | None
+    snapshot: catalog.Snapshot
+
+
+@dataclass
+class SchemaSteps:
+    """The schema at the serving code's revision (``before``), then after each pending revision."""
+
+    start: list[str]
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def before(self) -> catalog.Snapshot:
+        return self.steps[0].snapshot
+
+    @property
+    def after(self) -> catalog.Snapshot:
+        return self.steps[-1].snapshot
+
+    @property
+    def pending(self) -> list[Step]:
+        return self.steps[1:]
+
+
+def _upto(project: Project, heads: list[str]) -> list[Script]:
+    """Every revision from base to ``heads``, oldest first (empty for no heads)."""
+    if not heads:
+        return []
+    return list(reversed(list(project.script.iterate_revisions(tuple(heads), "base"))))
+
+
+def build(project: Project, start: list[str], *, server_url: URL | None = None) -> SchemaSteps:
+    """Upgrade a throwaway database to ``start``, then to the heads one revision at a time; snapshot each."""
+    result = SchemaSteps(start)
+    first = _upto(project, start)
+    pending = project.pending(start)
+    with throwaway_server(server_url) as server, throwaway_database(server, prefix="dbops_compat") as db:
+        engine = postgres.make_engine(db.url)
+        try:
+            with foreign_env(project, db.url), engine.connect() as conn:
+                runner = StepRunner(project, db.url, conn)
+                runner.run(first, upgrade=True)
+                result.steps.append(Step(None, None, _read(conn)))
+                for script in pending:
+                    runner.step(script, upgrade=True)
+                    result.steps.append(Step(script.revision, Path(script.path).name, _read(conn)))
+        finally:
+            engine.dispose()
+    return result
+
+
+def _read(conn) -> catalog.Snapshot:
+    if conn.in_transaction():
+        conn.commit()
+    snap = catalog.snapshot(conn)
+    conn.commit()
+    return snap

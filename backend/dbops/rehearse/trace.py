@@ -1,0 +1,488 @@
+"""The tracer: every statement the migration connection runs, with the locks, scans and rewrites it caused.
+
+Hooked on the migration connection's engine through SQLAlchemy's
+``before_cursor_execute`` / ``after_cursor_execute`` events, so it sees the SQL
+the cursor really ran (``op.execute``, ``op.get_bind().execute(...)`` in a
+data migration, Alembic's own ``alembic_version`` updates), rendered with its
+parameters by the driver (``cursor.mogrify``).
+
+For each statement it records:
+
+- where it came from: the frame of the Python stack that is in a revision
+  file (file, line) - Alembic's version updates are named by the revision
+  they write;
+- its duration (wall time of the cursor's execute);
+- the relation locks of the migration backend after it (``pg_locks`` where
+  ``pid`` is the backend's, read on the same connection inside the still open
+  transaction, where locks stay until commit) against those it held before,
+  and - from a second "observer" connection polling ``pg_locks`` while the
+  statement runs - locks that an autocommit statement (``CREATE INDEX
+  CONCURRENTLY``) holds only while it runs;
+- rewrites: a table or index whose ``relfilenode`` changed;
+- scans: this transaction's sequential scans (``pg_stat_get_xact_numscans``)
+  of a table under a lock that blocks writes grew (a validating scan: ``SET
+  NOT NULL``, a foreign key or CHECK added without ``NOT VALID``, an index
+  build).  The after-statement sample is one light ``pg_locks`` query; file
+  nodes and scan counts are read only under blocking locks.
+
+The connection's ``commit`` / ``rollback`` events end a transaction: every
+lock taken in it is then held from the start of the statement that took it
+until that moment.  The tracer's own queries run on raw DBAPI cursors (no
+events) and their time is subtracted from durations and hold times.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection
+
+from ..postgres import catalog
+
+log = logging.getLogger(__name__)
+
+#: how often the observer connection samples ``pg_locks`` while a statement runs (seconds)
+SAMPLE_INTERVAL_S = 0.01
+
+_VERSION_WRITE = re.compile(
+    r"^\s*(?:UPDATE\s+alembic_version\s+SET\s+version_num\s*=\s*'(?P<up>[^']+)'"
+    r"|INSERT\s+INTO\s+alembic_version\s*\(version_num\)\s*VALUES\s*\('(?P<ins>[^']+)'\))",
+    re.IGNORECASE,
+)
+_VERSION_DELETE = re.compile(r"^\s*DELETE\s+FROM\s+alembic_version\b", re.IGNORECASE)
+
+#: lock modes that block the application's writes or reads (findings.BLOCKS); under them a rewrite or scan matters
+_BLOCKING = "('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')"
+
+#: the backend's relation locks right after a statement (one light query: pg_locks only); under a blocking lock
+#: also the relation's file node (a rewrite changes it) and this transaction's sequential scans of it
+_LOCKS_SQL = f"""
+SELECT l.relation::bigint, l.mode,
+       CASE WHEN l.mode IN {_BLOCKING} THEN pg_relation_filenode(l.relation)::bigint END,
+       CASE WHEN l.mode IN {_BLOCKING} THEN pg_stat_get_xact_numscans(l.relation) END
+FROM pg_locks l
+WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted AND l.relation >= 16384
+"""
+
+#: every user table and index before the run: oid, name, kind, file node, owning table, rows, total size
+BASELINE_SQL = """
+SELECT c.oid::bigint, n.nspname, c.relname, c.relkind, c.relfilenode::bigint, coalesce(i.indrelid, c.oid)::bigint,
+       c.reltuples::bigint, CASE WHEN c.relkind IN ('r', 'p', 'm') THEN pg_total_relation_size(c.oid) END
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_index i ON i.indexrelid = c.oid
+WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I', 'S', 'v', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+  AND n.nspname NOT LIKE 'pg\\_temp%'
+"""
+
+_OBSERVE_SQL = "SELECT relation::bigint, mode FROM pg_locks WHERE pid = %s AND locktype = 'relation' AND granted"
+_NAMES_SQL = """
+SELECT c.oid::bigint, n.nspname, c.relname, c.relkind, coalesce(i.indrelid, c.oid)::bigint,
+       pg_relation_filenode(c.oid)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_index i ON i.indexrelid = c.oid
+WHERE c.oid::bigint = ANY (%s::bigint[]) AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
+"""
+
+
+def qualified(schema: str, name: str) -> str:
+    return name if schema == "public" else f"{schema}.{name}"
+
+
+@dataclass
+class Relation:
+    """A table or index as the tracer knows it (from the baseline, or first seen locked)."""
+
+    oid: int
+    name: str
+    kind: str  # pg_class.relkind
+    filenode: int | None
+    #: the table an index belongs to (a table's own oid)
+    table_oid: int
+    #: existed before the rehearsal started (False: created by a pending revision)
+    existing: bool
+
+    @property
+    def is_index(self) -> bool:
+        return self.kind in ("i", "I")
+
+
+@dataclass
+class Lock:
+    """One relation lock a statement took (it was not held before the statement)."""
+
+    relation: str
+    table: str
+    mode: str
+    table_oid: int
+    #: seconds from the start of the statement that took it until its transaction ended (None: still open)
+    held_s: float | None = None
+    #: seen only by the observer while the statement ran (an autocommit statement's lock)
+    while_running: bool = False
+    #: on a relation the pending revisions created: invisible to the application until it commits
+    new: bool = False
+
+
+@dataclass
+class Statement:
+    """One statement the migration connection ran, and what it did."""
+
+    index: int
+    revision: str | None
+    sql: str
+    #: the revision file and line of the operation (None: Alembic's own statement)
+    file: str | None = None
+    line: int | None = None
+    code: str | None = None
+    duration_s: float = 0.0
+    autocommit: bool = False
+    locks: list[Lock] = field(default_factory=list)
+    #: tables and indexes whose relfilenode changed
+    rewrites: list[str] = field(default_factory=list)
+    #: tables sequentially scanned by the statement
+    scans: list[str] = field(default_factory=list)
+    #: executemany: how many parameter sets (the SQL shows the first)
+    batch: int = 1
+    error: str | None = None
+    #: the tables (oids) the statement's locks, rewrites and scans concern
+    table_oids: set[int] = field(default_factory=set)
+    #: internal: when it started, on the tracer's clock (overhead excluded)
+    started: float = 0.0
+
+    @property
+    def is_version_write(self) -> bool:
+        """Alembic's own bookkeeping: the write of the revision to ``alembic_version``."""
+        return bool(_VERSION_WRITE.match(self.sql) or _VERSION_DELETE.match(self.sql))
+
+
+@dataclass
+class Transaction:
+    """The statements between a begin and its commit or rollback."""
+
+    #: (relation oid, mode) -> (lock, the statement's start)
+    locks: dict[tuple[int, str], tuple[Lock, float]] = field(default_factory=dict)
+    #: seq_scan counters of this transaction so far, per relation oid
+    scans: dict[int, int] = field(default_factory=dict)
+
+
+class Tracer:
+    """Attach to ``conn`` (the migration connection, on an engine of its own) while the upgrade runs."""
+
+    def __init__(self, conn: Connection, revision_files: dict[str, str], *, observer_url: URL | None = None):
+        self.conn = conn
+        self.engine = conn.engine
+        #: resolved revision file path -> revision id
+        self.revision_files = revision_files
+        self._frame_cache: dict[str, str | None] = {}
+        self.statements: list[Statement] = []
+        self.current_revision: str | None = None
+        self.relations: dict[int, Relation] = {}
+        #: locked relations that are none of ours (TOAST, temporary)
+        self._ignored: set[int] = set()
+        #: revision -> the schema snapshot right after its last statement
+        self.snapshots: dict[str, catalog.SnapshotText] = {}
+        self.before: catalog.SnapshotText | None = None
+        self.overhead_s = 0.0
+        self._tx: Transaction | None = None
+        self._busy = False
+        self._pending: Statement | None = None
+        self._observer = _Observer(observer_url) if observer_url is not None else None
+        self.pid: int | None = None
+
+    # -- clock: wall time minus the tracer's own work -------------------------
+    def clock(self) -> float:
+        return time.perf_counter() - self.overhead_s
+
+    # -- lifecycle ------------------------------------------------------------
+    def baseline(self) -> list[tuple]:
+        """Read the relations that exist now (and the schema); returns the baseline rows (for table facts)."""
+        rows = self._raw(BASELINE_SQL)
+        for oid, schema, name, kind, filenode, table_oid, _rows, _size in rows:
+            self.relations[oid] = Relation(oid, qualified(schema, name), kind, filenode, table_oid, True)
+        self.pid = self._raw("SELECT pg_backend_pid()")[0][0]
+        self.before = catalog.snapshot_text(self.conn)
+        if self.conn.in_transaction():
+            self.conn.commit()
+        return rows
+
+    def __enter__(self) -> Self:
+        sa.event.listen(self.engine, "before_cursor_execute", self._before)
+        sa.event.listen(self.engine, "after_cursor_execute", self._after)
+        sa.event.listen(self.engine, "handle_error", self._error)
+        sa.event.listen(self.engine, "commit", self._commit)
+        sa.event.listen(self.engine, "rollback", self._rollback)
+        if self._observer is not None:
+            self._observer.start(self.pid)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, fn in (("before_cursor_execute", self._before), ("after_cursor_execute", self._after),
+                         ("handle_error", self._error), ("commit", self._commit), ("rollback", self._rollback)):
+            sa.event.remove(self.engine, name, fn)
+        if self._observer is not None:
+            self._observer.stop()
+        self._end_transaction()
+
+    # -- the events -----------------------------------------------------------
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if self._busy or conn is not self.conn and conn.connection.dbapi_connection is not self._dbapi():
+            return
+        t0 = time.perf_counter()
+        try:
+            params = parameters[0] if executemany and parameters else parameters
+            try:
+                sql = cursor.mogrify(statement, params).decode(errors="replace")
+            except Exception:  # noqa: BLE001 - a statement mogrify cannot render: the text as sent
+                sql = statement
+            stmt = Statement(len(self.statements) + 1, None, sql.strip(),
+                             batch=len(parameters) if executemany and parameters else 1)
+            self._locate(stmt)
+            stmt.autocommit = bool(getattr(self._dbapi(), "autocommit", False))
+            if self._tx is None and not stmt.autocommit:
+                self._tx = Transaction()
+            self.statements.append(stmt)
+            self._pending = stmt
+        finally:
+            self.overhead_s += time.perf_counter() - t0
+        stmt.started = self.clock()
+        if self._observer is not None:
+            self._observer.begin()
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        stmt = self._pending
+        if self._busy or stmt is None:
+            return
+        self._finish(stmt)
+
+    def _error(self, context) -> None:
+        stmt = self._pending
+        if stmt is None or self._busy:
+            return
+        lines = str(getattr(context, "original_exception", "") or "").strip().splitlines()
+        stmt.error = lines[0] if lines else "failed"
+        self._finish(stmt, failed=True)
+
+    def _commit(self, conn) -> None:
+        if not self._busy:
+            self._end_transaction()
+
+    def _rollback(self, conn) -> None:
+        if not self._busy:
+            self._end_transaction()
+
+    # -- the work -------------------------------------------------------------
+    def _finish(self, stmt: Statement, *, failed: bool = False) -> None:
+        stmt.duration_s = max(self.clock() - stmt.started, 0.0)
+        self._pending = None
+        seen = self._observer.end() if self._observer is not None else set()
+        t0 = time.perf_counter()
+        self._busy = True
+        try:
+            if not failed:
+                self._sample(stmt, seen)
+                if stmt.is_version_write and stmt.revision and not stmt.autocommit:
+                    self.snapshots[stmt.revision] = catalog.snapshot_text(self.conn)
+        except Exception as exc:  # noqa: BLE001 - the tracer must never break the upgrade it watches
+            log.warning("rehearsal trace: could not sample after statement %d: %s", stmt.index, exc)
+        finally:
+            self._busy = False
+            self.overhead_s += time.perf_counter() - t0
+        if stmt.autocommit:  # its locks ended with it
+            for lock in stmt.locks:
+                lock.held_s = stmt.duration_s
+
+    def _sample(self, stmt: Statement, seen_running: set[tuple[int, str]]) -> None:
+        tx = self._tx if not stmt.autocommit else Transaction()
+        rows = self._raw(_LOCKS_SQL)
+        self._resolve({oid for oid, *_ in rows} | {oid for oid, _ in seen_running})
+        now_held = set()
+        for oid, mode, filenode, scans in rows:
+            rel = self.relations.get(oid)
+            if rel is None:  # a TOAST table, a temporary one
+                continue
+            now_held.add((oid, mode))
+            if filenode is not None:
+                if rel.existing and rel.filenode and filenode != rel.filenode and rel.name not in stmt.rewrites:
+                    stmt.rewrites.append(rel.name)
+                    stmt.table_oids.add(rel.table_oid)
+                rel.filenode = filenode
+            if scans is not None and rel.kind in ("r", "p", "m") and scans > tx.scans.get(oid, 0):
+                if rel.existing and rel.name not in stmt.scans:
+                    stmt.scans.append(rel.name)
+                    stmt.table_oids.add(oid)
+                tx.scans[oid] = scans
+            if (oid, mode) not in tx.locks:
+                lock = Lock(rel.name, self._table_name(rel), _mode(mode), rel.table_oid, new=not rel.existing)
+                tx.locks[(oid, mode)] = (lock, stmt.started)
+                stmt.locks.append(lock)
+                stmt.table_oids.add(rel.table_oid)
+        for oid, mode in sorted(seen_running - now_held):
+            rel = self.relations.get(oid)
+            if rel is not None and (oid, mode) not in tx.locks:
+                stmt.locks.append(Lock(rel.name, self._table_name(rel), _mode(mode), rel.table_oid,
+                                       while_running=True, new=not rel.existing))
+                stmt.table_oids.add(rel.table_oid)
+
+    def _resolve(self, oids: set[int]) -> None:
+        """Name the relations first seen locked (created by the run); system and TOAST ones are left out for good."""
+        unknown = [oid for oid in oids if oid not in self.relations and oid not in self._ignored]
+        if not unknown:
+            return
+        for oid, schema, name, kind, table_oid, filenode in self._raw(_NAMES_SQL, (unknown,)):
+            self.relations[oid] = Relation(oid, qualified(schema, name), kind, filenode, table_oid, False)
+        self._ignored.update(oid for oid in unknown if oid not in self.relations)
+
+    def _end_transaction(self) -> None:
+        tx, self._tx = self._tx, None
+        if tx is None:
+            return
+        end = self.clock()
+        for lock, started in tx.locks.values():
+            lock.held_s = max(end - started, 0.0)
+
+    def _table_name(self, rel: Relation) -> str:
+        table = self.relations.get(rel.table_oid)
+        return table.name if table is not None else rel.name
+
+    def _locate(self, stmt: Statement) -> None:
+        """The revision file frame on the stack (file, line, code); or the revision an alembic_version write names."""
+        m = _VERSION_WRITE.match(stmt.sql)
+        if m:
+            stmt.revision = m.group("up") or m.group("ins")
+            self.current_revision = stmt.revision
+            return
+        frame = sys._getframe(2)
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            rev = self._frame_cache.get(filename, False)
+            if rev is False:
+                try:
+                    rev = self.revision_files.get(str(Path(filename).resolve()))
+                except OSError:
+                    rev = None
+                self._frame_cache[filename] = rev
+            if rev is not None:
+                stmt.revision, stmt.file, stmt.line = rev, filename, frame.f_lineno
+                stmt.code = _source_line(filename, frame.f_lineno)
+                self.current_revision = rev
+                return
+            frame = frame.f_back
+        stmt.revision = self.current_revision
+
+    def _dbapi(self):
+        return self.conn.connection.dbapi_connection
+
+    def _raw(self, sql: str, params: tuple | None = None) -> list[tuple]:
+        """A query on the migration connection's own DBAPI cursor: no SQLAlchemy events, same transaction."""
+        cur = self._dbapi().cursor()
+        try:
+            cur.execute(sql, params)
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+
+_MODES = {
+    "AccessShareLock": "ACCESS SHARE",
+    "RowShareLock": "ROW SHARE",
+    "RowExclusiveLock": "ROW EXCLUSIVE",
+    "ShareUpdateExclusiveLock": "SHARE UPDATE EXCLUSIVE",
+    "ShareLock": "SHARE",
+    "ShareRowExclusiveLock": "SHARE ROW EXCLUSIVE",
+    "ExclusiveLock": "EXCLUSIVE",
+    "AccessExclusiveLock": "ACCESS EXCLUSIVE",
+}
+
+
+def _mode(mode: str) -> str:
+    return _MODES.get(mode, mode)
+
+
+def _source_line(filename: str, lineno: int) -> str | None:
+    import linecache
+
+    line = linecache.getline(filename, lineno).strip()
+    return line or None
+
+
+class _Observer:
+    """A second connection that samples the migration backend's locks while a statement runs.
+
+    Locks a transaction takes stay until it commits, so the sample after each
+    statement sees them; an autocommit statement's locks end with it, and only
+    this observer sees them.  The main thread only writes two numbers per
+    statement (no lock, no wake-up): the observer thread looks every
+    :data:`SAMPLE_INTERVAL_S` and samples when a statement has run that long.
+    """
+
+    def __init__(self, url: URL):
+        self.url = url
+        self._conn = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        #: (statement number, its start on perf_counter), or None between statements: replaced whole, never mutated
+        self._current: tuple[int, float] | None = None
+        self._generation = 0
+        #: statement number -> the locks seen while it ran
+        self._seen: dict[int, set[tuple[int, str]]] = {}
+        self.pid: int | None = None
+
+    def start(self, pid: int) -> None:
+        import psycopg2
+
+        self.pid = pid
+        u = self.url
+        try:
+            self._conn = psycopg2.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
+                                          dbname=u.database, application_name="dbops rehearse observer",
+                                          connect_timeout=10, **{k: v for k, v in u.query.items()
+                                                                 if isinstance(v, str)})
+            self._conn.autocommit = True
+        except Exception as exc:  # noqa: BLE001 - without an observer the after-statement samples remain
+            log.warning("rehearsal: the lock observer could not connect: %s", exc)
+            self._conn = None
+            return
+        self._thread = threading.Thread(target=self._loop, name="dbops-rehearse-observer", daemon=True)
+        self._thread.start()
+
+    def begin(self) -> None:
+        self._generation += 1
+        self._current = (self._generation, time.perf_counter())
+
+    def end(self) -> set[tuple[int, str]]:
+        current, self._current = self._current, None
+        return self._seen.pop(current[0], set()) if current else set()
+
+    def _loop(self) -> None:
+        cur = self._conn.cursor()
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            current = self._current
+            if current is None or time.perf_counter() - current[1] < SAMPLE_INTERVAL_S:
+                continue
+            try:
+                cur.execute(_OBSERVE_SQL, (self.pid,))
+                rows = cur.fetchall()
+            except Exception as exc:  # noqa: BLE001 - a dead observer only loses the in-flight samples
+                log.warning("rehearsal: the lock observer stopped: %s", exc)
+                return
+            if self._current is current:  # still the same statement: its locks
+                self._seen.setdefault(current[0], set()).update((int(oid), mode) for oid, mode in rows)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception as exc:  # noqa: BLE001 - closing a connection that already broke
+                log.debug("rehearsal: closing the observer: %s", exc)
