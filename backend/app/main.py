@@ -1,6 +1,6 @@
 """The example app: a FastAPI service with ``GET /api/health``.
 
-The health contract for expand/contract deploys (see :mod:`app.schema` and
+The health contract for expand/contract deploys (see :mod:`dbops.lineage` and
 docs/production.md): the endpoint answers **200** when the database is
 reachable and its schema is **at or ahead of** the head this code expects,
 and **503** when it is **behind** (a migration this code needs has not run),
@@ -21,11 +21,11 @@ from functools import lru_cache
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from alembic.util import to_tuple
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from . import schema
+from dbops import lineage
+
 from .config import get_settings
 
 app = FastAPI(title="example app")
@@ -44,11 +44,6 @@ def _script() -> ScriptDirectory:
     return ScriptDirectory.from_config(Config(str(get_settings().alembic_ini)))
 
 
-def code_parents(script: ScriptDirectory) -> dict[str, tuple[str, ...]]:
-    """revision → its parents (``down_revision``), for every revision this code has."""
-    return {s.revision: to_tuple(s.down_revision, default=()) for s in script.walk_revisions()}
-
-
 @app.get("/api/health")
 def health() -> JSONResponse:
     script = _script()
@@ -61,7 +56,7 @@ def health() -> JSONResponse:
             conn.execute(sa.text("SELECT 1"))
             has_table = sa.inspect(conn).has_table("alembic_version")
             current = sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()) if has_table else []
-            found = schema.state(conn, heads, current, code_parents(script))
+            found = lineage.state_for(conn, heads, current, lineage.script_parents(script))
     except sa.exc.SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         return JSONResponse({"status": "error", "database": "unreachable", "detail": reason, "heads": heads}, status_code=503)

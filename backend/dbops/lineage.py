@@ -8,11 +8,11 @@ know a newer revision, the old release of the app or an older checkout's
 A revision's parents are a fact about its file, which the deploy refuses to
 see edited (:mod:`.deploy.checksums`), so rows are only ever added.
 
-:func:`classify` is the rule the example app applies too (``backend/app/schema.py``
-keeps its own copy, so the app needs nothing from dbops; a test holds the two
-to the same answers): ``at head``, ``ahead`` (every code head is an ancestor
-of a database revision), ``behind`` (every database revision is in the code's
-history, a head is missing) or ``unknown``.
+:func:`classify` is the rule, which the example app's health endpoint applies
+too (``backend/app/main.py`` calls :func:`state_for`): ``at head``, ``ahead``
+(every code head is an ancestor of a database revision), ``behind`` (every
+database revision is in the code's history, a head is missing) or ``unknown``.
+``at head`` and ``ahead`` are healthy (200), ``behind`` and ``unknown`` are not (503).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from alembic.util import to_tuple
 from sqlalchemy.engine import Connection
 
@@ -49,9 +50,14 @@ class SchemaState:
         return self.state in HEALTHY
 
 
+def script_parents(script: ScriptDirectory) -> dict[str, tuple[str, ...]]:
+    """revision → parents (``down_revision``) for every revision of a script directory."""
+    return {s.revision: to_tuple(s.down_revision, default=()) for s in script.walk_revisions()}
+
+
 def project_parents(project: Project) -> dict[str, tuple[str, ...]]:
     """revision → parents for every revision of ``project``."""
-    return {s.revision: to_tuple(s.down_revision, default=()) for s in project.script.walk_revisions()}
+    return script_parents(project.script)
 
 
 def record(conn: Connection, project: Project) -> int:
@@ -126,12 +132,17 @@ def classify(heads: Sequence[str], current: Sequence[str], parents: Mapping[str,
 
 def state(conn: Connection, project: Project, current: Sequence[str],
           heads: Sequence[str] | None = None) -> SchemaState:
-    """Where a database at ``current`` stands against ``heads`` (default: ``project``'s), through the project's
-    graph and, for a revision it lacks, the recorded lineage."""
-    parents, problem = project_parents(project), None
+    """Where a database at ``current`` stands against ``heads`` (default: ``project``'s)."""
+    return state_for(conn, list(project.heads() if heads is None else heads), current, project_parents(project))
+
+
+def state_for(conn: Connection, heads: Sequence[str], current: Sequence[str],
+              code_parents: Mapping[str, Sequence[str]]) -> SchemaState:
+    """:func:`classify` through the code's graph and, for a revision it lacks, the recorded lineage."""
+    parents, problem = dict(code_parents), None
     if any(c not in parents for c in current):
         found_rows, problem = recorded(conn)
         for rev, downs in found_rows.items():
             parents.setdefault(rev, downs)
-    found = classify(list(project.heads() if heads is None else heads), current, parents)
+    found = classify(heads, current, parents)
     return SchemaState(found.state, f"{found.detail}; {problem}") if problem and not found.healthy else found

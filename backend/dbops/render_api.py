@@ -372,6 +372,34 @@ def _poll(fetch: Callable[[], T], done: Callable[[T], bool], deadline: Deadline,
                     wait=lambda _s: min(interval, deadline.left()))(fetch)
 
 
+def _follow(get: Callable[[str], T], first: T, label: str, deadline: Deadline, interval: float,
+            ui: UI) -> tuple[T, bool]:
+    """Poll ``get(id)`` until the deploy or job ``first`` is finished, saying each change of status.
+
+    Returns (the latest answer, whether it finished before the deadline); a Render outage that
+    outlasts the deadline counts as the deadline, one before it is raised.
+    """
+    last = [first]
+
+    def fetch() -> T:
+        latest = get(first.id)
+        if latest.status != last[0].status:
+            ui.say(f"{label} {latest.id}: {latest.status}")
+        last[0] = latest
+        return latest
+
+    if first.finished:
+        return first, True
+    try:
+        return _poll(fetch, lambda x: x.finished, deadline, interval), True
+    except RetryError:
+        return last[0], False
+    except RenderUnavailable:
+        if not deadline.passed:
+            raise
+        return last[0], False
+
+
 def deploy_commit(client: RenderClient, commit: str, *, deadline: Deadline, poll_interval: float = 5,
                   ui: UI = SILENT) -> Deploy:
     """Get the job service live at ``commit``: nothing when it already is, else a deploy of it, waited for.
@@ -393,24 +421,9 @@ def deploy_commit(client: RenderClient, commit: str, *, deadline: Deadline, poll
                               "again when the deploy is live")
     was = current.commit[:12] if current and current.commit else "no live deploy"
     ui.say(f"render service {service}: deploying {commit[:12]} (was {was}): deploy {deploy.id} {deploy.status}")
-    last = [deploy]
-
-    def fetch() -> Deploy:
-        latest = client.get_deploy(deploy.id)
-        if latest.status != last[0].status:
-            ui.say(f"render deploy {latest.id}: {latest.status}")
-        last[0] = latest
-        return latest
-
-    if not deploy.finished:
-        try:
-            deploy = _poll(fetch, lambda d: d.finished, deadline, poll_interval)
-        except RetryError:
-            raise RenderDeployTimeout(last[0], deadline.seconds) from None
-        except RenderUnavailable:
-            if not deadline.passed:
-                raise
-            raise RenderDeployTimeout(last[0], deadline.seconds) from None
+    deploy, finished = _follow(client.get_deploy, deploy, "render deploy", deadline, poll_interval, ui)
+    if not finished:
+        raise RenderDeployTimeout(deploy, deadline.seconds)
     if not deploy.live:
         raise RenderDeployFailed(deploy)
     ui.ok(f"render service {service}: live at {commit[:12]} (deploy {deploy.id})")
@@ -444,24 +457,9 @@ def run_job(
             deploy_commit(client, commit, deadline=deadline, poll_interval=poll_interval, ui=ui)
         job = client.create_job(start_command)
         ui.say(f"render job {job.id}: {job.status}")
-        last = [job]  # the latest answer, for the deadline's message
-
-        def fetch() -> Job:
-            latest = client.get_job(job.id)
-            if latest.status != last[0].status:
-                ui.say(f"render job {latest.id}: {latest.status}")
-            last[0] = latest
-            return latest
-
-        if not job.finished:
-            try:
-                job = _poll(fetch, lambda j: j.finished, deadline, poll_interval)
-            except RetryError:
-                job = _cancel(client, last[0], deadline, ui)
-            except RenderUnavailable:
-                if not deadline.passed:
-                    raise
-                job = _cancel(client, last[0], deadline, ui)
+        job, finished = _follow(client.get_job, job, "render job", deadline, poll_interval, ui)
+        if not finished:
+            job = _cancel(client, job, deadline, ui)
         if job.status != "succeeded":
             raise RenderJobFailed(job)
         return job

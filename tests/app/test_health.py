@@ -1,7 +1,7 @@
 """GET /api/health of the example app against a real database: the expand/contract contract.
 
 200 when the database is at or ahead of the head this code expects, 503 when it is behind, on a line the
-code cannot place, unreachable or not configured (backend/app/schema.py, docs/production.md).
+code cannot place, unreachable or not configured (dbops.lineage, docs/production.md).
 """
 
 from __future__ import annotations

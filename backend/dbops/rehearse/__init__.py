@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from .. import clock, postgres, squawk
-from ..backup.catalog import BackupInfo, checked_store, find_backup, list_backups
+from ..backup.catalog import BackupInfo, checked_store, find_backup, human_size, list_backups
 from ..backup.restore import restore_client, restore_into
 from ..backup.verify import server_programs, throwaway_server
 from ..errors import DbopsError, RehearsalFailed, UpgradeFailed
@@ -190,7 +190,7 @@ def deploy_decision(settings: Settings, wanted: bool | None, backup: dict | None
             return False, f"no backup to rehearse on yet ({exc.message}); the deploy rehearses on the one it takes", None
         raise
     size, limit = info.size, settings.rehearse_auto_mb
-    shown = _mib(size)
+    shown = human_size(size)
     if wanted:
         return True, "--rehearse", info
     if limit <= 0:
@@ -207,10 +207,6 @@ def deploy_decision(settings: Settings, wanted: bool | None, backup: dict | None
             return False, (f"on by default for a backup of {shown}, but no PostgreSQL {major or '?'} server programs "
                            f"are installed here (`inv pg-clients --major {major or 'N'}`, or --rehearse-server URL)"), info
     return True, f"on by default: the backup is {shown}, at most DBOPS_REHEARSE_AUTO_MB={limit:g} MiB", info
-
-
-def _mib(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f} MiB"
 
 
 def check(report: RehearsalReport, *, allow_unsafe: bool = False) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from ..backup.catalog import human_size
 from .trace import Lock, Statement
 
 READS = "reads"
@@ -93,7 +94,7 @@ class TableFacts:
         if self.rows is not None:
             parts.append(f"{'' if self.exact else '~'}{_count(self.rows)} rows")
         if self.bytes is not None:
-            parts.append(_size(self.bytes))
+            parts.append(human_size(self.bytes))
         return ", ".join(parts) or "size unknown"
 
 
@@ -167,7 +168,7 @@ def for_statement(stmt: Statement, facts: dict[int, TableFacts], limits: Thresho
         if scanned:
             message += "; scanned the whole table to validate or build"
         if heavy:
-            rule = _size(limits.large_table_bytes)
+            rule = human_size(limits.large_table_bytes)
             message += (f" (a table of at least {rule})" if large else
                         f" (below the {rule} size rule)" if table.bytes is not None else " (its size is unknown)")
         kind = "rewrite" if rewrote else "scan" if scanned else "lock"
@@ -240,12 +241,3 @@ def _count(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1_000_000:.1f} M"
     return f"{n:,}"
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TB"
