@@ -55,21 +55,31 @@ class _Prefetch(threading.Thread):
     A thread and a queue rather than a future: this hands over a stream of
     chunks, not one result.  A future reading ahead would either hold the
     whole dump (unbounded memory) or stop pg_dump until the store is ready.
-    """
 
-    _EOF = b""
+    The chunks live in a fixed ring of ``limit // CHUNK`` buffers, filled
+    with ``readinto`` and reused: no allocation (and no page faults on fresh
+    memory) per chunk, and memory bounded by the ring.  A chunk handed out by
+    :meth:`read` stays valid until the next :meth:`read`.
+    """
 
     def __init__(self, proc: pgdump.Dump, *, limit: int):
         super().__init__(daemon=True, name="pg_dump-reader")
         self.proc = proc
-        self.queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=max(1, limit // CHUNK))
+        count = max(2, limit // CHUNK)
+        self.queue: queue.Queue[memoryview | BaseException] = queue.Queue(maxsize=count)
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(count):
+            self._free.put(bytearray(CHUNK))
+        self._lent: bytearray | None = None
         self._stopped = threading.Event()
         self.start()
 
     def run(self) -> None:
         while not self._stopped.is_set():
+            buffer = self._free.get()
             try:
-                item: bytes | BaseException = self.proc.read(CHUNK)
+                n = self.proc.readinto(buffer)
+                item: memoryview | BaseException = memoryview(buffer)[:n]
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 item = exc
             while not self._stopped.is_set():
@@ -78,22 +88,29 @@ class _Prefetch(threading.Thread):
                     break
                 except queue.Full:
                     continue
-            if not isinstance(item, bytes) or item == self._EOF:
+            if not isinstance(item, memoryview) or not item:
                 return
 
     def streaming(self) -> None:
-        """The upload is open: from now on at most one chunk waits (memory stays bounded by the parts)."""
-        self.queue.maxsize = 1
+        """The upload is open (kept for the callers: the ring already bounds memory)."""
 
-    def read(self) -> bytes:
-        """The next chunk (b"" at the end); re-raises a read error."""
+    def read(self) -> memoryview:
+        """The next chunk (empty at the end), valid until the next call; re-raises a read error."""
+        if self._lent is not None:
+            self._free.put(self._lent)
+            self._lent = None
         item = self.queue.get()
         if isinstance(item, BaseException):
             raise item
+        self._lent = item.obj
         return item
 
     def stop(self) -> None:
         self._stopped.set()
+        if self._lent is not None:  # a reader waiting for a free buffer sees the stop
+            self._free.put(self._lent)
+            self._lent = None
+        self._free.put(bytearray(0))
 
 
 def _return_freed_buffers() -> None:

@@ -191,6 +191,10 @@ class Dump(Streaming):
     def read(self, n: int) -> bytes:
         return self.proc.stdout.read(n)
 
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill ``buffer`` with the next bytes of the archive (fewer only at its end); how many (0: the end)."""
+        return self.proc.stdout.readinto(buffer)
+
 
 class Restore(Streaming):
     """pg_restore reading an archive from what the caller ``write``s."""

@@ -206,6 +206,8 @@ class MultipartWriter(Writer):
         self.on_part = on_part
         self.bytes_written = 0
         self._part: bytearray | None = None  # the part being filled, allocated once at its full size
+        #: full-size part buffers whose upload finished, filled again (no new memory, no page faults)
+        self._free: list[bytearray] = []
         self._buffered = 0
         self._parts: dict[int, str] = {}
         self._futures: list[Future] = []
@@ -230,7 +232,7 @@ class MultipartWriter(Writer):
         view = memoryview(data)
         while view:
             if self._part is None:
-                self._part = bytearray(self.part_size)
+                self._part = self._free.pop() if self._free else bytearray(self.part_size)
             n = min(len(view), self.part_size - self._buffered)
             self._part[self._buffered : self._buffered + n] = view[:n]
             self._buffered += n
@@ -274,6 +276,8 @@ class MultipartWriter(Writer):
             self._parts[number] = resp["ETag"]
             if self.on_part is not None:
                 self.on_part(number, len(body))
+            if len(body) == self.part_size:
+                self._free.append(body)  # done with it: the next part is filled into it
         except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
             if self._error is None:
                 self._error = exc
