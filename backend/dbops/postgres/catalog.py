@@ -32,6 +32,7 @@ prove a new revision's downgrade restores the schema exactly.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 
 #: tables never compared (Alembic's own bookkeeping)
 DEFAULT_IGNORED_TABLES = frozenset({"alembic_version"})
@@ -495,6 +496,72 @@ def snapshot_text(conn: Connection, *, ignore_tables: Iterable[str] = DEFAULT_IG
     :func:`diff`, which expands them only when they differ.
     """
     return SnapshotText(_catalog_text(conn, ignore_tables))
+
+
+class SnapshotReader:
+    """Snapshots of the database at ``url`` read in the background: :meth:`start` sends the query, :meth:`result` waits.
+
+    A psycopg2 connection of its own in asynchronous mode (``async_=1``,
+    always autocommit): the server computes the snapshot while the caller's
+    thread goes on with other work (the round-trip tester starts the next
+    migration step), with no second Python thread.  At most one query is
+    out at a time.  Errors come as the driver raises them; ``timeout``
+    (seconds) bounds each wait (TimeoutError), so a server that stopped
+    answering cannot hang the caller.
+    """
+
+    def __init__(self, url: URL, *, ignore_tables: Iterable[str] = DEFAULT_IGNORED_TABLES,
+                 connect_timeout: int = 10, timeout: float = 300.0):
+        import psycopg2
+        from sqlalchemy.dialects.postgresql.psycopg2 import dialect
+
+        args, kwargs = dialect().create_connect_args(url.set(drivername="postgresql+psycopg2"))
+        kwargs.update(connect_timeout=connect_timeout, application_name="dbops")
+        self.timeout = timeout
+        self._ignored = sorted(set(ignore_tables))
+        self.conn = psycopg2.connect(*args, **kwargs, async_=1)
+        self.pending = False
+        try:
+            self._wait()
+            self.cursor = self.conn.cursor()
+            self.cursor.execute(_PREPARE.text)  # planned once for the connection's life
+            self._wait()
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _wait(self) -> None:
+        import select
+
+        import psycopg2.extensions as ext
+
+        fd = self.conn.fileno()
+        while True:
+            state = self.conn.poll()
+            if state == ext.POLL_OK:
+                return
+            want = ([fd], []) if state == ext.POLL_READ else ([], [fd])
+            if not any(select.select(*want, [], self.timeout)[:2]):
+                raise TimeoutError(f"the server sent no answer within {self.timeout:g} s")
+
+    def start(self) -> None:
+        """Send the snapshot query (the schema as it is now, committed); returns at once."""
+        assert not self.pending, "one snapshot at a time"
+        self.cursor.execute(_EXECUTE, (self._ignored,))
+        self.pending = True
+
+    def result(self) -> SnapshotText:
+        """Wait for the query :meth:`start` sent; its snapshot."""
+        assert self.pending, "start() first"
+        try:
+            self._wait()
+            return SnapshotText(self.cursor.fetchone()[0])
+        finally:
+            self.pending = False
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a connection that failed already
+            self.conn.close()
 
 
 def snapshot(conn: Connection, *, ignore_tables: Iterable[str] = DEFAULT_IGNORED_TABLES) -> Snapshot:

@@ -18,6 +18,7 @@ text), silent by default.  ``tasks.py`` only parses flags.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +80,7 @@ def run(
 
     report_format.check_format(fmt)
     began = time.perf_counter()
+    modules_before = set(sys.modules)  # loading the revision files below may import the project's modules
     project = Project(settings.alembic_ini)
     directory = project.script
     sql = _setup_sql_path(setup_sql)
@@ -92,7 +94,7 @@ def run(
     bar = ui.progress()
     with throwaway_server(server_url) as server, throwaway_database(server) as db:
         report = RoundTripReport(config=str(project.ini), server=mask_url(server), database=db.name)
-        with foreign_env(project, db.url), frozen_gc():
+        with foreign_env(project, db.url, modules_before=modules_before), frozen_gc():
             stairway = Stairway(settings, project, db, order, selected, setup_sql=sql, setup=setup, progress=bar)
             try:
                 report.revisions = stairway.walk()

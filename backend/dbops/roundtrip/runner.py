@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
@@ -72,16 +72,23 @@ class StepRunner:
             rendered = env_url(project, section_url).render_as_string(hide_password=False).replace("%", "%%")
             self.config.set_section_option(name, "sqlalchemy.url", rendered)
 
-    def step(self, script: Script, *, upgrade: bool) -> None:
-        """One step in one env.py run: exactly what ``alembic upgrade <rev>`` / ``downgrade <rev>-1`` does."""
-        self.run_plan([(script, upgrade)])
+    def step(self, script: Script, *, upgrade: bool, gate: Callable[[], None] | None = None) -> None:
+        """One step in one env.py run: exactly what ``alembic upgrade <rev>`` / ``downgrade <rev>-1`` does.
+
+        ``gate`` is called once, when Alembic asks for the steps to run:
+        after env.py connected, configured its context and read the current
+        heads, before any revision's operation.  The stairway waits there for
+        the snapshot of the previous step (read meanwhile on its own
+        connection), and may stop the step by raising.
+        """
+        self.run_plan([(script, upgrade)], gate=gate)
 
     def run(self, scripts: Sequence[Script], *, upgrade: bool) -> None:
         """Apply (or revert) exactly these revisions, in this order, in one env.py run (``alembic upgrade X``)."""
         self.run_plan([(s, upgrade) for s in scripts])
 
-    def run_plan(self, plan: Sequence[tuple[Script, bool]]) -> None:
-        """Run ``(revision, is_upgrade)`` steps in one env.py run (one migration context)."""
+    def run_plan(self, plan: Sequence[tuple[Script, bool]], *, gate: Callable[[], None] | None = None) -> None:
+        """Run ``(revision, is_upgrade)`` steps in one env.py run (one migration context); ``gate``: see :meth:`step`."""
         steps = [RevisionStep(self.script.revision_map, s, up) for s, up in plan]
         if not steps:
             return
@@ -90,7 +97,11 @@ class StepRunner:
         last, upgrade = plan[-1]
         destination = last.revision if upgrade else (last.down_revision or "base")
 
+        pending = [gate] if gate is not None else []
+
         def fn(_rev, _context):
+            while pending:  # once per run, at the first call (a multidb env.py calls this once per engine)
+                pending.pop()()
             return list(steps)
 
         self._run_env(fn, destination if isinstance(destination, str) else destination[0])
@@ -190,19 +201,21 @@ def frozen_gc() -> Iterator[None]:
 
 
 @contextmanager
-def foreign_env(project: Project, url: URL) -> Iterator[None]:
+def foreign_env(project: Project, url: URL, *, modules_before: set[str] | None = None) -> Iterator[None]:
     """What a foreign env.py may need, undone afterwards.
 
     ``DATABASE_URL`` points at the throwaway database (asyncpg for an async
     env.py); Alembic's INFO lines ("Running upgrade ...") are silenced even
     when env.py calls ``fileConfig``; ``sys.path`` and the modules imported
     from the project (its models) are restored, so several projects can be
-    tested in one process.
+    tested in one process.  ``modules_before``: the modules there were before
+    the caller began loading the project (its revision files import modules
+    too); default, those at entry.
     """
     project_dir = project.ini.parent
     saved_env = os.environ.get("DATABASE_URL")
     saved_path = list(sys.path)
-    saved_modules = set(sys.modules)
+    saved_modules = set(sys.modules) if modules_before is None else set(modules_before)
     saved_disable = logging.root.manager.disable
     # fileConfig() disables every logger that exists (ours too) unless told otherwise: undone below
     saved_disabled = {name: lg.disabled for name, lg in logging.root.manager.loggerDict.items()

@@ -15,6 +15,17 @@ is read on the stairway's own psycopg2 connection, whatever env.py uses; a
 snapshot that cannot be read is the tester's failure (:class:`RoundTripToolError`),
 never the revision's.
 
+Snapshots are computed by the server while the next step starts (the
+query goes out on a connection of ours in psycopg2's asynchronous mode,
+:class:`~dbops.postgres.catalog.SnapshotReader`): env.py runs, configures
+its context and reads the current heads meanwhile, and the step waits for
+the snapshot (and, when the snapshot decides what comes next, its
+comparison) at the point Alembic asks for the steps to run, before any
+operation of the revision.  The time waited there is not counted as the
+step's.  When the comparison says the step should not run (a downgrade left
+the schema changed; an upgrade again gave another schema), the step stops
+there, its transaction rolls back, and the walk goes the failure's way.
+
 Irreversible revisions (see :mod:`.irreversible`) are only upgraded; one
 whose upgrade left the schema unchanged (a backfill) is *data only*, a note.
 When a step raises (or upgrading again gives another schema), the database is
@@ -68,10 +79,15 @@ DATA_ONLY_NOTE = "data only: no schema to undo (the upgrade left the schema unch
 class Stairway:
     """One walk over ``selected`` on the throwaway database ``db``.
 
+    ``overlap`` (class attribute): read each snapshot while the next step
+    starts; False reads it before (``bench/roundtrip`` times both).
+
     ``settings`` gives ``rollback_checkpoint_after`` (a rebuild that replayed
     this many revisions leaves a checkpoint) and ``rollback_setup_timeout_s``
     (the limit of ``--setup-sql`` in psql / pg_restore).
     """
+
+    overlap = True
 
     def __init__(
         self,
@@ -99,8 +115,10 @@ class Stairway:
         self.progress = progress or Progress()
         self.engine: sa.Engine | None = None
         self.conn: Connection | None = None
-        self.snap_engine: sa.Engine | None = None
-        self.snap_conn: Connection | None = None
+        #: the snapshots' own connection (asynchronous: the server reads while a step starts)
+        self.reader: catalog.SnapshotReader | None = None
+        #: the snapshot being read, if any (one at a time on ``reader``)
+        self._pending: _Reading | None = None
         self.runner: StepRunner | None = None
         #: revisions applied so far, in order
         self.applied: list[Script] = []
@@ -119,6 +137,9 @@ class Stairway:
             name: ThrowawayDatabase(db.server_url, f"{db.name}_{name}"[:63]) for name in engine_names(project)
         }
         self.snap_conns: dict[str, Connection] = {}
+        #: the previous revision's last check, done when the next step asks for its steps:
+        #: (its result, its "upgrade again" snapshot being read, its "after upgrade" snapshot)
+        self._again: tuple[RevisionResult, _Reading, catalog.SnapshotText] | None = None
 
     # -- the database ---------------------------------------------------------------
     @property
@@ -129,17 +150,28 @@ class Stairway:
         try:
             self.engine = postgres.make_engine(self.db.url)
             self.conn = self.engine.connect()
-            # the snapshots' own connection, in autocommit: one round trip per snapshot, no locks held
-            self.snap_engine = postgres.make_engine(self.db.url, autocommit=True)
-            self.snap_conn = self.snap_engine.connect()
             for name, edb in self.engines.items():
                 self.snap_conns[name] = postgres.make_engine(edb.url, autocommit=True).connect()
         except sa.exc.SQLAlchemyError as exc:
             raise RoundTripToolError("cannot connect to the throwaway database", reason(exc, self.db.url)) from None
+        if not self.multidb:
+            try:  # the snapshots' own connection, autocommit: one round trip per snapshot, no locks held
+                self.reader = catalog.SnapshotReader(self.db.url)
+            except Exception as exc:
+                raise RoundTripToolError("cannot connect to the throwaway database",
+                                         reason(exc, self.db.url)) from None
         self.runner = StepRunner(self.project, self.db.url, self.conn,
                                  sections={name: edb.url for name, edb in self.engines.items()})
 
     def close(self) -> None:
+        if self._pending is not None:
+            try:
+                self._pending.result()  # a snapshot being read finishes first (its failure is not this one's)
+            except RoundTripToolError:
+                pass
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
         for conn in self.snap_conns.values():
             try:
                 conn.close()
@@ -147,15 +179,6 @@ class Stairway:
             except sa.exc.SQLAlchemyError:
                 pass
         self.snap_conns = {}
-        if self.snap_conn is not None:
-            try:
-                self.snap_conn.close()
-            except sa.exc.SQLAlchemyError:
-                pass
-            self.snap_conn = None
-        if self.snap_engine is not None:
-            self.snap_engine.dispose()
-            self.snap_engine = None
         if self.conn is not None:
             try:
                 try:
@@ -277,29 +300,87 @@ class Stairway:
 
     def snapshot(self, revision: str | None = None) -> catalog.SnapshotText:
         """The schema now, read on our own connection; a failure here is the tester's, never the revision's."""
-        assert self.snap_conn is not None
+        return self._later(revision).result()
+
+    def _later(self, revision: str | None) -> _Reading:
+        """Start reading the schema as it is now; its :class:`_Reading` (see :meth:`_step`'s gate).
+
+        ``overlap`` False (and a multidb project, read on several connections)
+        read it here and now.
+        """
+        if self._pending is not None:
+            self._pending.result()  # one query out at a time
+        if self.multidb:
+            return _Reading.now(lambda: self._read_engines(revision))
+        assert self.reader is not None
         try:
-            if self.multidb:
-                return _combined({name: catalog.snapshot_text(conn) for name, conn in self.snap_conns.items()})
-            snap = catalog.snapshot_text(self.snap_conn)
+            self.reader.start()
         except Exception as exc:
             raise RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision) from None
-        return snap
+        reading = _Reading(lambda: self._finish(revision))
+        self._pending = reading
+        if not self.overlap:
+            reading.result()
+        return reading
 
-    def _step(self, script: Script, upgrade: bool) -> float:
-        """Run one step; its duration in ms.  Leaves our connection usable whatever env.py did with it."""
+    def _finish(self, revision: str | None) -> catalog.SnapshotText:
+        assert self.reader is not None
+        self._pending = None
+        try:
+            return self.reader.result()
+        except Exception as exc:
+            raise RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision) from None
+
+    def _read_engines(self, revision: str | None) -> catalog.SnapshotText:
+        try:
+            return _combined({name: catalog.snapshot_text(conn) for name, conn in self.snap_conns.items()})
+        except Exception as exc:
+            raise RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision) from None
+
+    def _step(self, script: Script, upgrade: bool, gate: Callable[[], None] | None = None) -> float:
+        """Run one step; its duration in ms.  Leaves our connection usable whatever env.py did with it.
+
+        ``gate`` runs when Alembic asks for the steps (before any operation):
+        it waits for the previous snapshot and may raise :class:`_Held` (the
+        step must not run) or RoundTripToolError; those come out as they are,
+        whatever env.py does with exceptions.  A step that fails before
+        reaching the gate still has it run (the previous check comes first).
+        The time waited at the gate is not the step's.
+        """
+        waited = 0.0
+        reached = gate is None
+        raised: list[BaseException] = []
+
+        def at_gate() -> None:
+            nonlocal waited, reached
+            reached = True
+            t0 = time.perf_counter()
+            try:
+                gate()
+            except BaseException as exc:
+                raised.append(exc)
+                raise
+            finally:
+                waited = time.perf_counter() - t0
+
         began = time.perf_counter()
         try:
-            self.runner.step(script, upgrade=upgrade)
+            self.runner.step(script, upgrade=upgrade, gate=None if gate is None else at_gate)
         except BaseException as exc:
             try:
                 if self.conn is not None and self.conn.in_transaction():
                     self.conn.rollback()
             except sa.exc.SQLAlchemyError:
                 pass
+            if not reached:
+                at_gate()
+            if raised:
+                raise raised[0] from None
             _raise_if_setup_error(exc, self.project)
             raise
-        return (time.perf_counter() - began) * 1000
+        if not reached:
+            at_gate()
+        return (time.perf_counter() - began - waited) * 1000
 
     # -- the walk -------------------------------------------------------------------
     def walk(self) -> list[RevisionResult]:
@@ -310,10 +391,42 @@ class Stairway:
         try:
             for j, script in enumerate(self.selected):
                 before = self._revision(j, script, results[j], before)
+            try:
+                self._check_again()
+            except _Held as held:
+                self._failed(held.result, None)  # rebuilt at the heads, for the models check
         except _Stop:
+            self._settle()
             return results
         self.completed = True
         return results
+
+    def _check_again(self) -> None:
+        """The previous revision's last check: upgrading it again gave exactly the schema of its first upgrade.
+
+        Sets its result; raises _Held (its problems recorded) when it did not,
+        and the caller rebuilds the database.
+        """
+        if self._again is None:
+            return
+        result, future, after = self._again
+        self._again = None
+        again = future.result()
+        redo = [] if again == after else catalog.diff(
+            after, again, before="after upgrade", after="after downgrade and upgrade")
+        if redo:
+            result.problems.append("upgrading again after the downgrade gave a different schema:")
+            result.problems.extend("  " + line for line in redo)
+            result.result = FAILED
+            raise _Held(result)
+        result.result = FAILED if result.problems else OK
+
+    def _settle(self) -> None:
+        """The walk stopped: the pending last check still sets its revision's result (no rebuild)."""
+        try:
+            self._check_again()
+        except _Held:
+            pass
 
     def _progress(self, j: int, script: Script, phase: str) -> None:
         self.progress.update(f"[{j + 1}/{len(self.selected)}] {script.revision} {(script.doc or '')[:40]}: {phase}")
@@ -321,30 +434,35 @@ class Stairway:
     def _revision(
         self, j: int, script: Script, result: RevisionResult, before: catalog.SnapshotText
     ) -> catalog.SnapshotText:
-        """Round-trip one revision; the snapshot the next one starts from."""
+        """Round-trip one revision; the snapshot the next one starts from.
+
+        Its last check (upgrading again reproduced the schema) is left in
+        ``_again``, done while the next step starts (:meth:`_check_again`).
+        """
         rev = script.revision
         irr = irreversible.check(script)
         self._progress(j, script, "up")
-        try:
-            result.up_ms = self._step(script, True)
-        except ModelImportError:
-            raise  # the project's setup, not this revision: stop the run
-        except Exception as exc:
-            result.result = FAILED
-            result.problems.append(f"upgrade failed: {reason(exc, typed=True)}")
-            result.problems.append("the walk stops here: later revisions need this one")
-            raise _Stop from None
+        while True:
+            try:
+                result.up_ms = self._step(script, True, gate=self._check_again if self._again else None)
+                break
+            except _Held as held:  # the previous revision failed its last check: rebuild, then upgrade this one
+                before = self._failed(held.result, None)
+            except (ModelImportError, RoundTripToolError):
+                raise  # the project's setup or the tester, not this revision: stop the run
+            except Exception as exc:
+                result.result = FAILED
+                result.problems.append(f"upgrade failed: {reason(exc, typed=True)}")
+                result.problems.append("the walk stops here: later revisions need this one")
+                raise _Stop from None
         self.applied.append(script)
-        after = self.snapshot(rev)
-        unchanged = after.text == before.text  # equal schemas give equal texts: no parsing on this path
-        if unchanged:
-            ops = irreversible.schema_operations(script)
-            if ops:
-                result.notes.append(NOOP_WARNING.format(ops=", ".join(ops)))
+        reading = self._later(rev)
         if irr is not None:
+            after = reading.result()
+            self._note_noop(script, result, before, after)
             if irr.marked:
                 result.result = UP_ONLY
-            elif unchanged:
+            elif after.text == before.text:
                 result.result = DATA_ONLY
                 result.notes.append(DATA_ONLY_NOTE)
             else:
@@ -357,37 +475,54 @@ class Stairway:
 
         self._progress(j, script, "down")
         try:
-            result.down_ms = self._step(script, False)
-        except ModelImportError:
+            result.down_ms = self._step(script, False, gate=reading.result)
+        except (ModelImportError, RoundTripToolError):
             raise
         except Exception as exc:
             # its transaction rolled back: the database is usually still exactly as the upgrade left it
+            after = reading.result()
+            self._note_noop(script, result, before, after)
             return self._failed(result, f"downgrade failed: {reason(exc, typed=True)}", expected=after)
-        back = self.snapshot(rev)
-        lines = catalog.diff(before, back, before="before upgrade", after="after downgrade")
-        if lines:
-            result.problems.append("the downgrade did not restore the schema:")
-            result.problems.extend("  " + line for line in lines)
-            # upgrading again is only meaningful from the schema before: drop what it left behind,
-            # or (when that is not all that differs) rebuild with the revision applied
-            if not self._drop_leftovers(rev, before, back):
-                return self._failed(result, None)
+        after = reading.result()
+        self._note_noop(script, result, before, after)
+        reading = self._later(rev)
+
+        def back_is_before() -> None:
+            if reading.result() != before:
+                raise _Held(result)
 
         self._progress(j, script, "again")
-        try:
-            result.again_ms = self._step(script, True)
-        except ModelImportError:
-            raise
-        except Exception as exc:
-            return self._failed(result, f"upgrade after the downgrade failed: {reason(exc, typed=True)}")
-        again = self.snapshot(rev)
-        redo = catalog.diff(after, again, before="after upgrade", after="after downgrade and upgrade")
-        if redo:
-            result.problems.append("upgrading again after the downgrade gave a different schema:")
-            result.problems.extend("  " + line for line in redo)
-            return self._failed(result, None)
-        result.result = FAILED if result.problems else OK
+        gate: Callable[[], None] | None = back_is_before
+        while True:
+            try:
+                result.again_ms = self._step(script, True, gate=gate)
+                break
+            except _Held:  # the downgrade did not restore the schema
+                back = reading.result()
+                lines = catalog.diff(before, back, before="before upgrade", after="after downgrade")
+                if lines:
+                    result.problems.append("the downgrade did not restore the schema:")
+                    result.problems.extend("  " + line for line in lines)
+                    # upgrading again is only meaningful from the schema before: drop what it left behind,
+                    # or (when that is not all that differs) rebuild with the revision applied
+                    if not self._drop_leftovers(rev, before, back):
+                        return self._failed(result, None)
+                gate = None
+            except (ModelImportError, RoundTripToolError):
+                raise
+            except Exception as exc:
+                return self._failed(result, f"upgrade after the downgrade failed: {reason(exc, typed=True)}")
+        self._again = (result, self._later(rev), after)
         return after
+
+    @staticmethod
+    def _note_noop(script: Script, result: RevisionResult, before: catalog.SnapshotText,
+                   after: catalog.SnapshotText) -> None:
+        """The warning for an upgrade with schema operations that left the schema unchanged."""
+        if after.text == before.text:  # equal schemas give equal texts: no parsing on this path
+            ops = irreversible.schema_operations(script)
+            if ops:
+                result.notes.append(NOOP_WARNING.format(ops=", ".join(ops)))
 
     def _drop_leftovers(self, rev: str, before: catalog.SnapshotText, now: catalog.SnapshotText) -> bool:
         """Make the schema exactly ``before`` again by dropping what a downgrade left; False if it cannot."""
@@ -515,3 +650,43 @@ def run_setup_sql(path: Path, url, *, timeout: float) -> None:
 
 class _Stop(Exception):
     """The walk cannot go on (an upgrade failed, or the database could not be rebuilt)."""
+
+
+class _Reading:
+    """A snapshot on its way: ``result()`` waits for it once, then keeps its value (or its error)."""
+
+    __slots__ = ("_error", "_get", "_value")
+
+    def __init__(self, get: Callable[[], catalog.SnapshotText]):
+        self._get: Callable[[], catalog.SnapshotText] | None = get
+        self._value: catalog.SnapshotText | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def now(cls, get: Callable[[], catalog.SnapshotText]) -> _Reading:
+        reading = cls(get)
+        try:
+            reading.result()
+        except RoundTripToolError:
+            pass  # kept: raised again by result()
+        return reading
+
+    def result(self) -> catalog.SnapshotText:
+        if self._get is not None:
+            get, self._get = self._get, None
+            try:
+                self._value = get()
+            except BaseException as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
+class _Held(Exception):
+    """A step stopped at its gate: the snapshot before it showed a failure (``result``: whose)."""
+
+    def __init__(self, result: RevisionResult):
+        super().__init__(result.revision)
+        self.result = result

@@ -131,3 +131,45 @@ def test_snapshot_text_equals_only_identical_schemas_and_diffs_like_a_snapshot(c
     conn.exec_driver_sql("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
     assert catalog.snapshot_text(conn) == before
     assert catalog.snapshot_text(conn, ignore_tables=()) != before
+
+
+def test_snapshot_reader_reads_what_snapshot_text_reads_while_the_caller_goes_on(conn, fresh_db):
+    """The query is out while the caller runs its own statements (another session); the answer is the same text."""
+    conn.exec_driver_sql("CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE t (id int PRIMARY KEY, m mood)")
+    conn.commit()
+    expected = catalog.snapshot_text(conn)
+    reader = catalog.SnapshotReader(fresh_db)
+    try:
+        reader.start()
+        with pytest.raises(AssertionError, match="one snapshot at a time"):
+            reader.start()
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 0  # the caller's own work meanwhile
+        got = reader.result()
+        assert got.text == expected.text
+        conn.exec_driver_sql("ALTER TABLE t ADD COLUMN note text")
+        conn.commit()
+        reader.start()
+        changed = reader.result()
+        assert catalog.diff(expected, changed, before="a", after="b") == ["column t.note: only b"]
+    finally:
+        reader.close()
+
+
+def test_snapshot_reader_gives_up_on_a_server_that_stopped_answering(fresh_db):
+    """A backend that stops (SIGSTOP, as a hung server) makes result() raise TimeoutError after ``timeout``."""
+    import os
+    import signal
+    import time
+
+    reader = catalog.SnapshotReader(fresh_db, timeout=0.5)
+    pid = reader.conn.get_backend_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        reader.start()
+        began = time.monotonic()
+        with pytest.raises(TimeoutError, match="no answer within 0.5 s"):
+            reader.result()
+        assert 0.4 < time.monotonic() - began < 5
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        reader.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dbops.roundtrip.report import DOWNGRADES, FAILED, MODELS, OK, SINGLE_HEAD, SKIPPED, STAIRWAY, UP_ONLY
 
 
@@ -130,3 +132,36 @@ def test_models_that_fail_to_import_stop_the_run_naming_the_file_not_a_revision(
         assert f"hint: fix the error in {models}, line {line}" in done.stderr
         assert "round-trip" not in done.stdout + done.stderr and "Traceback" not in done.stderr
         assert "bm01" not in done.stderr  # the revision is not blamed
+
+
+@pytest.mark.parametrize("overlap", [True, False], ids=["snapshots-beside-steps", "snapshots-in-turn"])
+def test_upgrade_again_that_differs_fails_that_revision_and_the_next_starts_on_a_rebuilt_database(
+    scenario, check, overlap, monkeypatch
+):
+    """ua02 and ua04 (the last) give another schema when upgraded again; ua03 round-trips.
+
+    The check of ua02's second upgrade is done when ua03's upgrade asks for
+    its steps (the snapshot is read meanwhile): there it stops ua03's step
+    before any operation, the database is rebuilt with ua02 applied, and ua03
+    runs on it.  ua04's check comes after the walk.  Reading the snapshots in
+    turn gives the same report.
+    """
+    from dbops.roundtrip.stairway import Stairway
+
+    monkeypatch.setattr(Stairway, "overlap", overlap)
+    ini = scenario("upgrade_again_differs")
+    report, error = check(ini)
+    assert error is not None
+    results = {r.revision: r for r in report.revisions}
+    assert [results[r].result for r in ("ua01", "ua02", "ua03", "ua04")] == [OK, FAILED, OK, FAILED]
+    assert "upgrading again after the downgrade gave a different schema:" in results["ua02"].problems
+    assert any("column t.c1" in p and "only after downgrade and upgrade" in p for p in results["ua02"].problems), \
+        results["ua02"].problems
+    assert any("column t.d" in p for p in results["ua04"].problems), results["ua04"].problems
+    assert results["ua03"].problems == []
+    assert report.rebuilds == 2
+    assert report.check(STAIRWAY).message.startswith("2 of 4 revisions do not round-trip: ua02, ua04")
+    # ua03's held step ran none of its operations: up, up again, and the replay of the last rebuild
+    runs = (ini.parent / "runs.log").read_text().split()
+    assert runs.count("ua03") == 3, runs
+    assert report.check(MODELS).status == SKIPPED  # reached the heads again: no metadata in this env.py
