@@ -43,6 +43,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -137,9 +138,8 @@ class Stairway:
             name: ThrowawayDatabase(db.server_url, f"{db.name}_{name}"[:63]) for name in engine_names(project)
         }
         self.snap_conns: dict[str, Connection] = {}
-        #: the previous revision's last check, done when the next step asks for its steps:
-        #: (its result, its "upgrade again" snapshot being read, its "after upgrade" snapshot)
-        self._again: tuple[RevisionResult, _Reading, catalog.SnapshotText] | None = None
+        #: the previous revision's last check, done when the next step asks for its steps
+        self._check: _Check | None = None
 
     # -- the database ---------------------------------------------------------------
     @property
@@ -392,7 +392,7 @@ class Stairway:
             for j, script in enumerate(self.selected):
                 before = self._revision(j, script, results[j], before)
             try:
-                self._check_again()
+                self._check_last()
             except _Held as held:
                 self._failed(held.result, None)  # rebuilt at the heads, for the models check
         except _Stop:
@@ -401,30 +401,31 @@ class Stairway:
         self.completed = True
         return results
 
-    def _check_again(self) -> None:
-        """The previous revision's last check: upgrading it again gave exactly the schema of its first upgrade.
+    def _check_last(self) -> None:
+        """The previous revision's last check: the schema it left is exactly the one expected.
 
-        Sets its result; raises _Held (its problems recorded) when it did not,
-        and the caller rebuilds the database.
+        Sets its result; raises _Held (its problems recorded) when the schema
+        differs, and the caller rebuilds the database.
         """
-        if self._again is None:
+        if self._check is None:
             return
-        result, future, after = self._again
-        self._again = None
-        again = future.result()
-        redo = [] if again == after else catalog.diff(
-            after, again, before="after upgrade", after="after downgrade and upgrade")
-        if redo:
-            result.problems.append("upgrading again after the downgrade gave a different schema:")
-            result.problems.extend("  " + line for line in redo)
-            result.result = FAILED
-            raise _Held(result)
-        result.result = FAILED if result.problems else OK
+        check, self._check = self._check, None
+        result = check.result
+        now = check.reading.result()
+        if now == check.expected:
+            result.result = FAILED if result.problems else OK
+            return
+        if check.title is not None:
+            result.problems.append(check.title)
+            result.problems.extend("  " + line for line in catalog.diff(
+                check.expected, now, before="after upgrade", after="after downgrade and upgrade"))
+        result.result = FAILED
+        raise _Held(result)
 
     def _settle(self) -> None:
         """The walk stopped: the pending last check still sets its revision's result (no rebuild)."""
         try:
-            self._check_again()
+            self._check_last()
         except _Held:
             pass
 
@@ -436,15 +437,16 @@ class Stairway:
     ) -> catalog.SnapshotText:
         """Round-trip one revision; the snapshot the next one starts from.
 
-        Its last check (upgrading again reproduced the schema) is left in
-        ``_again``, done while the next step starts (:meth:`_check_again`).
+        Its last check (upgrading again reproduced the schema; after a failed
+        downgrade, the schema is still the upgrade's) is left in ``_check``,
+        done while the next step starts (:meth:`_check_last`).
         """
         rev = script.revision
         irr = irreversible.check(script)
         self._progress(j, script, "up")
         while True:
             try:
-                result.up_ms = self._step(script, True, gate=self._check_again if self._again else None)
+                result.up_ms = self._step(script, True, gate=self._check_last if self._check else None)
                 break
             except _Held as held:  # the previous revision failed its last check: rebuild, then upgrade this one
                 before = self._failed(held.result, None)
@@ -479,10 +481,14 @@ class Stairway:
         except (ModelImportError, RoundTripToolError):
             raise
         except Exception as exc:
-            # its transaction rolled back: the database is usually still exactly as the upgrade left it
+            # its transaction rolled back: the database is usually still exactly as the upgrade left it,
+            # which the next step's gate checks (else the database is rebuilt there)
             after = reading.result()
             self._note_noop(script, result, before, after)
-            return self._failed(result, f"downgrade failed: {reason(exc, typed=True)}", expected=after)
+            result.result = FAILED
+            result.problems.append(f"downgrade failed: {reason(exc, typed=True)}")
+            self._check = _Check(result, self._later(rev), after)
+            return after
         after = reading.result()
         self._note_noop(script, result, before, after)
         reading = self._later(rev)
@@ -492,27 +498,30 @@ class Stairway:
                 raise _Held(result)
 
         self._progress(j, script, "again")
-        gate: Callable[[], None] | None = back_is_before
+        repaired = False
         while True:
             try:
-                result.again_ms = self._step(script, True, gate=gate)
+                result.again_ms = self._step(script, True, gate=back_is_before)
                 break
-            except _Held:  # the downgrade did not restore the schema
+            except _Held:  # the downgrade did not restore the schema (or dropping its leftovers did not)
+                if repaired:
+                    return self._failed(result, None)
                 back = reading.result()
-                lines = catalog.diff(before, back, before="before upgrade", after="after downgrade")
-                if lines:
-                    result.problems.append("the downgrade did not restore the schema:")
-                    result.problems.extend("  " + line for line in lines)
-                    # upgrading again is only meaningful from the schema before: drop what it left behind,
-                    # or (when that is not all that differs) rebuild with the revision applied
-                    if not self._drop_leftovers(rev, before, back):
-                        return self._failed(result, None)
-                gate = None
+                result.problems.append("the downgrade did not restore the schema:")
+                result.problems.extend(
+                    "  " + line for line in catalog.diff(before, back, before="before upgrade", after="after downgrade"))
+                # upgrading again is only meaningful from the schema before: drop what it left behind (the
+                # step's gate checks the schema is then exactly before), or rebuild with the revision applied
+                if not self._drop_leftovers(before, back):
+                    return self._failed(result, None)
+                repaired = True
+                reading = self._later(rev)
             except (ModelImportError, RoundTripToolError):
                 raise
             except Exception as exc:
                 return self._failed(result, f"upgrade after the downgrade failed: {reason(exc, typed=True)}")
-        self._again = (result, self._later(rev), after)
+        self._check = _Check(result, self._later(rev), after,
+                             "upgrading again after the downgrade gave a different schema:")
         return after
 
     @staticmethod
@@ -524,8 +533,8 @@ class Stairway:
             if ops:
                 result.notes.append(NOOP_WARNING.format(ops=", ".join(ops)))
 
-    def _drop_leftovers(self, rev: str, before: catalog.SnapshotText, now: catalog.SnapshotText) -> bool:
-        """Make the schema exactly ``before`` again by dropping what a downgrade left; False if it cannot."""
+    def _drop_leftovers(self, before: catalog.SnapshotText, now: catalog.SnapshotText) -> bool:
+        """Drop what a downgrade left beyond ``before``; False if it cannot (the caller checks the schema after)."""
         assert self.conn is not None
         if self.multidb:
             return False  # leftovers live in several databases: rebuild instead
@@ -534,25 +543,13 @@ class Stairway:
         if not repair.drop_leftovers(self.conn, before, now):
             return False
         self.repairs += 1
-        return self.snapshot(rev) == before
+        return True
 
-    def _failed(
-        self, result: RevisionResult, problem: str | None, expected: catalog.SnapshotText | None = None
-    ) -> catalog.SnapshotText:
-        """After a failed step: the database with the revision applied (rebuilt if need be); the snapshot there.
-
-        A failed step's transaction is rolled back (PostgreSQL's DDL is
-        transactional, and Alembic writes the version only after a step's
-        operations succeeded): when the schema is still ``expected``, exactly,
-        nothing needs rebuilding.
-        """
+    def _failed(self, result: RevisionResult, problem: str | None) -> catalog.SnapshotText:
+        """After a failed step: the database rebuilt with the revision applied; the snapshot there."""
         result.result = FAILED
         if problem:
             result.problems.append(problem)
-        if expected is not None:
-            now = self.snapshot(result.revision)
-            if now == expected:
-                return now
         try:
             self.rebuild(self.applied)
         except RoundTripToolError:
@@ -682,6 +679,21 @@ class _Reading:
             raise self._error
         assert self._value is not None
         return self._value
+
+
+@dataclass
+class _Check:
+    """A revision's last check, done at the next step's gate: the schema being read must equal ``expected``.
+
+    ``title`` heads the diff in the revision's problems (None: the problem is
+    told already, as for a failed downgrade, and a difference only means the
+    database is rebuilt).
+    """
+
+    result: RevisionResult
+    reading: _Reading
+    expected: catalog.SnapshotText
+    title: str | None = None
 
 
 class _Held(Exception):

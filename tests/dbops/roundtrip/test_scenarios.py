@@ -165,3 +165,28 @@ def test_upgrade_again_that_differs_fails_that_revision_and_the_next_starts_on_a
     runs = (ini.parent / "runs.log").read_text().split()
     assert runs.count("ua03") == 3, runs
     assert report.check(MODELS).status == SKIPPED  # reached the heads again: no metadata in this env.py
+
+
+@pytest.mark.parametrize("overlap", [True, False], ids=["snapshots-beside-steps", "snapshots-in-turn"])
+def test_a_downgrade_that_fails_after_committing_part_of_it_gets_the_next_revision_a_rebuilt_database(
+    scenario, check, overlap, monkeypatch
+):
+    """df02's downgrade commits a DROP INDEX CONCURRENTLY, then raises: the rollback cannot restore the index.
+
+    The next step's gate finds the schema is not the upgrade's any more and
+    stops df03's upgrade before its operations; the database is rebuilt with
+    df02 applied, and df03 round-trips on it.
+    """
+    from dbops.roundtrip.stairway import Stairway
+
+    monkeypatch.setattr(Stairway, "overlap", overlap)
+    ini = scenario("downgrade_fails_after_commit")
+    report, error = check(ini)
+    assert error is not None
+    results = {r.revision: r for r in report.revisions}
+    assert [results[r].result for r in ("df01", "df02", "df03")] == [OK, FAILED, OK]
+    assert results["df02"].problems == ["downgrade failed: RuntimeError: broken after the autocommit block"]
+    assert report.rebuilds == 1
+    runs = (ini.parent / "runs.log").read_text().split()
+    assert runs.count("df03") == 2, runs  # up and up again: the held step ran none of its operations
+    assert runs.count("df02") == 2, runs  # up, and the replay of the rebuild
