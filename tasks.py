@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "backend"))
 from dbops.cli import edge, number  # noqa: E402
 from dbops.console import Console, table  # noqa: E402
 from dbops.redact import mask_url  # noqa: E402
-from dbops.servers import server_for  # noqa: E402
 from dbops.settings import load_settings  # noqa: E402
 
 DB_HELP = "which Postgres: embedded | docker | url (default: url if DATABASE_URL is set, docker if it runs, else embedded)"
@@ -28,6 +27,8 @@ DB_HELP = "which Postgres: embedded | docker | url (default: url if DATABASE_URL
 @edge
 def db_up(c, db=None):
     """Start the local Postgres (embedded, docker, or check the URL) and print its URL."""
+    from dbops.servers import server_for  # here, not at the top: the other tasks start faster without it
+
     ui, server = Console(), server_for(load_settings(provider=db))
     url = server.start()
     ui.ok(f"{server.describe()} is up (PostgreSQL {server.version()})")
@@ -38,6 +39,8 @@ def db_up(c, db=None):
 @edge
 def db_down(c, db=None):
     """Stop the local Postgres; its data is kept (a URL database is left alone)."""
+    from dbops.servers import server_for
+
     server = server_for(load_settings(provider=db))
     server.stop()
     Console().ok(f"{server.name}: stopped" if server.owned else "url: not ours to stop; nothing done")
@@ -48,6 +51,7 @@ def db_down(c, db=None):
 def db_shell(c, db=None):
     """Open psql on the local database."""
     from dbops.postgres import clients
+    from dbops.servers import server_for
 
     url = server_for(load_settings(provider=db)).start()
     argv = [str(clients.find("psql")), *clients.conninfo_args(url), clients.dbname_arg(url)]
