@@ -164,11 +164,9 @@ class Stairway:
                                  sections={name: edb.url for name, edb in self.engines.items()})
 
     def close(self) -> None:
-        if self._pending is not None:
-            try:
-                self._pending.result()  # a snapshot being read finishes first (its failure is not this one's)
-            except RoundTripToolError:
-                pass
+        # a snapshot still being read is wanted by no one now (the walk resolves every reading it
+        # needs before it rebuilds): closing the connection ends its query, with no wait for the server
+        self._pending = None
         if self.reader is not None:
             self.reader.close()
             self.reader = None
@@ -317,17 +315,20 @@ class Stairway:
             self.reader.start()
         except Exception as exc:
             raise RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision) from None
-        reading = _Reading(lambda: self._finish(revision))
+        reader = self.reader
+        reading = _Reading(lambda: self._finish(reader, revision))
         self._pending = reading
         if not self.overlap:
             reading.result()
         return reading
 
-    def _finish(self, revision: str | None) -> catalog.SnapshotText:
-        assert self.reader is not None
+    def _finish(self, reader: catalog.SnapshotReader, revision: str | None) -> catalog.SnapshotText:
         self._pending = None
+        if reader is not self.reader:
+            raise RoundTripToolError("the schema snapshot failed", "its connection was closed while it was read",
+                                     revision=revision)
         try:
-            return self.reader.result()
+            return reader.result()
         except Exception as exc:
             raise RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision) from None
 
