@@ -98,6 +98,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_it_answers(app, url: str, timeout: float = 60) -> None:
+    """The app container answers HTTP (any status) before the job runs: a deploy's preflight asks it at once."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            app.reload()
+            if app.status == "exited":
+                break
+            time.sleep(0.2)
+    logs = app.logs().decode(errors="replace")[-2000:]
+    app.remove(force=True)
+    raise RuntimeError(f"the app container did not answer {url} within {timeout:g} s: {logs}")
+
+
 @pytest.fixture
 def app_container(job_image, container_db):
     """The example app from the same image (uvicorn), on a free loopback port; yields its health URL."""
@@ -106,6 +127,7 @@ def app_container(job_image, container_db):
         job_image.tag, ["app.main:app", "--app-dir", "/app/backend", "--host", "127.0.0.1", "--port", str(port)],
         entrypoint=["uvicorn"], environment={"DATABASE_URL": url_str(container_db)}, network_mode="host", detach=True,
         labels={"dbops.role": "test-app"})
+    wait_until_it_answers(container, f"http://127.0.0.1:{port}/api/health")
     yield f"http://127.0.0.1:{port}/api/health"
     container.remove(force=True)
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from dbops import postgres
 from pg_servers import SSL_PASSWORD, SSLServer, ensure_clients
 
-from test_job_image import free_port, run, url_str
+from test_job_image import free_port, run, url_str, wait_until_it_answers
 
 pytestmark = pytest.mark.docker
 
@@ -59,6 +59,7 @@ def ssl_job(job_image, ssl_server, ssl_db, request):
         job_image.tag, ["app.main:app", "--app-dir", "/app/backend", "--host", "127.0.0.1", "--port", str(port)],
         entrypoint=["uvicorn"], environment={"DATABASE_URL": url_str(ssl_db)}, network_mode="host", detach=True,
         volumes={certs: {"bind": certs, "mode": "ro"}}, read_only=True, labels={"dbops.role": "test-app"})
+    wait_until_it_answers(app, f"http://127.0.0.1:{port}/api/health")
     env = {
         "DATABASE_URL": url_str(ssl_db),
         "HEALTH_URL": f"http://127.0.0.1:{port}/api/health",
