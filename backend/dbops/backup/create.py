@@ -157,13 +157,14 @@ def create_backup(
         # one connection checks the server, exports the snapshot pg_dump shares and counts the rows:
         # each connect to a remote server costs round trips (TCP, TLS, authentication) before pg_dump starts
         try:
-            conn = stack.enter_context(engine.connect().execution_options(isolation_level="REPEATABLE READ"))
+            conn = stack.enter_context(engine.connect().execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True))
         except sa.exc.OperationalError as exc:
             raise postgres.unreachable(url, exc, settings.connect_hint) from None
-        conn.begin()
-        conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-        snapshot = conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one()
-        server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
+        conn.begin()  # BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY, sent with the first query
+        # one round trip before pg_dump starts; the rest is read in the same snapshot while it runs
+        snapshot, server_version = conn.execute(
+            sa.text("SELECT pg_export_snapshot(), current_setting('server_version')")).one()
         server_major = postgres.major_version(server_version)
         client = pgdump.check_dump_client(server_major, server_version, url)
         pgdump.check_compression(client, settings.backup_compression,
@@ -171,11 +172,7 @@ def create_backup(
         dump_major, dump_version = client.major, client.version
         ui.say(f"pg_dump: {client.describe()}; compression {settings.backup_compression}")
 
-        revisions = alembic_revisions(conn)
-        revision = "+".join(revisions) or "base"
-        db_size = int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one())
         started = clock.now()
-        size_of_part = part_size or part_size_for(db_size)
         background = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup"))
         # pg_dump starts while the store is still being set up (boto3's import and the bucket
         # check take a few hundred ms); its first bytes wait in a small bounded buffer.
@@ -185,6 +182,11 @@ def create_backup(
         source = _Prefetch(proc, limit=PREFETCH)
         store_ready = background.submit(checked_store, settings)  # boto3 import + bucket check, beside pg_dump
         try:
+            # the manifest's revision and the part size, in the dump's snapshot, while pg_dump runs
+            revisions = alembic_revisions(conn)
+            revision = "+".join(revisions) or "base"
+            db_size = int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one())
+            size_of_part = part_size or part_size_for(db_size)
             store = store_ready.result()
             key = dump_key(store, settings, started, revision)
             if store.size(key) is not None:  # two backups in the same microsecond

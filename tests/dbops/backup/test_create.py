@@ -50,6 +50,54 @@ def test_round_trip_through_s3_restores_identical_schema_and_data(project, app_d
     assert (info.key, info.revision, info.complete, info.verified) == (result.key, FIRST_REV, True, False)
 
 
+def test_what_the_manifest_records_is_the_dump_s_snapshot_while_the_database_changes_meanwhile(
+    project, app_db, s3, pg_server
+):
+    """Writes committed after the snapshot was exported are in neither the archive nor the manifest.
+
+    The backup reads its revision, the database size and the row counts on its
+    one read-only REPEATABLE READ connection, in the snapshot pg_dump imports,
+    while pg_dump already runs.  The change is committed when the backup says
+    which pg_dump it runs: after the export, before any of those reads.
+    """
+    from dbops.ui import UI
+
+    from .helpers import seed
+
+    settings = settings_for(project, app_db)
+    engine = postgres.make_engine(app_db)
+
+    class ChangeAfterTheExport(UI):
+        changed = False
+
+        def say(self, text: str = "") -> None:
+            if text.startswith("pg_dump:") and not self.changed:
+                seed(app_db, users=10, tag="later")
+                with engine.begin() as conn:
+                    conn.execute(sa.text("UPDATE alembic_version SET version_num = 'zzzz'"))
+                self.changed = True
+
+    ui = ChangeAfterTheExport()
+    try:
+        result = backup.create_backup(settings, settings.database_url, ui=ui)
+        assert ui.changed
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one() == 60
+        assert result.manifest["tables"]["public.users"] == 50
+        assert result.manifest["revision"] == FIRST_REV and result.revision == FIRST_REV
+        restored = backup.restore_backup(settings, result.key, None, source_url=settings.database_url)
+        target = postgres.make_engine(app_db.set(database=restored.database))
+        try:
+            with target.connect() as conn:
+                assert conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one() == 50
+                assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == FIRST_REV
+        finally:
+            target.dispose()
+            postgres.drop_database(pg_server.url(), restored.database)
+    finally:
+        engine.dispose()
+
+
 def test_s3_down_mid_upload_aborts_and_leaves_no_manifest_and_no_upload(project, fresh_db, s3):
     engine = postgres.make_engine(fresh_db)
     with engine.begin() as conn:  # ~60 MiB of barely compressible rows: a dump of several 5 MiB parts
