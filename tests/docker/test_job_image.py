@@ -119,16 +119,40 @@ def wait_until_it_answers(app, url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"the app container did not answer {url} within {timeout:g} s: {logs}")
 
 
-@pytest.fixture
-def app_container(job_image, container_db):
-    """The example app from the same image (uvicorn), on a free loopback port; yields its health URL."""
+def start_app(job_image, database_url, **run_options):
+    """The example app from the job image (uvicorn) on a free loopback port, answering: (container, health URL)."""
     port = free_port()
     container = dockerctl.client().containers.run(
         job_image.tag, ["app.main:app", "--app-dir", "/app/backend", "--host", "127.0.0.1", "--port", str(port)],
-        entrypoint=["uvicorn"], environment={"DATABASE_URL": url_str(container_db)}, network_mode="host", detach=True,
-        labels={"dbops.role": "test-app"})
-    wait_until_it_answers(container, f"http://127.0.0.1:{port}/api/health")
-    yield f"http://127.0.0.1:{port}/api/health"
+        entrypoint=["uvicorn"], environment={"DATABASE_URL": url_str(database_url)}, network_mode="host", detach=True,
+        labels={"dbops.role": "test-app"}, **run_options)
+    health = f"http://127.0.0.1:{port}/api/health"
+    wait_until_it_answers(container, health)
+    return container, health
+
+
+def job_env(database_url, health_url: str, backup_url: str, s3) -> dict[str, str]:
+    """--env prod settings for the job: the database, the app's health URL, backups to SeaweedFS, no monitoring."""
+    from s3_server import ACCESS_KEY, SECRET_KEY
+
+    return {
+        "DATABASE_URL": url_str(database_url),
+        "HEALTH_URL": health_url,
+        "BACKUP_URL": backup_url,
+        "AWS_ENDPOINT_URL_S3": s3.endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+        "BACKUP_SSE": "off",
+        "DBOPS_MONITOR_MINUTES": "0",
+    }
+
+
+@pytest.fixture
+def app_container(job_image, container_db):
+    """The example app from the same image (uvicorn), on a free loopback port; yields its health URL."""
+    container, health = start_app(job_image, container_db)
+    yield health
     container.remove(force=True)
 
 
@@ -136,19 +160,7 @@ def app_container(job_image, container_db):
 def deploy_env(request, container_db, app_container):
     """--env prod settings for the job: the container database, the app's health URL, backups to SeaweedFS."""
     s3 = request.getfixturevalue("s3")
-    from s3_server import ACCESS_KEY, SECRET_KEY
-
-    return {
-        "DATABASE_URL": url_str(container_db),
-        "HEALTH_URL": app_container,
-        "BACKUP_URL": "s3://dbops-backups/prod",
-        "AWS_ENDPOINT_URL_S3": s3.endpoint,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_REGION": "us-east-1",
-        "BACKUP_SSE": "off",
-        "DBOPS_MONITOR_MINUTES": "0",
-    }, s3
+    return job_env(container_db, app_container, "s3://dbops-backups/prod", s3), s3
 
 
 def test_default_command_deploys_end_to_end_then_nothing_pending(job_image, deploy_env):

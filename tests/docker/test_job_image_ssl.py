@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from dbops import postgres
 from pg_servers import SSL_PASSWORD, SSLServer, ensure_clients
 
-from test_job_image import free_port, run, url_str, wait_until_it_answers
+from test_job_image import job_env, run, start_app, url_str
 
 pytestmark = pytest.mark.docker
 
@@ -48,29 +48,10 @@ def ssl_db(ssl_server: SSLServer):
 @pytest.fixture
 def ssl_job(job_image, ssl_server, ssl_db, request):
     """Run the job image against the SSL database: host network, the CA folder mounted read-only, --read-only."""
-    from dbops.containers import engine as dockerctl
-
     s3 = request.getfixturevalue("s3")
-    from s3_server import ACCESS_KEY, SECRET_KEY
-
     certs = str(ssl_server.certs)
-    port = free_port()
-    app = dockerctl.client().containers.run(
-        job_image.tag, ["app.main:app", "--app-dir", "/app/backend", "--host", "127.0.0.1", "--port", str(port)],
-        entrypoint=["uvicorn"], environment={"DATABASE_URL": url_str(ssl_db)}, network_mode="host", detach=True,
-        volumes={certs: {"bind": certs, "mode": "ro"}}, read_only=True, labels={"dbops.role": "test-app"})
-    wait_until_it_answers(app, f"http://127.0.0.1:{port}/api/health")
-    env = {
-        "DATABASE_URL": url_str(ssl_db),
-        "HEALTH_URL": f"http://127.0.0.1:{port}/api/health",
-        "BACKUP_URL": f"s3://dbops-backups/img{ssl_server.major}",
-        "AWS_ENDPOINT_URL_S3": s3.endpoint,
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_REGION": "us-east-1",
-        "BACKUP_SSE": "off",
-        "DBOPS_MONITOR_MINUTES": "0",
-    }
+    app, health = start_app(job_image, ssl_db, volumes={certs: {"bind": certs, "mode": "ro"}}, read_only=True)
+    env = job_env(ssl_db, health, f"s3://dbops-backups/img{ssl_server.major}", s3)
 
     def job(command, *, tmpfs: bool = False, **extra_env):
         return run(job_image, command, {**env, **extra_env}, read_only=True,

@@ -33,7 +33,7 @@ from .contents import alembic_revisions, table_row_counts
 log = logging.getLogger(__name__)
 
 #: how much of pg_dump's output may wait while the store is being set up (the
-#: upload's part buffers do not exist yet then); one chunk once streaming
+#: upload's part buffers do not exist yet then): the reader's ring of CHUNK buffers
 PREFETCH = 2 * MiB
 
 
@@ -90,9 +90,6 @@ class _Prefetch(threading.Thread):
                     continue
             if not isinstance(item, memoryview) or not item:
                 return
-
-    def streaming(self) -> None:
-        """The upload is open (kept for the callers: the ring already bounds memory)."""
 
     def read(self) -> memoryview:
         """The next chunk (empty at the end), valid until the next call; re-raises a read error."""
@@ -256,7 +253,6 @@ def _stream_dump(
         proc.kill()
         source.stop()
         raise
-    source.streaming()
     show = ui.progress()
     try:
         counting = count_rows()

@@ -304,17 +304,18 @@ class Stairway:
         """Start reading the schema as it is now; its :class:`_Reading` (see :meth:`_step`'s gate).
 
         ``overlap`` False (and a multidb project, read on several connections)
-        read it here and now.
+        read it here and now.  Any failure is the tester's (RoundTripToolError).
         """
         if self._pending is not None:
             self._pending.result()  # one query out at a time
-        if self.multidb:
-            return _Reading.now(lambda: self._read_engines(revision))
-        assert self.reader is not None
         try:
+            if self.multidb:
+                now = _combined({name: catalog.snapshot_text(conn) for name, conn in self.snap_conns.items()})
+                return _Reading(lambda: now)
+            assert self.reader is not None
             self.reader.start()
         except Exception as exc:
-            raise RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision) from None
+            raise _snapshot_failed(exc, revision) from None
         reader = self.reader
         reading = _Reading(lambda: self._finish(reader, revision))
         self._pending = reading
@@ -330,13 +331,7 @@ class Stairway:
         try:
             return reader.result()
         except Exception as exc:
-            raise RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision) from None
-
-    def _read_engines(self, revision: str | None) -> catalog.SnapshotText:
-        try:
-            return _combined({name: catalog.snapshot_text(conn) for name, conn in self.snap_conns.items()})
-        except Exception as exc:
-            raise RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision) from None
+            raise _snapshot_failed(exc, revision) from None
 
     def _step(self, script: Script, upgrade: bool, gate: Callable[[], None] | None = None) -> float:
         """Run one step; its duration in ms.  Leaves our connection usable whatever env.py did with it.
@@ -650,6 +645,10 @@ class _Stop(Exception):
     """The walk cannot go on (an upgrade failed, or the database could not be rebuilt)."""
 
 
+def _snapshot_failed(exc: Exception, revision: str | None) -> RoundTripToolError:
+    return RoundTripToolError("the schema snapshot failed", reason(exc, typed=True), revision=revision)
+
+
 class _Reading:
     """A snapshot on its way: ``result()`` waits for it once, then keeps its value (or its error)."""
 
@@ -659,15 +658,6 @@ class _Reading:
         self._get: Callable[[], catalog.SnapshotText] | None = get
         self._value: catalog.SnapshotText | None = None
         self._error: BaseException | None = None
-
-    @classmethod
-    def now(cls, get: Callable[[], catalog.SnapshotText]) -> _Reading:
-        reading = cls(get)
-        try:
-            reading.result()
-        except RoundTripToolError:
-            pass  # kept: raised again by result()
-        return reading
 
     def result(self) -> catalog.SnapshotText:
         if self._get is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from dbops.roundtrip.report import DOWNGRADES, FAILED, MODELS, OK, SINGLE_HEAD, SKIPPED, STAIRWAY, UP_ONLY
@@ -136,7 +138,7 @@ def test_models_that_fail_to_import_stop_the_run_naming_the_file_not_a_revision(
 
 @pytest.mark.parametrize("overlap", [True, False], ids=["snapshots-beside-steps", "snapshots-in-turn"])
 def test_upgrade_again_that_differs_fails_that_revision_and_the_next_starts_on_a_rebuilt_database(
-    scenario, check, overlap, monkeypatch
+    scenario, check, overlap, monkeypatch, tmp_path
 ):
     """ua02 and ua04 (the last) give another schema when upgraded again; ua03 round-trips.
 
@@ -149,8 +151,11 @@ def test_upgrade_again_that_differs_fails_that_revision_and_the_next_starts_on_a
     from dbops.roundtrip.stairway import Stairway
 
     monkeypatch.setattr(Stairway, "overlap", overlap)
+    log = tmp_path / "upgrades.log"
+    monkeypatch.setenv("SCENARIO_LOG", str(log))
     ini = scenario("upgrade_again_differs")
     report, error = check(ini)
+    assert "ua_log" not in sys.modules  # the project's module its revision files imported is not kept
     assert error is not None
     results = {r.revision: r for r in report.revisions}
     assert [results[r].result for r in ("ua01", "ua02", "ua03", "ua04")] == [OK, FAILED, OK, FAILED]
@@ -162,14 +167,14 @@ def test_upgrade_again_that_differs_fails_that_revision_and_the_next_starts_on_a
     assert report.rebuilds == 2
     assert report.check(STAIRWAY).message.startswith("2 of 4 revisions do not round-trip: ua02, ua04")
     # ua03's held step ran none of its operations: up, up again, and the replay of the last rebuild
-    runs = (ini.parent / "runs.log").read_text().split()
+    runs = log.read_text().split()
     assert runs.count("ua03") == 3, runs
     assert report.check(MODELS).status == SKIPPED  # reached the heads again: no metadata in this env.py
 
 
 @pytest.mark.parametrize("overlap", [True, False], ids=["snapshots-beside-steps", "snapshots-in-turn"])
 def test_a_downgrade_that_fails_after_committing_part_of_it_gets_the_next_revision_a_rebuilt_database(
-    scenario, check, overlap, monkeypatch
+    scenario, check, overlap, monkeypatch, tmp_path
 ):
     """df02's downgrade commits a DROP INDEX CONCURRENTLY, then raises: the rollback cannot restore the index.
 
@@ -180,6 +185,8 @@ def test_a_downgrade_that_fails_after_committing_part_of_it_gets_the_next_revisi
     from dbops.roundtrip.stairway import Stairway
 
     monkeypatch.setattr(Stairway, "overlap", overlap)
+    log = tmp_path / "upgrades.log"
+    monkeypatch.setenv("SCENARIO_LOG", str(log))
     ini = scenario("downgrade_fails_after_commit")
     report, error = check(ini)
     assert error is not None
@@ -187,6 +194,6 @@ def test_a_downgrade_that_fails_after_committing_part_of_it_gets_the_next_revisi
     assert [results[r].result for r in ("df01", "df02", "df03")] == [OK, FAILED, OK]
     assert results["df02"].problems == ["downgrade failed: RuntimeError: broken after the autocommit block"]
     assert report.rebuilds == 1
-    runs = (ini.parent / "runs.log").read_text().split()
+    runs = log.read_text().split()
     assert runs.count("df03") == 2, runs  # up and up again: the held step ran none of its operations
     assert runs.count("df02") == 2, runs  # up, and the replay of the rebuild

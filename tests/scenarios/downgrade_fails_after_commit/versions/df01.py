@@ -6,7 +6,6 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from ua_log import ran
 
 revision = "df01"
 down_revision = None
@@ -15,7 +14,10 @@ depends_on = None
 
 
 def upgrade():
-    ran("df01")
+    import os
+    if os.environ.get("SCENARIO_LOG"):  # the test counts the upgrades that really ran
+        with open(os.environ["SCENARIO_LOG"], "a") as log:
+            log.write(revision + "\n")
     op.create_table("t", sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.Text))
 
 

@@ -8,7 +8,6 @@ Revises: df01
 """
 from alembic import op
 
-from ua_log import ran
 
 revision = "df02"
 down_revision = "df01"
@@ -17,7 +16,10 @@ depends_on = None
 
 
 def upgrade():
-    ran("df02")
+    import os
+    if os.environ.get("SCENARIO_LOG"):  # the test counts the upgrades that really ran
+        with open(os.environ["SCENARIO_LOG"], "a") as log:
+            log.write(revision + "\n")
     op.create_index("ix_t_name", "t", ["name"])
 
 

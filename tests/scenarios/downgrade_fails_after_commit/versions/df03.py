@@ -6,7 +6,6 @@ Revises: df02
 import sqlalchemy as sa
 from alembic import op
 
-from ua_log import ran
 
 revision = "df03"
 down_revision = "df02"
@@ -15,7 +14,10 @@ depends_on = None
 
 
 def upgrade():
-    ran("df03")
+    import os
+    if os.environ.get("SCENARIO_LOG"):  # the test counts the upgrades that really ran
+        with open(os.environ["SCENARIO_LOG"], "a") as log:
+            log.write(revision + "\n")
     op.add_column("t", sa.Column("note", sa.Text))
 
 
