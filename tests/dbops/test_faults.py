@@ -233,7 +233,7 @@ def test_monitoring_tolerates_isolated_blips_but_never_a_sustained_failure(db, p
 
 
 def test_an_in_place_restore_waits_for_the_deploy_lock(project: Path, db, deploy_env):
-    from dbops.deploy.lock import DeployLock
+    from dbops.postgres.lock import DeployLock
     from dbops.errors import LockBusy
 
     settings = settings_for(deploy_env)

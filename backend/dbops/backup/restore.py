@@ -228,7 +228,7 @@ def restore_backup(
 
 
 def _deploy_lock(settings: Settings, target: URL):
-    from ..deploy.lock import hold  # the deploy's own lock: one change to a database at a time
+    from ..postgres.lock import hold  # the deploy's own lock: one change to a database at a time
 
     return hold(settings, target, "restore")
 

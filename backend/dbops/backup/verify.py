@@ -10,24 +10,19 @@ how to get one.
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from .. import clock, postgres, scratch
+from .. import clock, postgres
 from ..errors import CheckFailed
-from ..postgres import clients
 from ..postgres import dump as pgdump
-from ..servers.embedded import FAST_OPTIONS, EmbeddedServer
+from ..servers.throwaway import programs_for_major, throwaway_server
 from ..settings import Settings
 from ..ui import SILENT, UI
-from .catalog import BackupInfo, checked_store, find_backup
+from .catalog import checked_store, find_backup
 from .contents import table_row_counts
 from .restore import restore_client, restore_into
 
@@ -44,35 +39,6 @@ class VerifyResult:
     pg_restore: str = ""
 
 
-def server_programs(info: BackupInfo, problem: str) -> Path:
-    """The folder of server programs of the backup's source major; CheckFailed (``problem``: why it matters) if none."""
-    source_major = int(info.manifest.get("server_major") or 0)
-    bin_dir = clients.server_bin(source_major) if source_major else None
-    if bin_dir is None:
-        raise CheckFailed(
-            f"{problem}: it comes from a PostgreSQL "
-            f"{source_major or '(unknown)'} server and no PostgreSQL {source_major or ''} server "
-            "programs (postgres, initdb, pg_ctl) are installed here to restore it into",
-            details="looked in:\n" + "\n".join(f"- {d} ({s})" for d, s in clients.candidate_dirs()),
-            hint=(clients.install_hint([source_major]) if source_major in clients.SUPPORTED_MAJORS else
-                  "take a new backup with `inv backup` (its manifest records the server's version)"),
-        )
-    return bin_dir
-
-
-@contextmanager
-def throwaway_server(bin_dir: Path, *, prefix: str) -> Iterator[EmbeddedServer]:
-    """A private PostgreSQL from ``bin_dir`` on a free loopback port, durability off; deleted afterwards."""
-    with scratch.temporary_directory(prefix, purpose="a throwaway PostgreSQL server") as tmp:
-        os.chmod(tmp, 0o711)  # the server runs as an unprivileged user when we are root
-        server = EmbeddedServer(Path(tmp) / "pg", port=0, options=FAST_OPTIONS, bin_dir=bin_dir)
-        try:
-            server.start()
-            yield server
-        finally:
-            server.destroy()
-
-
 def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: UI = SILENT) -> VerifyResult:
     """Restore a backup into a throwaway local Postgres and prove it complete; then mark it verified.
 
@@ -83,7 +49,7 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
     store = checked_store(settings)
     info = find_backup(settings, key_or_latest, store=store)
     source_major = int(info.manifest.get("server_major") or 0)
-    bin_dir = server_programs(info, f"backup {info.key} was not verified")
+    bin_dir = programs_for_major(int(info.manifest.get("server_major") or 0), f"backup {info.key} was not verified")
     client = restore_client(info, URL.create("postgresql"), source_major)
     ui.say(f"verify: a throwaway PostgreSQL {source_major} from {bin_dir}; pg_restore: {client.describe()}")
     t0 = time.monotonic()

@@ -19,8 +19,8 @@ from sqlalchemy.engine import URL
 from .. import postgres
 from ..migrations import Project
 from ..postgres import catalog
-from ..roundtrip.database import throwaway_database, throwaway_server
-from ..roundtrip.runner import StepRunner, foreign_env
+from ..servers.throwaway import given_or_throwaway, throwaway_database
+from ..migrations.runner import StepRunner, foreign_env
 
 
 @dataclass
@@ -62,7 +62,8 @@ def build(project: Project, start: list[str], *, server_url: URL | None = None) 
     result = SchemaSteps(start)
     first = _upto(project, start)
     pending = project.pending(start)
-    with throwaway_server(server_url) as server, throwaway_database(server, prefix="dbops_compat") as db:
+    with given_or_throwaway(server_url, prefix="dbops-compat-") as server, \
+            throwaway_database(server, prefix="dbops_compat") as db:
         engine = postgres.make_engine(db.url)
         try:
             with foreign_env(project, db.url), engine.connect() as conn:

@@ -24,7 +24,7 @@ from ..errors import MigrationChanged, UsageError
 from ..migrations import Project
 from ..servers import environment_url
 from ..settings import Settings
-from . import lock
+from ..postgres import lock
 
 SCHEMA = "dbops"
 TABLE = f"{SCHEMA}.migration_checksums"

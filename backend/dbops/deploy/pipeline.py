@@ -22,7 +22,8 @@ from ..migrations import Project
 from ..redact import mask_url
 from ..settings import Settings
 from ..ui import SILENT, UI
-from . import backup_step, checksums, failure, plan, preflight, upgrade, verify
+from ..migrations import upgrade
+from . import backup_step, checksums, failure, plan, preflight, verify
 from .report import DeployReport
 from .run import Run, Skipped, Steps
 

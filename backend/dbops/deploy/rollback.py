@@ -23,7 +23,8 @@ from ..redact import mask_url
 from ..roundtrip import irreversible
 from ..settings import Settings
 from ..ui import SILENT, UI
-from . import backup_step, history, preflight, upgrade
+from ..migrations import upgrade
+from . import backup_step, history, preflight
 from .report import DeployReport
 from .run import Run, Skipped, Steps
 

@@ -27,7 +27,8 @@ from ..migrations import Project
 from ..redact import mask_url, reason
 from ..settings import Settings
 from ..ui import UI
-from . import backup_step, history, lock
+from ..postgres import lock
+from . import backup_step, history
 from .report import DeployReport
 
 

@@ -4,7 +4,7 @@
 a throwaway PostgreSQL of the source's major version (the throwaway server of
 ``inv verify-backup``), or into a scratch database on ``--server``; then runs
 the pending revisions there exactly as ``inv deploy`` does
-(:func:`dbops.deploy.upgrade.run`: the same ``lock_timeout`` and
+(:func:`dbops.migrations.upgrade.run`: the same ``lock_timeout`` and
 ``statement_timeout``, one transaction per revision, autocommit blocks), with
 the :mod:`.trace` tracer on the connection.  From what it measured,
 :mod:`.findings` says which locks block the application and for how long,
@@ -32,7 +32,7 @@ from sqlalchemy.engine import URL
 from .. import clock, postgres, squawk
 from ..backup.catalog import BackupInfo, checked_store, find_backup, human_size, list_backups
 from ..backup.restore import restore_client, restore_into
-from ..backup.verify import server_programs, throwaway_server
+from ..servers.throwaway import programs_for_major, throwaway_server
 from ..errors import DbopsError, RehearsalFailed, UpgradeFailed
 from ..migrations import Project
 from ..postgres import catalog
@@ -224,7 +224,8 @@ def _scratch(settings: Settings, info: BackupInfo, server_url: URL | None, repor
     source_major = int(info.manifest.get("server_major") or 0)
     name = f"dbops_rehearse_{clock.stamp().lower().replace('.', '_')}"
     if server_url is None:
-        bin_dir = server_programs(info, f"cannot rehearse on a copy of backup {info.key}")
+        bin_dir = programs_for_major(int(info.manifest.get("server_major") or 0),
+                                     f"cannot rehearse on a copy of backup {info.key}")
         with throwaway_server(bin_dir, prefix="dbops-rehearse-") as server:
             url = postgres.create_database(server.url(), "rehearse")
             report.server = f"a throwaway PostgreSQL {source_major} ({bin_dir})"
@@ -258,7 +259,7 @@ def _scratch(settings: Settings, info: BackupInfo, server_url: URL | None, repor
 # -- the run ------------------------------------------------------------------
 
 def _run(settings: Settings, project: Project, info: BackupInfo, url: URL, report: RehearsalReport, ui: UI) -> None:
-    from ..deploy import upgrade  # the deploy's own upgrade: the same timeouts, transactions and blocks
+    from ..migrations import upgrade  # the deploy's own upgrade: the same timeouts, transactions and blocks
 
     engine = postgres.make_engine(url, connect_args={"connect_timeout": settings.connect_timeout_s,
                                                      "application_name": "dbops rehearse"})

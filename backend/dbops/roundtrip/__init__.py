@@ -33,7 +33,7 @@ from ..redact import mask_url, reason
 from ..settings import Settings
 from ..ui import SILENT, UI
 from . import graph, irreversible
-from .database import throwaway_database, throwaway_server
+from ..servers.throwaway import given_or_throwaway, throwaway_database
 from .report import (
     DATA_ONLY,
     DOWNGRADES,
@@ -46,7 +46,7 @@ from .report import (
     CheckResult,
     RoundTripReport,
 )
-from .runner import env_is_async, foreign_env, frozen_gc
+from ..migrations.runner import env_is_async, foreign_env, frozen_gc
 from .stairway import Stairway
 
 __all__ = ["run", "RoundTripReport", "RoundTripFailed", "RoundTripToolError"]
@@ -92,7 +92,7 @@ def run(
 
     checks: list[CheckResult] = [_single_head(directory)]
     bar = ui.progress()
-    with throwaway_server(server_url) as server, throwaway_database(server) as db:
+    with given_or_throwaway(server_url, prefix="dbops-roundtrip-") as server, throwaway_database(server) as db:
         report = RoundTripReport(config=str(project.ini), server=mask_url(server), database=db.name)
         with foreign_env(project, db.url, modules_before=modules_before), frozen_gc():
             stairway = Stairway(settings, project, db, order, selected, setup_sql=sql, setup=setup, progress=bar)

@@ -59,9 +59,9 @@ from ..redact import reason
 from ..settings import Settings
 from ..ui import Progress
 from . import irreversible, repair
-from .database import ThrowawayDatabase, clone
+from ..servers.throwaway import ThrowawayDatabase, clone
 from .report import DATA_ONLY, FAILED, OK, UP_ONLY, RevisionResult
-from .runner import StepRunner
+from ..migrations.runner import StepRunner
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dbops import postgres
-from dbops.deploy.lock import DeployLock
+from dbops.postgres.lock import DeployLock
 
 from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, columns, current
 from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)

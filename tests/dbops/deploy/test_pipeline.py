@@ -103,7 +103,7 @@ def test_two_pending_need_allow_multiple(project: Path, db, deploy_env):
 
 
 def test_a_second_deploy_waits_then_names_the_holder(project: Path, db, deploy_env):
-    from dbops.deploy.lock import DeployLock
+    from dbops.postgres.lock import DeployLock
 
     add_revision(project, "a1", BASE, *ADD_PHONE)
     with DeployLock(db, "dbops deploy prod otherhost pid=4242", wait_s=1):

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ..errors import UpgradeFailed
-from ..migrations import Project
+from . import Project
 from ..redact import reason
 
 log = logging.getLogger(__name__)

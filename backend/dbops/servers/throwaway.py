@@ -1,4 +1,7 @@
-"""The throwaway database every run works in: never the developer's, always dropped.
+"""Throwaway servers and databases: never the developer's, always dropped.
+
+One way to get a server of one's own: :func:`throwaway_server` (the round trip, compat, verify-backup and
+the rehearsal all use it).
 
 With no server given, a private embedded PostgreSQL (``FAST_OPTIONS``: no
 fsync) is started in a temporary directory and destroyed at the end.  With a
@@ -10,16 +13,19 @@ and Ctrl-C clean up too.
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.engine import URL
 
 from .. import postgres, scratch
-from ..servers.embedded import FAST_OPTIONS, EmbeddedServer
+from ..errors import CheckFailed
+from ..postgres import clients
+from .embedded import FAST_OPTIONS, EmbeddedServer
 from ..redact import mask_url
 
 log = logging.getLogger(__name__)
@@ -53,21 +59,45 @@ class ThrowawayDatabase:
 
 
 @contextmanager
-def throwaway_server(server_url: URL | None = None) -> Iterator[URL]:
-    """The URL of the server to use: ``server_url``, or a private embedded one destroyed at the end."""
+def throwaway_server(bin_dir: Path | None = None, *, prefix: str = "dbops-throwaway-") -> Iterator[EmbeddedServer]:
+    """A private PostgreSQL on a free loopback port, durability off (``FAST_OPTIONS``), deleted afterwards.
+
+    ``bin_dir``: the server programs to run (a major chosen by :func:`programs_for_major`); None: the
+    embedded wheel's PostgreSQL.
+    """
+    with scratch.temporary_directory(prefix, purpose="a throwaway PostgreSQL server") as tmp:
+        os.chmod(tmp, 0o711)  # the server runs as an unprivileged user when we are root
+        server = EmbeddedServer(tmp / "pg", port=0, options=FAST_OPTIONS, bin_dir=bin_dir)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.destroy()
+
+
+@contextmanager
+def given_or_throwaway(server_url: URL | None, *, prefix: str = "dbops-throwaway-") -> Iterator[URL]:
+    """The URL of the server to use: ``server_url``, or a :func:`throwaway_server`'s, destroyed at the end."""
     if server_url is not None:
         yield server_url
         return
-    directory = scratch.mkdtemp("dbops-roundtrip-", purpose="the round trip's throwaway PostgreSQL server")
-    server = EmbeddedServer(directory / "pg", port=0, options=FAST_OPTIONS)
-    try:
-        server.start()
+    with throwaway_server(prefix=prefix) as server:
         yield server.url()
-    finally:
-        try:
-            server.destroy()
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
+
+
+def programs_for_major(major: int | None, problem: str) -> Path:
+    """The folder of server programs of PostgreSQL ``major``; CheckFailed (``problem``: why it matters) if none."""
+    bin_dir = clients.server_bin(major) if major else None
+    if bin_dir is None:
+        raise CheckFailed(
+            f"{problem}: it comes from a PostgreSQL "
+            f"{major or '(unknown)'} server and no PostgreSQL {major or ''} server "
+            "programs (postgres, initdb, pg_ctl) are installed here to restore it into",
+            details="looked in:\n" + "\n".join(f"- {d} ({s})" for d, s in clients.candidate_dirs()),
+            hint=(clients.install_hint([major]) if major in clients.SUPPORTED_MAJORS else
+                  "take a new backup with `inv backup` (its manifest records the server's version)"),
+        )
+    return bin_dir
 
 
 @contextmanager

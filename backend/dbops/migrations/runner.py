@@ -37,7 +37,7 @@ from alembic.runtime.migration import RevisionStep
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from ..migrations import Project
+from . import Project
 
 #: what marks an env.py that opens an asyncio engine (it needs an async driver in its URL)
 _ASYNC_ENV = re.compile(r"\b(async_engine_from_config|create_async_engine|AsyncEngine|AsyncConnection)\b")
