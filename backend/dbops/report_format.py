@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .units import duration, millis, truncate
 
 FORMATS = ("text", "json", "markdown")
 LEVELS = ("error", "warning", "notice")
@@ -100,9 +101,7 @@ class Code(str):
 
 
 def md_code(text: object, width: int = 120) -> Code:
-    flat = " ".join(str(text or "").split())
-    flat = flat if len(flat) <= width else flat[: width - 1] + "…"
-    flat = flat.replace("`", "'").replace("|", "\\|")
+    flat = truncate(str(text or ""), width).replace("`", "'").replace("|", "\\|")
     return Code(f"`{flat}`" if flat else "")
 
 
@@ -202,7 +201,7 @@ def rollback_report(report, fmt: str = "text") -> str:
     verdict = "✅ every check passed" if report.ok else "❌ round-trip checks failed"
     lines = [f"## dbops test-rollback: {verdict}", "",
              markdown_table(("revision", "message", "up ms", "down ms", "result"),
-                            [(md_code(r.revision), r.message, _ms(r.up_ms), _ms(r.down_ms), r.result)
+                            [(md_code(r.revision), r.message, millis(r.up_ms), millis(r.down_ms), r.result)
                              for r in report.revisions])]
     for r in report.revisions:
         if r.problems or r.notes:
@@ -211,10 +210,6 @@ def rollback_report(report, fmt: str = "text") -> str:
                                  [(c.name, c.status, c.message + ("; " + "; ".join(c.details) if c.details else ""))
                                   for c in report.checks])]
     return "\n".join(lines)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
 
 
 def function_line(path: str | Path, name: str) -> int | None:
@@ -251,12 +246,6 @@ def rollback_annotations(report, paths: dict[str, str], *, root: str | Path | No
 _FINDING_MARK = {**_LEVEL_MARK, "accepted": "✔ accepted"}
 
 
-def _secs(s: float | None) -> str:
-    if s is None:
-        return "-"
-    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
-
-
 def rehearse_report(report, fmt: str = "text") -> str:
     """A :class:`dbops.rehearse.RehearsalReport` as text, json or markdown (a table of statements per revision:
     duration, locks with what they block and their hold time, rewrites and scans, the tables' rows and size,
@@ -291,7 +280,7 @@ def rehearse_report(report, fmt: str = "text") -> str:
                 continue
             created = sum(lk.new for lk in s.locks)
             locks = "; ".join([f"{lk.mode} on {lk.relation}: {describe_blocks(lk.mode)}, "
-                               + (f"held {_secs(lk.held_s)}" if timed else "hold not timed")
+                               + (f"held {duration(lk.held_s)}" if timed else "hold not timed")
                                for lk in s.locks if not lk.new]
                               + [f"{created} on relations this run created (invisible to the application)"]
                               * bool(created))
@@ -302,7 +291,7 @@ def rehearse_report(report, fmt: str = "text") -> str:
             found = "; ".join(f"{_FINDING_MARK.get(f.level, f.level)} {f.kind}" for f in rev.findings
                               if (f.file, f.line, f.statement) == (s.file, s.line, s.sql))
             rows.append((s.index, s.line or "alembic", md_code(s.sql),
-                         (_secs(s.duration_s) if timed else "not timed") + (" (autocommit)" if s.autocommit else ""),
+                         (duration(s.duration_s) if timed else "not timed") + (" (autocommit)" if s.autocommit else ""),
                          locks or "none", changed or "no", tables, (f"FAILED: {s.error}; " if s.error else "") + found))
         lines += ["", markdown_table(("#", "line", "statement", "duration", "locks: what they block, hold time",
                                       "rewrite / scan", "tables: rows, size", "findings"), rows)]
@@ -323,13 +312,13 @@ def rehearse_report(report, fmt: str = "text") -> str:
         return "\n".join(lines)
     if report.failure:
         lines.append(f"- **The upgrade FAILED on the copy**: {md_cell(report.failure)}")
-    lines.append(f"- Expected deploy duration: {_secs(report.upgrade_s)} (measured on the copy)"
+    lines.append(f"- Expected deploy duration: {duration(report.upgrade_s)} (measured on the copy)"
                  if timed and report.upgrade_s is not None else "- Expected deploy duration: not measured (--schema-only)")
     for what in ("reads", "writes"):
         worst = report.longest_wait.get(what)
         lines.append(f"- Longest wait of application {what}: " + (
             "none (no lock blocks them)" if worst is None else
-            f"{_secs(worst[0]) if timed else 'not measured'} (on {md_cell(worst[1])}, revision {md_code(worst[2])})"))
+            f"{duration(worst[0]) if timed else 'not measured'} (on {md_cell(worst[1])}, revision {md_code(worst[2])})"))
     lines.append(f"- {errors} error(s), {len(report.findings) - errors} other finding(s)")
     return "\n".join(lines)
 

@@ -27,7 +27,8 @@ from .. import clock
 from ..console import table
 from ..errors import StorageError, UsageError
 from ..settings import Settings
-from ..storage import MiB, Store, open_store
+from ..storage import Store, open_store
+from ..units import human_size
 
 log = logging.getLogger(__name__)
 
@@ -198,21 +199,6 @@ def store_beside(settings: Settings, backup_key: str, name: str, data: bytes) ->
     content_type = "application/json" if name.endswith(".json") else "text/plain"
     open_store(settings).put_bytes(key, data, content_type=content_type)
     return key
-
-
-def rate(nbytes: int, seconds: float) -> str:
-    """``12.3 MiB at 45.6 MiB/s``: the progress line of a backup or a restore."""
-    return f"{nbytes / MiB:,.1f} MiB at {nbytes / MiB / max(seconds, 1e-6):,.1f} MiB/s"
-
-
-def human_size(n: int) -> str:
-    """``512 B``, ``1.5 MiB``: a size for people."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 def render_backups(backups: list[BackupInfo]) -> str:

@@ -27,7 +27,8 @@ from ..postgres import dump as pgdump
 from ..settings import Settings
 from ..storage import MiB, Store, part_size_for
 from ..ui import SILENT, UI
-from .catalog import CHUNK, FORMAT, checked_store, dump_key, manifest_key, rate
+from ..units import rate
+from .catalog import CHUNK, FORMAT, checked_store, dump_key, manifest_key
 from .contents import alembic_revisions, table_row_counts
 
 log = logging.getLogger(__name__)

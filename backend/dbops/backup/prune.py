@@ -13,7 +13,8 @@ from .. import clock
 from ..errors import UsageError
 from ..settings import Settings
 from ..storage import Upload, open_store
-from .catalog import BackupInfo, env_prefix, human_size, list_backups
+from ..units import human_size
+from .catalog import BackupInfo, env_prefix, list_backups
 
 
 @dataclass

@@ -26,7 +26,8 @@ from ..servers import environment_url
 from ..settings import Settings, normalize_database_url
 from ..storage import Store
 from ..ui import SILENT, UI
-from .catalog import CHUNK, BackupInfo, checked_store, find_backup, rate
+from ..units import rate
+from .catalog import CHUNK, BackupInfo, checked_store, find_backup
 from .swap import database_name, swap_in
 
 log = logging.getLogger(__name__)

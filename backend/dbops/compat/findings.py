@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from ..postgres.catalog import Snapshot
+from ..postgres.schema_snapshot import Snapshot
 from .old_code import Column, OldCode, Table
 from .schema import SchemaSteps
 

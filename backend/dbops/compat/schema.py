@@ -2,7 +2,7 @@
 
 The database is upgraded (through the project's own env.py, one run per
 revision as ``alembic upgrade`` does) to the revision the serving code knows,
-read with the catalog snapshot (:mod:`dbops.postgres.catalog`), then one
+read with the catalog snapshot (:mod:`dbops.postgres.schema_snapshot`), then one
 pending revision at a time to the head, read again after each: the first
 snapshot is the schema the old code runs on today, the last the one it will
 meet, and the ones between tell which revision made each change.
@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 
 from .. import postgres
 from ..migrations import Project
-from ..postgres import catalog
+from ..postgres import schema_snapshot
 from ..servers.throwaway import given_or_throwaway, throwaway_database
 from ..migrations.runner import StepRunner, foreign_env
 
@@ -27,7 +27,7 @@ from ..migrations.runner import StepRunner, foreign_env
 class Step:
     revision: str | None
     file: str | None
-    snapshot: catalog.Snapshot
+    snapshot: schema_snapshot.Snapshot
 
 
 @dataclass
@@ -38,11 +38,11 @@ class SchemaSteps:
     steps: list[Step] = field(default_factory=list)
 
     @property
-    def before(self) -> catalog.Snapshot:
+    def before(self) -> schema_snapshot.Snapshot:
         return self.steps[0].snapshot
 
     @property
-    def after(self) -> catalog.Snapshot:
+    def after(self) -> schema_snapshot.Snapshot:
         return self.steps[-1].snapshot
 
     @property
@@ -78,9 +78,9 @@ def build(project: Project, start: list[str], *, server_url: URL | None = None) 
     return result
 
 
-def _read(conn) -> catalog.Snapshot:
+def _read(conn) -> schema_snapshot.Snapshot:
     if conn.in_transaction():
         conn.commit()
-    snap = catalog.snapshot(conn)
+    snap = schema_snapshot.snapshot(conn)
     conn.commit()
     return snap

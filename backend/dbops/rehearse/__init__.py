@@ -30,19 +30,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from .. import clock, postgres, squawk
-from ..backup.catalog import BackupInfo, checked_store, find_backup, human_size, list_backups
+from ..backup.catalog import BackupInfo, checked_store, find_backup, list_backups
+from ..units import human_size
 from ..backup.restore import restore_client, restore_into
 from ..servers.throwaway import programs_for_major, throwaway_server
 from ..errors import DbopsError, RehearsalFailed, UpgradeFailed
 from ..migrations import Project
-from ..postgres import catalog
+from ..postgres import schema_snapshot
 from ..redact import mask_url, reason
 from ..settings import Settings
 from ..storage import Store
 from ..ui import SILENT, UI
 from . import findings as rules
 from .findings import Finding, TableFacts, Thresholds
-from .trace import Statement, Tracer, qualified
+from .lock_trace import Statement, Tracer, qualified
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +369,7 @@ def _collect(project: Project, pending, tracer: Tracer, facts: dict[int, TableFa
                     report.tables.setdefault(facts[oid].name, facts[oid])
         after = tracer.snapshots.get(rev.revision)
         if after is not None and previous is not None:
-            rev.schema_diff = catalog.diff(previous, after, before="before", after="after")
+            rev.schema_diff = schema_snapshot.diff(previous, after, before="before", after="after")
             previous = after
         report.revisions.append(rev)
     _lint(project, report.revisions, pg_version)

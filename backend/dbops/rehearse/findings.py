@@ -38,8 +38,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from ..backup.catalog import human_size
-from .trace import Lock, Statement
+from ..units import human_size
+from .lock_trace import Lock, Statement
 
 READS = "reads"
 WRITES = "writes"

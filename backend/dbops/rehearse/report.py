@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from ..units import duration, truncate
 from .findings import describe_blocks
 
 if TYPE_CHECKING:
@@ -17,15 +18,6 @@ if TYPE_CHECKING:
 _SQL_WIDTH = 160
 
 
-def _secs(s: float | None) -> str:
-    if s is None:
-        return "-"
-    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
-
-
-def _one_line(sql: str) -> str:
-    text = " ".join(sql.split())
-    return text if len(text) <= _SQL_WIDTH else text[: _SQL_WIDTH - 1] + "…"
 
 
 def render(r: RehearsalReport) -> str:
@@ -35,7 +27,7 @@ def render(r: RehearsalReport) -> str:
              f"{r.restore_s:.1f}s" + (" - schema only: durations and hold times are NOT measured" if r.schema_only else ""),
              f"  revision {', '.join(r.revision_before) or '(empty)'} -> {', '.join(r.revision_after) or '(unknown)'}"]
     if r.thresholds:
-        lines.append(f"  rules: a lock blocking reads or writes held >= {_secs(r.thresholds.max_block_s)} is an error "
+        lines.append(f"  rules: a lock blocking reads or writes held >= {duration(r.thresholds.max_block_s)} is an error "
                      f"(DBOPS_REHEARSE_MAX_BLOCK_MS, default lock_timeout); a rewrite or validating scan of a table "
                      f">= {r.thresholds.large_table_bytes / 1024 / 1024:g} MiB is an error (DBOPS_REHEARSE_LARGE_TABLE_MB)")
     for w in r.warnings:
@@ -50,11 +42,11 @@ def render(r: RehearsalReport) -> str:
             if s.is_version_write:
                 continue
             where = f"line {s.line}" if s.line else "alembic"
-            dur = _secs(s.duration_s) if timed else "not timed"
+            dur = duration(s.duration_s) if timed else "not timed"
             lines.append(f"  #{s.index} [{where}, {dur}{', autocommit' if s.autocommit else ''}"
-                         f"{f', x{s.batch}' if s.batch > 1 else ''}] {_one_line(s.sql)}")
+                         f"{f', x{s.batch}' if s.batch > 1 else ''}] {truncate(s.sql, _SQL_WIDTH)}")
             for lock in s.locks:
-                held = f"held {_secs(lock.held_s)}" if timed else "hold not timed"
+                held = f"held {duration(lock.held_s)}" if timed else "hold not timed"
                 rel = lock.relation if lock.relation == lock.table else f"{lock.relation} (on {lock.table})"
                 lines.append(f"      lock {lock.mode} on {rel}: {held}, {describe_blocks(lock.mode, new=lock.new)}"
                              + (" (seen while it ran)" if lock.while_running else ""))
@@ -69,7 +61,7 @@ def render(r: RehearsalReport) -> str:
             lines += [f"    {d}" for d in rev.schema_diff]
         for f in rev.findings:
             lines.append(f"  [{f.level}] {f.where()}: {f.message}")
-            lines.append(f"      statement: {_one_line(f.statement)}")
+            lines.append(f"      statement: {truncate(f.statement, _SQL_WIDTH)}")
             if f.safer:
                 lines.append(f"      safer:     {f.safer}")
         if not rev.findings:
@@ -85,8 +77,8 @@ def render(r: RehearsalReport) -> str:
     if r.failure:
         lines.append(f"the upgrade FAILED on the copy: {r.failure}")
     if timed and r.upgrade_s is not None:
-        lines.append(f"expected deploy duration: {_secs(r.upgrade_s)} for the upgrade "
-                     f"(measured on the copy; tracing added {_secs(r.tracing_s)}, not counted)")
+        lines.append(f"expected deploy duration: {duration(r.upgrade_s)} for the upgrade "
+                     f"(measured on the copy; tracing added {duration(r.tracing_s)}, not counted)")
     else:
         lines.append("expected deploy duration: not measured (--schema-only)")
     for what in ("reads", "writes"):
@@ -94,7 +86,7 @@ def render(r: RehearsalReport) -> str:
         if worst is None:
             lines.append(f"longest wait of application {what}: none (no lock blocks them)")
         elif timed:
-            lines.append(f"longest wait of application {what}: {_secs(worst[0])} (on {worst[1]}, revision {worst[2]})"
+            lines.append(f"longest wait of application {what}: {duration(worst[0])} (on {worst[1]}, revision {worst[2]})"
                          " - plus up to lock_timeout while the migration itself queues for a busy table")
         else:
             lines.append(f"longest wait of application {what}: blocked on {worst[1]} (revision {worst[2]}), "

@@ -7,7 +7,7 @@ check on its own:
 - **downgrades implemented**: no empty / ``pass`` / ``NotImplementedError``
   downgrade unless the revision is marked irreversible (:mod:`.irreversible`);
 - **round trip**: the per-revision stairway (:mod:`.stairway`) with exact
-  catalog snapshots (:mod:`dbops.postgres.catalog`);
+  catalog snapshots (:mod:`dbops.postgres.schema_snapshot`);
 - **models match database**: autogenerate finds nothing at head (the
   project's own env.py, exactly as ``alembic check`` runs it).
 
@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, Connection
 
 from ..errors import MigrationError, RoundTripFailed, RoundTripToolError, UsageError
 from ..migrations import Project, describe_diff
-from ..postgres import catalog
+from ..postgres import schema_snapshot
 from ..redact import mask_url, reason
 from ..settings import Settings
 from ..ui import SILENT, UI
@@ -248,7 +248,7 @@ def _models(stairway: Stairway, order) -> CheckResult:
             stairway.conn.commit()
     if metadata is not None and not stairway.multidb:  # multidb: a metadata per engine (autogenerate compares)
         try:
-            database = catalog.snapshot(stairway.conn)
+            database = schema_snapshot.snapshot(stairway.conn)
             stairway.conn.commit()
         except Exception as exc:
             raise RoundTripToolError("the schema snapshot at head failed", reason(exc, typed=True)) from None
@@ -266,7 +266,7 @@ def _models(stairway: Stairway, order) -> CheckResult:
     return CheckResult(MODELS, OK, "autogenerate finds no difference at head; enum labels match")
 
 
-def enum_label_differences(metadata, database: catalog.Snapshot) -> list[str]:
+def enum_label_differences(metadata, database: schema_snapshot.Snapshot) -> list[str]:
     """One line per named enum of the models whose labels differ from the database's type of that name."""
     import sqlalchemy as sa
 

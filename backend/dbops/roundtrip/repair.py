@@ -17,7 +17,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ..postgres.catalog import SnapshotText
+from ..postgres.schema_snapshot import SnapshotText
 
 #: drop order: dependents first (IF EXISTS everywhere: dropping a table takes its indexes with it)
 _ORDER = (

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..console import table
+from ..units import millis, truncate
 
 OK = "ok"
 FAILED = "failed"
@@ -106,9 +107,9 @@ class RoundTripReport:
         rows = [
             (
                 r.revision,
-                _short(r.message),
-                _ms(r.up_ms),
-                _ms(r.down_ms),
+                truncate(r.message, 40),
+                millis(r.up_ms),
+                millis(r.down_ms),
                 r.result,
             )
             for r in self.revisions
@@ -117,7 +118,7 @@ class RoundTripReport:
         for r in self.revisions:
             if r.problems or r.notes:
                 lines.append("")
-                lines.append(f"revision {r.revision} ({_short(r.message)}):")
+                lines.append(f"revision {r.revision} ({truncate(r.message, 40)}):")
                 lines.extend("    " + p for p in r.problems)
                 lines.extend("    note: " + n if not n.startswith("warning:") else "    " + n for n in r.notes)
         lines.append("")
@@ -143,10 +144,3 @@ class RoundTripReport:
         return "\n".join(lines)
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
-def _short(text: str, width: int = 40) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= width else text[: width - 1] + "…"

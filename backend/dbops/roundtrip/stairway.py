@@ -17,7 +17,7 @@ never the revision's.
 
 Snapshots are computed by the server while the next step starts (the
 query goes out on a connection of ours in psycopg2's asynchronous mode,
-:class:`~dbops.postgres.catalog.SnapshotReader`): env.py runs, configures
+:class:`~dbops.postgres.schema_snapshot.SnapshotReader`): env.py runs, configures
 its context and reads the current heads meanwhile, and the step waits for
 the snapshot (and, when the snapshot decides what comes next, its
 comparison) at the point Alembic asks for the steps to run, before any
@@ -54,7 +54,7 @@ from sqlalchemy.engine import Connection
 from .. import postgres
 from ..errors import DbopsError, MigrationError, ModelImportError, RoundTripToolError, ToolFailed, UsageError
 from ..migrations import Project, _failing_file
-from ..postgres import catalog, clients
+from ..postgres import clients, schema_snapshot
 from ..redact import reason
 from ..settings import Settings
 from ..ui import Progress
@@ -117,7 +117,7 @@ class Stairway:
         self.engine: sa.Engine | None = None
         self.conn: Connection | None = None
         #: the snapshots' own connection (asynchronous: the server reads while a step starts)
-        self.reader: catalog.SnapshotReader | None = None
+        self.reader: schema_snapshot.SnapshotReader | None = None
         #: the snapshot being read, if any (one at a time on ``reader``)
         self._pending: _Reading | None = None
         self.runner: StepRunner | None = None
@@ -156,7 +156,7 @@ class Stairway:
             raise RoundTripToolError("cannot connect to the throwaway database", reason(exc, self.db.url)) from None
         if not self.multidb:
             try:  # the snapshots' own connection, autocommit: one round trip per snapshot, no locks held
-                self.reader = catalog.SnapshotReader(self.db.url)
+                self.reader = schema_snapshot.SnapshotReader(self.db.url)
             except Exception as exc:
                 raise RoundTripToolError("cannot connect to the throwaway database",
                                          reason(exc, self.db.url)) from None
@@ -296,7 +296,7 @@ class Stairway:
         self.checkpoint = (name, len(self.applied))
         self._connect()
 
-    def snapshot(self, revision: str | None = None) -> catalog.SnapshotText:
+    def snapshot(self, revision: str | None = None) -> schema_snapshot.SnapshotText:
         """The schema now, read on our own connection; a failure here is the tester's, never the revision's."""
         return self._later(revision).result()
 
@@ -310,7 +310,7 @@ class Stairway:
             self._pending.result()  # one query out at a time
         try:
             if self.multidb:
-                now = _combined({name: catalog.snapshot_text(conn) for name, conn in self.snap_conns.items()})
+                now = _combined({name: schema_snapshot.snapshot_text(conn) for name, conn in self.snap_conns.items()})
                 return _Reading(lambda: now)
             assert self.reader is not None
             self.reader.start()
@@ -323,7 +323,7 @@ class Stairway:
             reading.result()
         return reading
 
-    def _finish(self, reader: catalog.SnapshotReader, revision: str | None) -> catalog.SnapshotText:
+    def _finish(self, reader: schema_snapshot.SnapshotReader, revision: str | None) -> schema_snapshot.SnapshotText:
         self._pending = None
         if reader is not self.reader:
             raise RoundTripToolError("the schema snapshot failed", "its connection was closed while it was read",
@@ -413,7 +413,7 @@ class Stairway:
             return
         if check.title is not None:
             result.problems.append(check.title)
-            result.problems.extend("  " + line for line in catalog.diff(
+            result.problems.extend("  " + line for line in schema_snapshot.diff(
                 check.expected, now, before="after upgrade", after="after downgrade and upgrade"))
         result.result = FAILED
         raise _Held(result)
@@ -429,8 +429,8 @@ class Stairway:
         self.progress.update(f"[{j + 1}/{len(self.selected)}] {script.revision} {(script.doc or '')[:40]}: {phase}")
 
     def _revision(
-        self, j: int, script: Script, result: RevisionResult, before: catalog.SnapshotText
-    ) -> catalog.SnapshotText:
+        self, j: int, script: Script, result: RevisionResult, before: schema_snapshot.SnapshotText
+    ) -> schema_snapshot.SnapshotText:
         """Round-trip one revision; the snapshot the next one starts from.
 
         Its last check (upgrading again reproduced the schema; after a failed
@@ -505,7 +505,7 @@ class Stairway:
                 back = reading.result()
                 result.problems.append("the downgrade did not restore the schema:")
                 result.problems.extend(
-                    "  " + line for line in catalog.diff(before, back, before="before upgrade", after="after downgrade"))
+                    "  " + line for line in schema_snapshot.diff(before, back, before="before upgrade", after="after downgrade"))
                 # upgrading again is only meaningful from the schema before: drop what it left behind (the
                 # step's gate checks the schema is then exactly before), or rebuild with the revision applied
                 if not self._drop_leftovers(before, back):
@@ -521,15 +521,15 @@ class Stairway:
         return after
 
     @staticmethod
-    def _note_noop(script: Script, result: RevisionResult, before: catalog.SnapshotText,
-                   after: catalog.SnapshotText) -> None:
+    def _note_noop(script: Script, result: RevisionResult, before: schema_snapshot.SnapshotText,
+                   after: schema_snapshot.SnapshotText) -> None:
         """The warning for an upgrade with schema operations that left the schema unchanged."""
         if after.text == before.text:  # equal schemas give equal texts: no parsing on this path
             ops = irreversible.schema_operations(script)
             if ops:
                 result.notes.append(NOOP_WARNING.format(ops=", ".join(ops)))
 
-    def _drop_leftovers(self, before: catalog.SnapshotText, now: catalog.SnapshotText) -> bool:
+    def _drop_leftovers(self, before: schema_snapshot.SnapshotText, now: schema_snapshot.SnapshotText) -> bool:
         """Drop what a downgrade left beyond ``before``; False if it cannot (the caller checks the schema after)."""
         assert self.conn is not None
         if self.multidb:
@@ -541,7 +541,7 @@ class Stairway:
         self.repairs += 1
         return True
 
-    def _failed(self, result: RevisionResult, problem: str | None) -> catalog.SnapshotText:
+    def _failed(self, result: RevisionResult, problem: str | None) -> schema_snapshot.SnapshotText:
         """After a failed step: the database rebuilt with the revision applied; the snapshot there."""
         result.result = FAILED
         if problem:
@@ -592,13 +592,13 @@ def engine_names(project: Project) -> list[str]:
     return [name for name in re.split(r",\s*", raw.strip()) if name]
 
 
-def _combined(texts: dict[str, catalog.SnapshotText]) -> catalog.SnapshotText:
+def _combined(texts: dict[str, schema_snapshot.SnapshotText]) -> schema_snapshot.SnapshotText:
     """One snapshot of several databases: each object's schema prefixed with its engine (``engine1:public``)."""
     rows = []
     for name, snap in texts.items():
         for kind, schema, obj, rel, attrs in json.loads(snap.text):
             rows.append(json.dumps([kind, f"{name}:{schema}", obj, rel, attrs], separators=(",", ":")))
-    return catalog.SnapshotText("[" + ",".join(rows) + "]")
+    return schema_snapshot.SnapshotText("[" + ",".join(rows) + "]")
 
 
 def run_setup_sql(path: Path, url, *, timeout: float) -> None:
@@ -654,12 +654,12 @@ class _Reading:
 
     __slots__ = ("_error", "_get", "_value")
 
-    def __init__(self, get: Callable[[], catalog.SnapshotText]):
-        self._get: Callable[[], catalog.SnapshotText] | None = get
-        self._value: catalog.SnapshotText | None = None
+    def __init__(self, get: Callable[[], schema_snapshot.SnapshotText]):
+        self._get: Callable[[], schema_snapshot.SnapshotText] | None = get
+        self._value: schema_snapshot.SnapshotText | None = None
         self._error: BaseException | None = None
 
-    def result(self) -> catalog.SnapshotText:
+    def result(self) -> schema_snapshot.SnapshotText:
         if self._get is not None:
             get, self._get = self._get, None
             try:
@@ -683,7 +683,7 @@ class _Check:
 
     result: RevisionResult
     reading: _Reading
-    expected: catalog.SnapshotText
+    expected: schema_snapshot.SnapshotText
     title: str | None = None
 
 

@@ -3,7 +3,7 @@
 Connect, show the state, apply what is pending, generate a revision for the
 model changes, lint it, apply it and prove it: autogenerate finds nothing
 left, its downgrade restores the schema exactly (in place, compared through
-:mod:`dbops.postgres.catalog`), and ``inv test-rollback --last 1`` passes on
+:mod:`dbops.postgres.schema_snapshot`), and ``inv test-rollback --last 1`` passes on
 a throwaway database.  Interactive unless ``auto``: it offers a backup, asks
 for the message and confirms before applying, all through the UI it is
 handed (silent by default: every default taken).
@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, Connection
 from .. import dryrun, roundtrip
 from ..errors import Aborted, CheckFailed, DbopsError, MigrationError, MultipleHeads
 from ..migrations import Project, describe_diff, message_for
-from ..postgres import catalog
+from ..postgres import schema_snapshot
 from ..servers import PostgresServer
 from ..settings import Settings
 from ..ui import SILENT, UI
@@ -85,7 +85,7 @@ def sync(
                 ui.ok(f"backup written: {result.backup}")
             proposed = ui.ask("migration message", default=proposed)
 
-        before = catalog.snapshot(conn)
+        before = schema_snapshot.snapshot(conn)
         if conn.in_transaction():
             conn.rollback()
         script = project.autogenerate(conn, proposed)
@@ -184,22 +184,22 @@ def local_backup(settings: Settings, url: URL) -> Path:
     return settings.backups_dir / result.key
 
 
-def _round_trip(project: Project, conn: Connection, revision: str, before: catalog.Snapshot) -> None:
+def _round_trip(project: Project, conn: Connection, revision: str, before: schema_snapshot.Snapshot) -> None:
     """Downgrade the new revision, check the schema is as before, upgrade again, check it is as after."""
-    after = catalog.snapshot(conn)
+    after = schema_snapshot.snapshot(conn)
     down_rev = project.revision(revision).down_revision
     project.downgrade(conn, "base" if down_rev is None else down_rev if isinstance(down_rev, str) else "-1")
     conn.commit()
-    _require_same(before, catalog.snapshot(conn), ("before upgrade", "after downgrade"),
+    _require_same(before, schema_snapshot.snapshot(conn), ("before upgrade", "after downgrade"),
                   f"revision {revision}: the downgrade does not restore the schema")
     project.upgrade(conn, "head")
     conn.commit()
-    _require_same(after, catalog.snapshot(conn), ("after upgrade", "after re-upgrade"),
+    _require_same(after, schema_snapshot.snapshot(conn), ("after upgrade", "after re-upgrade"),
                   f"revision {revision}: upgrading again after the downgrade gives a different schema")
 
 
-def _require_same(a: catalog.Snapshot, b: catalog.Snapshot, labels: tuple[str, str], message: str) -> None:
-    differences = catalog.diff(a, b, before=labels[0], after=labels[1])
+def _require_same(a: schema_snapshot.Snapshot, b: schema_snapshot.Snapshot, labels: tuple[str, str], message: str) -> None:
+    differences = schema_snapshot.diff(a, b, before=labels[0], after=labels[1])
     if differences:
         raise CheckFailed(
             message,

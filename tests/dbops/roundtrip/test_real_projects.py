@@ -210,18 +210,18 @@ def test_the_snapshot_reads_the_same_on_an_asyncpg_connection(fresh_db):
     """Issue 11.1's crash: psycopg2's paramstyle sent through another driver. Any driver gets the same text."""
     import asyncio
 
-    from dbops.postgres import catalog
+    from dbops.postgres import schema_snapshot
     from sqlalchemy.ext.asyncio import create_async_engine
 
     with postgres.connect(fresh_db) as conn:
         conn.execute(sa.text("CREATE TYPE mood AS ENUM ('a', 'b'); CREATE TABLE t (id int PRIMARY KEY, m mood)"))
         conn.commit()
-        ours = catalog.snapshot_text(conn)
+        ours = schema_snapshot.snapshot_text(conn)
 
     async def read():
         engine = create_async_engine(fresh_db.set(drivername="postgresql+asyncpg"), poolclass=sa.pool.NullPool)
         async with engine.connect() as aconn:
-            text = await aconn.run_sync(lambda c: catalog.snapshot_text(c))
+            text = await aconn.run_sync(lambda c: schema_snapshot.snapshot_text(c))
         await engine.dispose()
         return text
 

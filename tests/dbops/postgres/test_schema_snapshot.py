@@ -1,11 +1,11 @@
-"""dbops.postgres.catalog: catalog snapshots and their diff, against a real Postgres."""
+"""dbops.postgres.schema_snapshot: catalog snapshots and their diff, against a real Postgres."""
 
 from __future__ import annotations
 
 import pytest
 
 from dbops import postgres
-from dbops.postgres import catalog
+from dbops.postgres import schema_snapshot
 
 
 @pytest.fixture
@@ -16,13 +16,13 @@ def conn(fresh_db):
     engine.dispose()
 
 
-def run(conn, sql: str) -> catalog.Snapshot:
+def run(conn, sql: str) -> schema_snapshot.Snapshot:
     conn.exec_driver_sql(sql)
-    return catalog.snapshot(conn)
+    return schema_snapshot.snapshot(conn)
 
 
 def test_empty_database_has_only_public_and_plpgsql(conn):
-    snap = catalog.snapshot(conn)
+    snap = schema_snapshot.snapshot(conn)
     assert snap.names() == ["schema public", "extension plpgsql"]
 
 
@@ -64,8 +64,8 @@ def test_snapshot_covers_every_kind_of_object(conn):
 
 def test_identical_schemas_have_no_diff(conn):
     conn.exec_driver_sql("CREATE TABLE t (id int PRIMARY KEY)")
-    assert catalog.diff(catalog.snapshot(conn), catalog.snapshot(conn)) == []
-    assert catalog.snapshot(conn) == catalog.snapshot(conn)
+    assert schema_snapshot.diff(schema_snapshot.snapshot(conn), schema_snapshot.snapshot(conn)) == []
+    assert schema_snapshot.snapshot(conn) == schema_snapshot.snapshot(conn)
 
 
 def test_diff_names_leftovers_and_changed_attributes(conn):
@@ -78,18 +78,18 @@ def test_diff_names_leftovers_and_changed_attributes(conn):
         ALTER TABLE users ALTER COLUMN phone TYPE text, ALTER COLUMN phone DROP DEFAULT;
         """,
     )
-    lines = catalog.diff(before, after)
+    lines = schema_snapshot.diff(before, after)
     assert "index ix_users_phone on users: only after downgrade" in lines
     assert "enum type mood: only after downgrade" in lines
     assert "column users.phone type: varchar(20) != text" in lines
     assert "column users.phone default: '0'::character varying != (none)" in lines
-    assert catalog.diff(after, before, before="after", after="before")[0] == "enum type mood: only after"
+    assert schema_snapshot.diff(after, before, before="after", after="before")[0] == "enum type mood: only after"
 
 
 def test_diff_shows_long_definitions_as_a_line_diff(conn):
     before = run(conn, "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 1$$")
     after = run(conn, "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 2$$")
-    lines = catalog.diff(before, after)
+    lines = schema_snapshot.diff(before, after)
     assert lines[0].startswith("function f() definition: differs")
     assert "    -AS $function$SELECT 1$function$" in lines
     assert "    +AS $function$SELECT 2$function$" in lines
@@ -105,40 +105,40 @@ def test_other_schemas_are_qualified_and_extension_objects_left_out(conn):
 
 def test_snapshot_text_equals_only_identical_schemas_and_diffs_like_a_snapshot(conn):
     conn.exec_driver_sql("CREATE TABLE users (id int PRIMARY KEY, phone varchar(20))")
-    before = catalog.snapshot_text(conn)
-    assert before == catalog.snapshot_text(conn)
-    assert before.text == catalog.snapshot_text(conn).text  # the fast path: a plain string comparison
-    assert catalog.diff(before, catalog.snapshot_text(conn)) == []
-    assert before.snapshot() == catalog.snapshot(conn)  # same content as the detailed snapshot
+    before = schema_snapshot.snapshot_text(conn)
+    assert before == schema_snapshot.snapshot_text(conn)
+    assert before.text == schema_snapshot.snapshot_text(conn).text  # the fast path: a plain string comparison
+    assert schema_snapshot.diff(before, schema_snapshot.snapshot_text(conn)) == []
+    assert before.snapshot() == schema_snapshot.snapshot(conn)  # same content as the detailed snapshot
 
     # a downgrade that forgot an index and an enum type: the text path must see both
     conn.exec_driver_sql("CREATE INDEX ix_users_phone ON users (phone); CREATE TYPE mood AS ENUM ('a')")
-    leftover = catalog.snapshot_text(conn)
+    leftover = schema_snapshot.snapshot_text(conn)
     assert leftover != before
-    lines = catalog.diff(before, leftover)
-    assert lines == catalog.diff(before.snapshot(), catalog.snapshot(conn))  # exactly the detailed diff
+    lines = schema_snapshot.diff(before, leftover)
+    assert lines == schema_snapshot.diff(before.snapshot(), schema_snapshot.snapshot(conn))  # exactly the detailed diff
     assert "index ix_users_phone on users: only after downgrade" in lines
     assert "enum type mood: only after downgrade" in lines
 
     # an index that differs only in its definition, same name: still caught
     conn.exec_driver_sql("DROP TYPE mood; DROP INDEX ix_users_phone; CREATE INDEX ix_users_phone ON users (lower(phone))")
-    changed = catalog.diff(leftover, catalog.snapshot_text(conn))
+    changed = schema_snapshot.diff(leftover, schema_snapshot.snapshot_text(conn))
     assert "enum type mood: only before" in changed
     assert any(line.startswith("index ix_users_phone on users definition:") for line in changed)
 
     # alembic_version is ignored the same way as in snapshot()
     conn.exec_driver_sql("DROP INDEX ix_users_phone")
     conn.exec_driver_sql("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
-    assert catalog.snapshot_text(conn) == before
-    assert catalog.snapshot_text(conn, ignore_tables=()) != before
+    assert schema_snapshot.snapshot_text(conn) == before
+    assert schema_snapshot.snapshot_text(conn, ignore_tables=()) != before
 
 
 def test_snapshot_reader_reads_what_snapshot_text_reads_while_the_caller_goes_on(conn, fresh_db):
     """The query is out while the caller runs its own statements (another session); the answer is the same text."""
     conn.exec_driver_sql("CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE t (id int PRIMARY KEY, m mood)")
     conn.commit()
-    expected = catalog.snapshot_text(conn)
-    reader = catalog.SnapshotReader(fresh_db)
+    expected = schema_snapshot.snapshot_text(conn)
+    reader = schema_snapshot.SnapshotReader(fresh_db)
     try:
         reader.start()
         with pytest.raises(AssertionError, match="one snapshot at a time"):
@@ -150,7 +150,7 @@ def test_snapshot_reader_reads_what_snapshot_text_reads_while_the_caller_goes_on
         conn.commit()
         reader.start()
         changed = reader.result()
-        assert catalog.diff(expected, changed, before="a", after="b") == ["column t.note: only b"]
+        assert schema_snapshot.diff(expected, changed, before="a", after="b") == ["column t.note: only b"]
     finally:
         reader.close()
 
@@ -161,7 +161,7 @@ def test_snapshot_reader_gives_up_on_a_server_that_stopped_answering(fresh_db):
     import signal
     import time
 
-    reader = catalog.SnapshotReader(fresh_db, timeout=0.5)
+    reader = schema_snapshot.SnapshotReader(fresh_db, timeout=0.5)
     pid = reader.conn.get_backend_pid()
     os.kill(pid, signal.SIGSTOP)
     try:

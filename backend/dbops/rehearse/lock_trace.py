@@ -45,7 +45,7 @@ from typing import Self
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
-from ..postgres import catalog
+from ..postgres import schema_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,8 @@ class Tracer:
         #: locked relations that are none of ours (TOAST, temporary)
         self._ignored: set[int] = set()
         #: revision -> the schema snapshot right after its last statement
-        self.snapshots: dict[str, catalog.SnapshotText] = {}
-        self.before: catalog.SnapshotText | None = None
+        self.snapshots: dict[str, schema_snapshot.SnapshotText] = {}
+        self.before: schema_snapshot.SnapshotText | None = None
         self.overhead_s = 0.0
         self._tx: Transaction | None = None
         self._busy = False
@@ -209,7 +209,7 @@ class Tracer:
         for oid, schema, name, kind, filenode, table_oid, _rows, _size in rows:
             self.relations[oid] = Relation(oid, qualified(schema, name), kind, filenode, table_oid, True)
         self.pid = self._raw("SELECT pg_backend_pid()")[0][0]
-        self.before = catalog.snapshot_text(self.conn)
+        self.before = schema_snapshot.snapshot_text(self.conn)
         if self.conn.in_transaction():
             self.conn.commit()
         return rows
@@ -290,7 +290,7 @@ class Tracer:
             if not failed:
                 self._sample(stmt, seen)
                 if stmt.is_version_write and stmt.revision and not stmt.autocommit:
-                    self.snapshots[stmt.revision] = catalog.snapshot_text(self.conn)
+                    self.snapshots[stmt.revision] = schema_snapshot.snapshot_text(self.conn)
         except Exception as exc:  # noqa: BLE001 - the tracer must never break the upgrade it watches
             log.warning("rehearsal trace: could not sample after statement %d: %s", stmt.index, exc)
         finally:

@@ -1,0 +1,1 @@
+"""Docker: the engine (docker SDK), the compose CLI and the job image build."""
