@@ -55,6 +55,20 @@ def wait_for_sleep(conn, proc: subprocess.Popen) -> None:
     raise AssertionError("the upgrade never started")
 
 
+def wait_for_lock_wait(conn) -> None:
+    """Until a session waits for a lock on ``users`` (the app query queued behind the migration)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM users%'"
+        )).scalar()
+        conn.rollback()
+        if waiting:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the app query never queued behind the migration's lock")
+
+
 def app_query_wait(db) -> float:
     """Seconds an app query on ``users`` waits (it queues behind the migration's ACCESS EXCLUSIVE lock)."""
     engine = postgres.make_engine(db)
@@ -79,7 +93,8 @@ def test_sigkill_mid_upgrade_frees_the_table_lock_within_5s(project: Path, db, d
         waited: list[float] = []
         query = threading.Thread(target=lambda: waited.append(app_query_wait(db)))
         query.start()
-        time.sleep(0.3)  # the app query is now queued behind the migration's lock
+        with engine.connect() as conn:
+            wait_for_lock_wait(conn)  # the app query is now queued behind the migration's lock
         killed = time.monotonic()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)

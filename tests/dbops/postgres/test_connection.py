@@ -26,5 +26,6 @@ def test_pooled_endpoints_are_refused_naming_the_direct_host(url, direct):
 
 
 def test_direct_hosts_pass():
-    postgres.refuse_pooled(make_url("postgresql://u:pw@ep-cool-sun-123456.eu-central-1.aws.neon.tech/app"))
-    postgres.refuse_pooled(make_url("postgresql://u@127.0.0.1:5432/app"))
+    for url in ("postgresql://u:pw@ep-cool-sun-123456.eu-central-1.aws.neon.tech/app", "postgresql://u@127.0.0.1:5432/app"):
+        assert postgres.pooled_direct_host(make_url(url)) is None, url  # not a pooled endpoint
+        postgres.refuse_pooled(make_url(url))  # so no PooledConnectionRefused
