@@ -4,6 +4,7 @@ included, since that is where such imports used to hide."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -62,3 +63,39 @@ def test_a_broken_floor_fails_the_check(package_copy: Path, module: str, stateme
     broken_lines = [line for line in r.stdout.splitlines() if line.endswith("BROKEN")]
     assert any(broken in line for line in broken_lines), r.stdout
     assert message in r.stdout, r.stdout
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """A name another module needs is public: ``from .x import _y`` (or ``x._y``) between toolkit modules is not."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases = {}  # local name -> toolkit module it stands for
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("dbops")):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} imports {alias.name}")
+                    aliases[alias.asname or alias.name] = alias.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.value.id not in ("self", "cls")):
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} uses {node.value.id}.{node.attr}")
+    assert not found, "\n".join(found)
+
+
+def test_every_function_level_import_of_the_toolkit_says_why():
+    """Lazy imports hid the tangle; the few left (start-up time, an optional dependency) carry their reason."""
+    unexplained = []
+    for path in PACKAGE.rglob("*.py"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or node.col_offset == 0:
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if not (getattr(node, "level", 0) or any(n.startswith("dbops") for n in names)):
+                continue
+            if "#" not in lines[node.lineno - 1] and not lines[node.lineno - 2].strip().startswith("#"):
+                unexplained.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not unexplained, "function-level imports without a reason:\n" + "\n".join(unexplained)
