@@ -50,12 +50,13 @@ def db_down(c, db=None):
 @edge
 def db_shell(c, db=None):
     """Open psql on the local database."""
-    from dbops.postgres import clients
+    from dbops.postgres import clients, programs
     from dbops.servers import server_for
 
-    url = server_for(load_settings(provider=db)).start()
-    argv = [str(clients.find("psql")), *clients.conninfo_args(url), clients.dbname_arg(url)]
-    os.execvpe(argv[0], argv, clients.libpq_env(url))
+    settings = load_settings(provider=db)
+    url = server_for(settings).start()
+    argv = [str(clients.find("psql", settings.client_places)), *programs.conninfo_args(url), programs.dbname_arg(url)]
+    os.execvpe(argv[0], argv, programs.libpq_env(url))
 
 
 @task(help={"major": "a PostgreSQL major to install (repeatable; default: every supported one, 14-18)"},
@@ -63,11 +64,11 @@ def db_shell(c, db=None):
 @edge
 def pg_clients(c, major=None):
     """Install PostgreSQL client tools with SSL (one folder per major) that dbops picks from per server."""
-    from dbops.postgres import clients
+    from dbops.postgres import client_install, clients
 
     ui = Console()
     majors = [number("--major", m, whole=True, minimum=1) for m in major] if major else list(clients.SUPPORTED_MAJORS)
-    for client in clients.install(majors):
+    for client in client_install.install(majors, places=load_settings().client_places):
         ui.ok(f"PostgreSQL {client.major}: {client.path.parent} ({client.version}, SSL {'on' if client.ssl else 'off'})")
 
 
@@ -142,7 +143,7 @@ def backups(c, env="local", json=False):
 
     settings, ui = load_settings(env), Console()
     found = backups_.list_backups(settings)
-    ui.say(json_.dumps([b.as_dict() for b in found], indent=2) if json else backups_.render_backups(found))
+    ui.say(json_.dumps([b.to_dict() for b in found], indent=2) if json else backups_.render_backups(found))
     if not found and not json:
         ui.warn(f"no backups yet for --env {env} in {settings.backup_url}; `inv backup --env {env}` makes one")
     for b in [] if json else found:
@@ -339,7 +340,7 @@ def _rehearse_server(raw: str | None, flag: str = "--rehearse-server"):
 def rehearse(c, env="local", backup=None, server=None, schema_only=False, json=None, format="text"):
     """Run the pending migrations on a copy of the newest backup: locks, hold times, rewrites, scans, durations."""
     from dbops import rehearse as step
-    from dbops.report_format import check_format
+    from dbops.formats import check_format
     from dbops.ui import SILENT
 
     ui, settings = Console(), load_settings(env)
@@ -428,11 +429,11 @@ def image(c, tag="dbops-job:latest", python_image=None, s3=False):
     """Build the job image (docker build of this checkout; pip's extra CAs: DBOPS_BUILD_CA, else this host's)."""
     from dbops.containers import image as images
 
-    root = load_settings().root
-    base = python_image or os.environ.get("DBOPS_PYTHON_IMAGE") or images.DEFAULT_PYTHON_IMAGE
-    built = [images.build_job_image(root, tag=tag, python_image=base)]
+    settings = load_settings()
+    base = python_image or settings.python_image
+    built = [images.build_job_image(settings.root, tag=tag, python_image=base, build_ca=settings.build_ca)]
     if s3:
-        built.append(images.build_s3_image(root, python_image=base))
+        built.append(images.build_s3_image(settings.root, python_image=base, build_ca=settings.build_ca))
     for b in built:
         Console().ok(f"{b.tag}: {b.size_mb:.0f} MB ({b.id[7:19]}), built in {b.seconds:.0f}s")
 
@@ -444,8 +445,9 @@ def compose_up(c, services=None, build=False):
     """Start the local stack with docker compose (db, s3, app); `migrate` waits for their health checks."""
     from dbops.containers import compose
 
-    compose.compose(load_settings().root, ["up", "-d", *(["--build"] if build else []),
-                                           *(services or ["db", "s3", "app"])], env=compose.build_env())
+    settings = load_settings()
+    compose.compose(settings.root, ["up", "-d", *(["--build"] if build else []),
+                                    *(services or ["db", "s3", "app"])], env=compose.build_env(settings.build_ca))
     Console().ok(f"stack is up; deploy into it: {compose.migrate_command()}")
 
 
@@ -478,7 +480,7 @@ def render_job(c, env="prod", service=None, command=None, commit=None, timeout=N
     timeout = number("--timeout", timeout, minimum=1, maximum=7 * 24 * 3600, default=3600)
     poll = number("--poll", poll, minimum=0.01, maximum=3600, default=5)
     backoff = number("--backoff", backoff, minimum=0, maximum=300, default=1)
-    config = render_api.RenderConfig.from_env(env, os.environ, service_id=service)
+    config = render_api.RenderConfig.from_settings(load_settings(env), service_id=service)
     job = render_api.run_job(config, command or f"inv deploy --env {env}", commit=commit, timeout=timeout,
                              poll_interval=poll, backoff=backoff, ui=ui)
     ui.ok(f"render job {job.id} succeeded in {job.describe_duration()}")

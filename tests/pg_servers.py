@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from dbops import postgres
-from dbops.postgres import clients
+from dbops.postgres import client_install, clients
 from dbops.servers.embedded import FAST_OPTIONS, EmbeddedServer, _run_as
 from sqlalchemy.engine import URL
 
@@ -27,7 +27,7 @@ SSL_PASSWORD = "Tls-0nly-Pa55-qwz"
 
 def ensure_clients(*majors: int) -> None:
     """The client tools of ``majors`` in dbops' clients folder (what `inv pg-clients` does; a no-op when there)."""
-    clients.install(list(majors))
+    client_install.install(list(majors))
 
 
 def make_ca(folder: Path, name: str) -> tuple[Path, Path]:

@@ -30,8 +30,8 @@ from typing import TypeVar
 
 from invoke.exceptions import Exit
 
-from .errors import DbopsError, exit_code
-from .redact import environment_secrets, mask_text
+from .errors import DbopsError, UsageError, exit_code
+from .redact import environment_secrets, mask_text, reason
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -49,21 +49,18 @@ class MaskingFilter(logging.Filter):
         super().__init__()
         self.secrets = environment_secrets() if secrets is None else secrets
 
-    def mask(self, text: str) -> str:
-        return mask_text(text, self.secrets)
-
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a library's own bad format string: show it raw, masked
+        except Exception:  # a library's own bad format string: show it raw, masked
             message = f"{record.msg} {record.args}"
-        record.msg, record.args = self.mask(message), None
+        record.msg, record.args = mask_text(message, self.secrets), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self.mask(record.exc_text)
+            record.exc_text = mask_text(record.exc_text, self.secrets)
         if record.stack_info:
-            record.stack_info = self.mask(record.stack_info)
+            record.stack_info = mask_text(record.stack_info, self.secrets)
         return True
 
 
@@ -104,13 +101,11 @@ def setup_logging() -> None:
 def database_error_message(exc: BaseException) -> str:
     """A database error no step turned into a DbopsError: what the server said, and the statement it said it to."""
     orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    first = text.splitlines()[0].strip() if text else type(orig).__name__
     code = getattr(orig, "pgcode", None)
     statement = " ".join(str(getattr(exc, "statement", "") or "").split())[:120]
     secrets = environment_secrets()
     lines = [mask_text(f"error: the database refused a statement ({type(orig).__name__}"
-                       + (f", SQLSTATE {code}" if code else "") + f"): {first}", secrets)]
+                       + (f", SQLSTATE {code}" if code else "") + f"): {reason(exc)}", secrets)]
     if statement:
         lines.append(mask_text(f"    statement: {statement}", secrets))
     lines.append("hint: if the statement is in one of your migrations, fix that revision; "
@@ -120,10 +115,7 @@ def database_error_message(exc: BaseException) -> str:
 
 def internal_error_message(exc: BaseException) -> str:
     """``internal error: <type>: <first line>``, secrets masked, and how to see more."""
-    text = str(exc).strip()
-    first = text.splitlines()[0].strip() if text else ""
-    line = f"internal error: {type(exc).__name__}" + (f": {first}" if first else "")
-    line = mask_text(line, environment_secrets())
+    line = mask_text(f"internal error: {reason(exc, typed=True, unwrap=False)}")
     return line + "\nhint: this is a fault of dbops, not of your input; rerun with DBOPS_DEBUG=1 for the traceback"
 
 
@@ -163,7 +155,7 @@ def _run(fn, log: logging.Logger, args, kwargs):
     except DbopsError as exc:
         if debug_enabled():
             log.exception("debug traceback")
-        raise Exit(mask_text(exc.render(), environment_secrets()), code=exc.exit_code) from None
+        raise Exit(mask_text(exc.render()), code=exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", code=exit_code(KeyboardInterrupt())) from None
     except Exception as exc:  # the catch-all: a fault of the tool, one line
@@ -180,8 +172,6 @@ def number(flag: str, raw: object, *, whole: bool = False, minimum: float | None
 
     Raises :class:`UsageError` naming the flag: ``--keep must be a whole number, got 'x'``.
     """
-    from .errors import UsageError
-
     if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return default
     what = "a whole number" if whole else "a number"

@@ -11,7 +11,7 @@ STAMP = "%Y%m%dT%H%M%S.%fZ"
 
 def now() -> dt.datetime:
     """The current time, in UTC."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def stamp(when: dt.datetime | None = None) -> str:
@@ -27,4 +27,4 @@ def iso(when: dt.datetime | None = None, *, precise: bool = False) -> str:
 
 def show(when: dt.datetime) -> str:
     """``2026-12-01 21:33:24 UTC``: the time for people (tables, messages)."""
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

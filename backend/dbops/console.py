@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .formats import text_table
 from .ui import UI, Progress
 
 
@@ -29,12 +30,8 @@ def _color(code: str, text: str) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table, columns padded to their widest cell."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    """A plain-text table, columns padded to their widest cell (:func:`dbops.formats.text_table`)."""
+    return text_table(headers, rows)
 
 
 class TerminalProgress(Progress):

@@ -11,18 +11,50 @@ line of its own.
 
 from __future__ import annotations
 
+from typing import Self
+
+#: what an error says and how it ends the process: fixed once the error is made
+_FIXED = frozenset({"message", "hint", "details", "exit_code"})
+
 
 class DbopsError(Exception):
-    """Base of every error the toolkit raises on purpose."""
+    """Base of every error the toolkit raises on purpose.
+
+    Immutable once made: ``message``, ``hint``, ``details`` and ``exit_code``
+    cannot be changed afterwards.  A caller that knows more (what it cleaned
+    up, what else failed) raises :meth:`with_context`'s copy instead; an exit
+    code other than the class's is a constructor argument (or a subclass).
+    """
 
     #: process exit code the edge uses for this kind of failure
     exit_code: int = 1
 
-    def __init__(self, message: str, *, hint: str | None = None, details: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, details: str | None = None,
+                 exit_code: int | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.details = details
+        if exit_code is not None:
+            self.exit_code = exit_code
+        object.__setattr__(self, "_made", True)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _FIXED and self.__dict__.get("_made") and getattr(self, name, None) != value:
+            raise AttributeError(f"{type(self).__name__}.{name} is fixed once the error is made; "
+                                 "raise error.with_context(...) instead")
+        object.__setattr__(self, name, value)
+
+    def with_context(self, *, hint: str | None = None, details: str | None = None) -> Self:
+        """A copy of this error (same class, same data, same cause and traceback) with ``hint`` and/or
+        ``details`` replaced (None: kept)."""
+        changed = {k: v for k, v in (("hint", hint), ("details", details)) if v is not None}
+        copy = _remade(type(self), self.args, {**self.__dict__, **changed})
+        copy.__cause__, copy.__suppress_context__ = self.__cause__, self.__suppress_context__
+        return copy.with_traceback(self.__traceback__)
+
+    def __reduce__(self):  # pickling makes it again from its data, not through __init__ (whose signature varies)
+        return _remade, (type(self), self.args, dict(self.__dict__))
 
     def render(self) -> str:
         """The full text shown to a user: message, optional details block, hint."""
@@ -32,6 +64,13 @@ class DbopsError(Exception):
         if self.hint:
             parts.append(f"hint: {self.hint}")
         return "\n".join(parts)
+
+
+def _remade(cls: type[DbopsError], args: tuple, state: dict) -> DbopsError:
+    """An error of ``cls`` holding exactly ``state`` (made without ``__init__``: a copy, or an unpickled one)."""
+    error = cls.__new__(cls, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class CheckFailed(DbopsError):
@@ -119,6 +158,19 @@ class UpgradeFailed(MigrationError):
         self.attempts = attempts
 
 
+class UpgradeInterrupted(UpgradeFailed):
+    """Ctrl-C during the upgrade: the running statement was canceled and its transaction rolled back. Exit 130."""
+
+    exit_code = 130
+
+    def __init__(self, *, sqlstate: str | None, attempts: int):
+        super().__init__(
+            "interrupted (Ctrl-C): the running migration statement was canceled and its transaction rolled back",
+            sqlstate=sqlstate, attempts=attempts,
+            hint="the report says which revision the database is at now; deploy again to finish",
+        )
+
+
 class ModelImportError(UsageError):
     """A models module failed to import. Carries the file."""
 
@@ -155,6 +207,15 @@ class Aborted(DbopsError):
     """The user declined a confirmation prompt; nothing was changed."""
 
     exit_code = 1
+
+
+class Interrupted(DbopsError):
+    """Ctrl-C ended a run that reports how far it got (the deploy); the edge exits 130, as for a bare Ctrl-C."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "interrupted (Ctrl-C)", *, hint: str | None = None):
+        super().__init__(message, hint=hint)
 
 
 class StorageError(DbopsError):
@@ -364,9 +425,8 @@ class DeployFailed(DbopsError):
             details=cause.details if cause is not None else None,
             hint=report.recovery_hint() if report.recovery or cause is None or not cause.hint
             else f"{cause.hint}\n(nothing was changed by this run)" if report.db_changed is False else cause.hint,
+            exit_code=cause.exit_code if cause is not None else None,
         )
-        if cause is not None:
-            self.exit_code = cause.exit_code
 
 
 # -- containers and the Render API ---------------------------------------------
@@ -399,12 +459,12 @@ class DockerCallFailed(DbopsError):
             details="checked: the Docker engine's answer" + (f" (HTTP {status})" if status else ""),
             hint=hint or "check the image and container settings (`inv config`) and `docker info`, then run "
             "the command again",
+            exit_code=2 if status == 400 else 3,
         )
         self.operation = operation
         self.target = target
         self.reason = reason
         self.status = status
-        self.exit_code = 2 if status == 400 else 3
 
 
 class ImageBuildError(DbopsError):
@@ -524,7 +584,10 @@ class MonitorFailed(CheckFailed):
 
 
 class RoundTripToolError(DbopsError):
-    """The round-trip tester itself failed (a snapshot query, a checkpoint, the server): never a revision's fault. Exit 3."""
+    """The round-trip tester itself failed (a snapshot query, a checkpoint, the server): never a revision's fault.
+
+    Exit 3.
+    """
 
     exit_code = 3
 

@@ -41,13 +41,13 @@ class HealthResult:
     #: the head(s) the app's code expects, as it reports them
     app_heads: list[str] | None = None
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {"url": self.url, "ok": self.ok, "reason": self.reason, "status": self.status, "revision": self.revision,
                 "schema": self.schema, "app_heads": self.app_heads}
 
 
-def _revisions(body: object) -> list[str] | None:
-    """The schema revision(s) a health body names, if any."""
+def reported_revisions(body: object) -> list[str] | None:
+    """The schema revision(s) a health body names (``current``, ``revision``...), if any: the one reading of them."""
     if not isinstance(body, dict):
         return None
     current = body.get("current")
@@ -90,7 +90,7 @@ def check(url: str, *, expected_heads: list[str] | tuple[str, ...] | None = None
         body = resp.json()
     except ValueError:
         body = resp.text[:200]
-    revision = _revisions(body)
+    revision = reported_revisions(body)
     state, app_heads = _app_view(body)
     words = _schema_words(revision, state, app_heads)
     if resp.status_code != 200:

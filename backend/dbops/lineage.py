@@ -26,17 +26,11 @@ from alembic.util import to_tuple
 from sqlalchemy.engine import Connection
 
 from .migrations import Project
+from .postgres import bookkeeping
+from .redact import reason
 
-SCHEMA = "dbops"  # the toolkit's own schema (deploy/checksums.py, deploy/history.py)
-TABLE = f"{SCHEMA}.revision_lineage"
-DDL = [
-    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-        revision       text PRIMARY KEY,
-        down_revisions text[] NOT NULL,
-        recorded_at    timestamptz NOT NULL DEFAULT now()
-    )""",
-]
+#: the table, in the toolkit's own schema (:mod:`dbops.postgres.bookkeeping`)
+TABLE = bookkeeping.LINEAGE
 HEALTHY = ("at head", "ahead")
 
 
@@ -66,8 +60,7 @@ def record(conn: Connection, project: Project) -> int:
         conn.commit()
     added = 0
     with conn.begin():
-        for stmt in DDL:
-            conn.execute(sa.text(stmt))
+        bookkeeping.create(conn, TABLE)
         for rev, downs in project_parents(project).items():
             added += conn.execute(
                 sa.text(f"INSERT INTO {TABLE} (revision, down_revisions) VALUES (:r, :d) "
@@ -80,7 +73,7 @@ def record(conn: Connection, project: Project) -> int:
 def recorded(conn: Connection) -> tuple[dict[str, tuple[str, ...]], str | None]:
     """(revision → parents as recorded, why they could not be read); empty when no deploy recorded any."""
     try:
-        if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": TABLE}).scalar() is None:
+        if not bookkeeping.exists(conn, TABLE):
             return {}, None
         rows = conn.execute(sa.text(f"SELECT revision, down_revisions FROM {TABLE}")).all()
     except sa.exc.DBAPIError as exc:  # a role that may not read the dbops schema
@@ -90,11 +83,11 @@ def recorded(conn: Connection) -> tuple[dict[str, tuple[str, ...]], str | None]:
 
 def _unreadable(exc: sa.exc.DBAPIError, conn: Connection) -> str:
     """Why the lineage could not be read, and the grants (for this connection's role) that fix it."""
-    first = (str(exc.orig).strip().splitlines() or [""])[0]
+    first = reason(exc)
     user = conn.engine.url.username
     role = conn.dialect.identifier_preparer.quote(user) if user else "<the app's role>"
     return (f"{TABLE} could not be read ({first}); as its owner run: "
-            f"GRANT USAGE ON SCHEMA dbops TO {role}; GRANT SELECT ON {TABLE} TO {role};")
+            f"GRANT USAGE ON SCHEMA {bookkeeping.SCHEMA} TO {role}; GRANT SELECT ON {TABLE} TO {role};")
 
 
 def _closure(start: Iterable[str], parents: Mapping[str, Sequence[str]]) -> set[str]:

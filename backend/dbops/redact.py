@@ -1,16 +1,19 @@
-"""Secrets never printed: the one URL masker and the one way to turn an exception into a reason.
+"""Secrets never printed: how a URL is shown, the one text masker, and the one way to turn an exception into a reason.
 
 Every URL a message, a report or a log line shows goes through
-:func:`mask_url`; every "why it failed" line taken from an exception goes
-through :func:`reason`, which keeps its first line and masks the password of
-the URL it was about.
+:func:`mask_url`; every other text that may hold a secret (a log record, the
+edge's message, a driver's error) goes through :func:`mask_text`, the one
+masker: the known secret values (by default those the environment holds),
+then anything that looks like one.  Every "why it failed" line taken from an
+exception comes from :func:`reason`: its first line, the password of the URL
+it was about masked.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.engine import URL, make_url
@@ -49,16 +52,17 @@ def mask_url(url: URL | str | None, *, secret_path: bool = False) -> str:
     return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
 
 
-def reason(exc: BaseException, url: URL | None = None, *, typed: bool = False) -> str:
+def reason(exc: BaseException, url: URL | None = None, *, typed: bool = False, unwrap: bool = True) -> str:
     """The first line of what ``exc`` says (a driver error's own text), the password of ``url`` masked.
 
-    ``typed`` puts the exception's class name in front (``OperationalError: ...``).
+    ``typed`` puts the exception's class name in front (``OperationalError: ...``); ``unwrap=False``
+    speaks of ``exc`` itself, not of the driver error a SQLAlchemy error wraps (``exc.orig``).
     """
-    cause = getattr(exc, "orig", None) or exc
+    cause = (getattr(exc, "orig", None) if unwrap else None) or exc
     text = (exc.message if isinstance(exc, DbopsError) else str(cause)).strip()
     line = text.splitlines()[0].strip() if text else ""
     if url is not None and url.password and line:
-        line = line.replace(str(url.password), "***")
+        line = mask_text(line, [str(url.password)])
     if not line:
         return type(cause).__name__
     return f"{type(cause).__name__}: {line}" if typed else line
@@ -104,9 +108,12 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
 
 
-def mask_text(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
-    """``text`` with every known secret value replaced by ``***`` and every secret-looking part masked."""
-    for secret in secrets:
+def mask_text(text: str, secrets: Sequence[str] | None = None) -> str:
+    """``text`` with every known secret value replaced by ``***`` and every secret-looking part masked.
+
+    ``secrets``: the values known to be secret; None: those the environment holds (:func:`environment_secrets`).
+    """
+    for secret in environment_secrets() if secrets is None else secrets:
         if secret in text:
             text = text.replace(secret, "***")
     for pattern, repl in _TEXT_PATTERNS:

@@ -61,6 +61,8 @@ from .errors import (
     RenderUnavailable,
     UsageError,
 )
+from .redact import reason
+from .settings import Settings
 from .ui import SILENT, UI
 
 log = logging.getLogger(__name__)
@@ -90,28 +92,25 @@ class RenderConfig:
     service_var: str = "RENDER_JOB_SERVICE_ID"
 
     @classmethod
-    def from_env(cls, env: str, environ: Mapping[str, str], *, service_id: str | None = None) -> RenderConfig:
-        def get(name: str) -> tuple[str | None, str]:
-            scoped = f"{env.upper()}_{name}"
-            if environ.get(scoped):
-                return environ[scoped], scoped
-            return environ.get(name) or None, name
-
-        key, key_var = get("RENDER_API_KEY")
+    def from_settings(cls, settings: Settings, *, service_id: str | None = None) -> RenderConfig:
+        """The API key, the job service (``service_id``: ``--service``, else the setting) and the API's URL;
+        ConfigError naming what is missing."""
+        key = settings.render_api_key
         if not key:
             raise ConfigError(
-                key_var, "is not set",
-                hint="create an API key in the Render dashboard (Account settings > API keys) and export RENDER_API_KEY",
+                "RENDER_API_KEY", "is not set",
+                hint="create an API key in the Render dashboard (Account settings > API keys) "
+                "and export RENDER_API_KEY",
             )
         service_var = "--service"
         if not service_id:
-            service_id, service_var = get("RENDER_JOB_SERVICE_ID")
+            service_id, service_var = settings.render_job_service_id, settings.render_job_service_var
         if not service_id:
             raise ConfigError(
                 service_var, "is not set",
                 hint="set RENDER_JOB_SERVICE_ID (or pass --service) to the srv-... id of the dbops-migrate service",
             )
-        url, _ = get("RENDER_API_URL")
+        url = settings.render_api_url
         return cls(api_key=key.strip(), service_id=service_id.strip(), api_url=(url or DEFAULT_API_URL).rstrip("/"),
                    service_var=service_var)
 
@@ -165,7 +164,8 @@ class Job:
                 finished_at=data.get("finishedAt"),  # type: ignore[arg-type]
             )
         except (KeyError, TypeError, AttributeError) as exc:
-            raise RenderError(f"unexpected job object from the Render API (no {exc})", details=str(data)[:500]) from None
+            raise RenderError(f"unexpected job object from the Render API (no {exc})",
+                              details=str(data)[:500]) from None
 
     @property
     def finished(self) -> bool:
@@ -246,7 +246,7 @@ class RenderClient:
                 hint="check https://status.render.com and your network, then run the command again",
             ) from None
         raise RenderError(
-            f"{what}: {type(exc).__name__}: {exc}",
+            f"{what}: {reason(exc, typed=True, unwrap=False)}",
             hint="check RENDER_API_URL and the network (proxy, DNS)",
         ) from None
 
@@ -256,7 +256,7 @@ class RenderClient:
         except httpx.HTTPError as exc:
             if isinstance(exc, httpx.TransportError) and method == "GET" and self._reached:
                 # a blip mid-run: a read can be asked again
-                raise RenderUnavailable(what, None, reason=f"{type(exc).__name__}: {exc}") from None
+                raise RenderUnavailable(what, None, reason=reason(exc, typed=True, unwrap=False)) from None
             self._raise_transport(what, exc)
         self._reached = True
         if resp.status_code in (401, 403):

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
@@ -32,6 +33,13 @@ PROVIDERS = ("embedded", "docker", "url")
 DRIVER = "postgresql+psycopg2"
 
 _PLACEHOLDER_SECRETS = {"changeme", "changethis", "secret", "password", "postgres"}
+
+#: the folder of dbops' own client tools (``inv pg-clients``), one ``<major>/`` per PostgreSQL major
+PG_CLIENTS_VAR = "DBOPS_PG_CLIENTS"
+#: a PostgreSQL bin folder: while it is set, the only one dbops takes programs from
+PG_BIN_VAR = "DBOPS_PG_BIN"
+#: the base of the job image: Debian bookworm, whose libssl3 / libxml2 / libicu72 the PostgreSQL programs link
+DEFAULT_PYTHON_IMAGE = "python:3.11-slim-bookworm"
 
 
 def project_root() -> Path:
@@ -172,6 +180,77 @@ def _compression(raw: str | None, variable: str) -> str:
         raise ConfigError(variable, exc.message.partition(": ")[2], hint=exc.hint) from None
 
 
+class BackupLocation(NamedTuple):
+    """Where BACKUP_URL keeps backups: ``("s3", bucket, prefix)`` or ``("file", folder, "")``."""
+
+    kind: str
+    #: the bucket (s3) or the folder (file)
+    where: str
+    #: the key prefix inside the bucket ("" for none)
+    prefix: str = ""
+
+
+def parse_backup_url(url: str, *, root: Path | None = None) -> BackupLocation:
+    """The :class:`BackupLocation` of a BACKUP_URL: ``s3://b/p``, ``file:///dir`` or a path (relative to ``root``)."""
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError("BACKUP_URL", "names no bucket", hint="use s3://bucket/prefix")
+        if "@" in parts.netloc:
+            raise ConfigError("BACKUP_URL", "must not carry credentials",
+                              hint="use s3://bucket/prefix and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+        return BackupLocation("s3", parts.netloc, parts.path.strip("/"))
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError("BACKUP_URL", f"names the host {parts.netloc!r}; file:// URLs are local paths only",
+                              hint=f"use file:///{parts.netloc}{parts.path} (three slashes) for a local path")
+        if not parts.path:
+            raise ConfigError("BACKUP_URL", "names no folder", hint="use file:///absolute/path")
+        return BackupLocation("file", parts.path, "")
+    if parts.scheme and len(parts.scheme) > 1:
+        raise ConfigError("BACKUP_URL", f"uses the unsupported scheme {parts.scheme!r}",
+                          hint="use s3://bucket/prefix, file:///path or a plain path")
+    path = Path(url)
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    return BackupLocation("file", str(path), "")
+
+
+@dataclass(frozen=True)
+class ClientPlaces:
+    """Where dbops looks for PostgreSQL's programs before the system's installs, the wheel and PATH."""
+
+    #: ``DBOPS_PG_CLIENTS``: ``inv pg-clients``' folder, one ``<major>/`` per PostgreSQL major
+    clients_dir: Path
+    #: ``DBOPS_PG_BIN``: a bin folder, the only one looked in while it is set
+    pg_bin: Path | None = None
+
+
+def default_clients_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``inv pg-clients``' folder when DBOPS_PG_CLIENTS is not set: ``~/.cache/dbops/pg-clients``
+    (``$XDG_CACHE_HOME``), and ``/var/cache/dbops/pg-clients`` for root: throwaway servers run as an
+    unprivileged user then, who cannot reach into ``/root``."""
+    environ = os.environ if environ is None else environ
+    if os.geteuid() == 0:
+        return Path("/var/cache/dbops/pg-clients")
+    cache = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "dbops" / "pg-clients"
+
+
+def client_places(environ: Mapping[str, str] | None = None) -> ClientPlaces:
+    """DBOPS_PG_CLIENTS and DBOPS_PG_BIN as ``environ`` (default: this process's) sets them.
+
+    :func:`load_settings` reads them so (:attr:`Settings.client_places`); a caller without settings
+    (a library caller, a test) gets the same from :mod:`dbops.postgres.clients` by passing none.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get(PG_CLIENTS_VAR)
+    clients_dir = Path(raw).expanduser().resolve() if raw else default_clients_dir(environ)
+    pg_bin = environ.get(PG_BIN_VAR)
+    return ClientPlaces(clients_dir, Path(pg_bin) if pg_bin else None)
+
+
 def _number(environ: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
     """A numeric variable, of the type of its default (a whole number for an int default)."""
     raw = environ.get(name)
@@ -255,8 +334,23 @@ class Settings:
     #: test-rollback: how long --setup-sql may run in psql / pg_restore (seconds)
     rollback_setup_timeout_s: int = 600
     #: under GitHub Actions (``GITHUB_ACTIONS=true``): lint / test-rollback also print ``::error file=…``
-    #: annotations (dbops.report_format)
+    #: annotations (dbops.annotations)
     github_actions: bool = False
+    #: ``DBOPS_PG_BIN``: a PostgreSQL bin folder, the only one programs are taken from while it is set
+    pg_bin: Path | None = None
+    #: ``DBOPS_PG_CLIENTS``: ``inv pg-clients``' folder (default: a cache folder, see :func:`default_clients_dir`)
+    pg_clients: Path = field(default_factory=default_clients_dir)
+    #: ``DBOPS_PYTHON_IMAGE``: the base image of ``inv image`` (``--python-image`` wins)
+    python_image: str = DEFAULT_PYTHON_IMAGE
+    #: ``DBOPS_BUILD_CA``: a PEM file of the CAs pip trusts in image builds, ``none``, or None: this host's local CAs
+    build_ca: str | None = None
+    #: ``RENDER_API_KEY`` (a secret: never shown); ``inv render-job`` needs it
+    render_api_key: str | None = field(default=None, repr=False)
+    #: ``RENDER_JOB_SERVICE_ID``: the ``srv-...`` id of the job service, and the variable it came from
+    render_job_service_id: str | None = None
+    render_job_service_var: str = "RENDER_JOB_SERVICE_ID"
+    #: ``RENDER_API_URL``; None: Render's own (tests point it at a fake)
+    render_api_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.alembic_ini is None:
@@ -270,7 +364,8 @@ class Settings:
 
     @property
     def rehearse_block_limit_ms(self) -> int:
-        """The hold time from which a blocking lock is an error in a rehearsal: DBOPS_REHEARSE_MAX_BLOCK_MS or lock_timeout."""
+        """The hold time from which a blocking lock is an error in a rehearsal: DBOPS_REHEARSE_MAX_BLOCK_MS or
+        lock_timeout."""
         return self.rehearse_max_block_ms or self.lock_timeout_ms
 
     @property
@@ -287,6 +382,19 @@ class Settings:
     def backups_dir(self) -> Path:
         return self.root / "backups"
 
+    def backup_location(self) -> BackupLocation:
+        """Where backups live (BACKUP_URL parsed); ConfigError naming ``<ENV>_BACKUP_URL`` when it is not set."""
+        if not self.backup_url:
+            var = f"{self.env.upper()}_BACKUP_URL"
+            raise ConfigError(var, "is not set, so there is nowhere to keep backups",
+                              hint=f"export {var}=s3://bucket/prefix (or BACKUP_URL for every environment)")
+        return parse_backup_url(self.backup_url, root=self.root)
+
+    @property
+    def client_places(self) -> ClientPlaces:
+        """Where PostgreSQL's programs are looked for first (DBOPS_PG_CLIENTS, DBOPS_PG_BIN)."""
+        return ClientPlaces(self.pg_clients, self.pg_bin)
+
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (for ``--db``, ``--config`` overrides)."""
         return replace(self, **changes)
@@ -300,6 +408,8 @@ class Settings:
                 f.name in ("backup_url", "backup_endpoint_url", "notify_webhook_url", "health_url") and value
             ):
                 value = mask_url(value)
+            elif not f.repr and value is not None:  # a secret
+                value = "***"
             shown = f"{value:g}" if isinstance(value, float) else str(value)
             rows.append((f.name, "(not set)" if value is None else shown))
         return rows
@@ -332,6 +442,7 @@ _TEXTS = {
     "postgres_image": "DBOPS_POSTGRES_IMAGE",
     "docker_container": "DBOPS_DOCKER_CONTAINER",
     "docker_volume": "DBOPS_DOCKER_VOLUME",
+    "python_image": "DBOPS_PYTHON_IMAGE",
 }
 
 
@@ -379,7 +490,7 @@ def load_settings(
 
     raw_url, url_var = get("DATABASE_URL")
     database_url = normalize_database_url(raw_url, variable=url_var) if raw_url else None
-    if database_url is not None and not env == "local":
+    if database_url is not None and env != "local":
         password = database_url.password or ""
         if password.lower() in _PLACEHOLDER_SECRETS:
             raise ConfigError(
@@ -408,13 +519,13 @@ def load_settings(
     health_url = web_url(*get("HEALTH_URL"))
     webhook = web_url(*get("NOTIFY_WEBHOOK_URL"))
     if backup_url:
-        from .storage import parse_backup_url  # checks the scheme, the bucket, a file:// host
-
-        parse_backup_url(backup_url, root=root)
+        parse_backup_url(backup_url, root=root)  # checks the scheme, the bucket, a file:// host
     budget = environ.get("DBOPS_MONITOR_ERROR_BUDGET", "").strip()
     if budget and _number(environ, "DBOPS_MONITOR_ERROR_BUDGET", 0.0) > 1:
         raise ConfigError("DBOPS_MONITOR_ERROR_BUDGET", f"is a share of the samples from 0 to 1, got {budget}",
                           hint="e.g. 0.2: fail when more than a fifth of the samples were bad")
+    places = client_places(environ)
+    service_id, service_var = get("RENDER_JOB_SERVICE_ID")
     port = environ.get("DBOPS_EMBEDDED_PORT", "").strip()
     if port and port.lstrip("-").isdigit() and int(port) > 65535:
         raise ConfigError("DBOPS_EMBEDDED_PORT", f"must be a port from 0 to 65535, got {port}",
@@ -435,6 +546,13 @@ def load_settings(
         health_url=health_url,
         notify_webhook_url=webhook,
         github_actions=environ.get("GITHUB_ACTIONS", "").strip().lower() == "true",
+        pg_bin=places.pg_bin,
+        pg_clients=places.clients_dir,
+        build_ca=environ.get("DBOPS_BUILD_CA", "").strip() or None,
+        render_api_key=get("RENDER_API_KEY")[0],
+        render_job_service_id=service_id,
+        render_job_service_var=service_var,
+        render_api_url=get("RENDER_API_URL")[0],
         **{name: _number(environ, var, _default(name), minimum=low) for name, (var, low) in _NUMBERS.items()},
         **{name: environ.get(var) or _default(name) for name, var in _TEXTS.items()},
     )

@@ -4,10 +4,11 @@ The dry run (:mod:`dbops.dryrun`) hands each revision's SQL over on its own,
 so a finding names its revision, and statements on a table created in the
 same revision are not findings (squawk knows this for some rules; the rest
 are filtered here).  Squawk reports everything as a warning; dbops classes
-every rule of squawk 2.70 in one table, :data:`RULES`:
+every rule of squawk 2.70 in one table, :data:`RULES`, its safer way from
+:data:`dbops.findings.SAFER`:
 
 ========  ====================================================================  =====================
-kind      meaning                                                               gates a deploy?
+level     meaning                                                               gates a deploy?
 ========  ====================================================================  =====================
 error     locks a busy table, rewrites or scans it, or loses data              yes (unless
                                                                                 ``--allow-unsafe`` or
@@ -43,70 +44,54 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadAllowComment, DbopsError, ToolFailed
+from .findings import ERROR, SAFER, SQUAWK, STYLE, WARNING, Finding
 
-ERROR, WARNING, STYLE, MOOT = "error", "warning", "style", "moot"
+MOOT = "moot"
 
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # error | warning | style | moot
-    #: the safer way (error rules), or why the kind was chosen
+    level: str  # error | warning | style | moot
+    #: the safer way (from :data:`dbops.findings.SAFER`)
     safer: str = ""
+    #: why a moot rule is moot
+    why: str = ""
 
 
-#: every rule squawk 2.70 knows -> its kind and the safer way (the one classification table)
+#: every rule squawk 2.70 knows -> its level and the safer way (the one classification table)
 RULES: dict[str, Rule] = {
     # -- error: blocks a live table, rewrites / scans it, or loses data ------------------------------------
-    "adding-required-field": Rule(ERROR, "add the column nullable (or with a constant DEFAULT), backfill in "
-                                  "batches, then add a CHECK (col IS NOT NULL) NOT VALID constraint, VALIDATE it, "
-                                  "and SET NOT NULL in a later revision"),
-    "adding-not-nullable-field": Rule(ERROR, "add the column nullable, backfill, then SET NOT NULL after "
-                                      "validating a NOT VALID CHECK constraint in a later revision"),
-    "adding-field-with-default": Rule(ERROR, "add the column without the volatile default, then backfill in "
-                                      "batches"),
-    "adding-serial-primary-key-field": Rule(ERROR, "create a unique index CONCURRENTLY first, then ADD PRIMARY "
-                                            "KEY USING INDEX"),
-    "adding-foreign-key-constraint": Rule(ERROR, "add the foreign key with postgresql_not_valid=True, then "
-                                          "VALIDATE CONSTRAINT in a separate revision"),
-    "constraint-missing-not-valid": Rule(ERROR, "add the constraint NOT VALID (postgresql_not_valid=True), then "
-                                         "op.execute('ALTER TABLE ... VALIDATE CONSTRAINT ...') in a separate "
-                                         "revision"),
-    "disallowed-unique-constraint": Rule(ERROR, "CREATE UNIQUE INDEX CONCURRENTLY in an autocommit_block, then "
-                                         "ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX"),
-    "require-concurrent-index-creation": Rule(ERROR, "op.create_index(..., postgresql_concurrently=True) inside "
-                                              "`with op.get_context().autocommit_block():`"),
-    "require-concurrent-index-deletion": Rule(ERROR, "op.drop_index(..., postgresql_concurrently=True) inside "
-                                              "`with op.get_context().autocommit_block():`"),
-    "require-concurrent-reindex": Rule(ERROR, "REINDEX ... CONCURRENTLY inside "
-                                       "`with op.get_context().autocommit_block():`"),
-    "require-concurrent-partition-detach": Rule(ERROR, "ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY inside "
-                                                "`with op.get_context().autocommit_block():`"),
-    "ban-concurrent-index-creation-in-transaction": Rule(ERROR, "run CONCURRENTLY operations inside "
-                                                         "`with op.get_context().autocommit_block():`"),
-    "changing-column-type": Rule(ERROR, "add a new column of the new type, backfill it, move readers and writers, "
-                                 "drop the old column in a later release"),
-    "renaming-column": Rule(ERROR, "add the new column, write both, move readers, drop the old one in a later "
-                            "release"),
-    "renaming-table": Rule(ERROR, "create the new table (or a view with the new name), move readers, drop the old "
-                           "one later"),
-    "ban-drop-column": Rule(ERROR, "first release code that no longer uses the column, then drop it in a later "
-                            "revision (expand/contract)"),
-    "ban-drop-table": Rule(ERROR, "first release code that no longer uses the table, then drop it in a later "
-                           "revision"),
-    "ban-drop-database": Rule(ERROR, "never drop a database from a migration"),
-    "ban-drop-not-null": Rule(ERROR, "keep NOT NULL; release code that tolerates NULLs before relaxing it"),
-    "ban-truncate-cascade": Rule(ERROR, "delete the rows explicitly, table by table"),
+    "adding-required-field": Rule(ERROR, SAFER["required-column"]),
+    "adding-not-nullable-field": Rule(ERROR, SAFER["set-not-null"]),
+    "adding-field-with-default": Rule(ERROR, SAFER["volatile-default"]),
+    "adding-serial-primary-key-field": Rule(ERROR, SAFER["primary-key-using-index"]),
+    "adding-foreign-key-constraint": Rule(ERROR, SAFER["foreign-key-not-valid"]),
+    "constraint-missing-not-valid": Rule(ERROR, SAFER["constraint-not-valid"]),
+    "disallowed-unique-constraint": Rule(ERROR, SAFER["unique-using-index"]),
+    "require-concurrent-index-creation": Rule(ERROR, SAFER["concurrent-index"]),
+    "require-concurrent-index-deletion": Rule(ERROR, SAFER["concurrent-index-drop"]),
+    "require-concurrent-reindex": Rule(ERROR, SAFER["concurrent-reindex"]),
+    "require-concurrent-partition-detach": Rule(ERROR, SAFER["concurrent-detach"]),
+    "ban-concurrent-index-creation-in-transaction": Rule(ERROR, SAFER["autocommit-block"]),
+    "changing-column-type": Rule(ERROR, SAFER["new-column-type"]),
+    "renaming-column": Rule(ERROR, SAFER["rename-column"]),
+    "renaming-table": Rule(ERROR, SAFER["rename-table"]),
+    "ban-drop-column": Rule(ERROR, SAFER["drop-column"]),
+    "ban-drop-table": Rule(ERROR, SAFER["drop-table"]),
+    "ban-drop-database": Rule(ERROR, SAFER["drop-database"]),
+    "ban-drop-not-null": Rule(ERROR, SAFER["drop-not-null"]),
+    "ban-truncate-cascade": Rule(ERROR, SAFER["truncate-cascade"]),
     # -- warning: a safety concern that does not block the table (mostly: the running code may break) ----------
-    **{rule: Rule(WARNING, "release code that no longer depends on it first (expand/contract)") for rule in (
+    **{rule: Rule(WARNING, SAFER["code-first"]) for rule in (
         "ban-drop-constraint", "ban-drop-domain", "ban-drop-extension", "ban-drop-function",
         "ban-drop-generated-expression", "ban-drop-index", "ban-drop-policy", "ban-drop-schema", "ban-drop-sequence",
         "ban-drop-type", "ban-drop-view", "ban-set-schema", "renaming-object", "ban-revoke",
     )},
-    **{rule: Rule(WARNING, "check that the running code copes with the change before the deploy") for rule in (
+    **{rule: Rule(WARNING, SAFER["running-code"]) for rule in (
         "ban-add-column", "ban-add-composite-attribute", "ban-add-enum-value", "ban-alter-database-options",
         "ban-alter-extension", "ban-alter-function-options", "ban-alter-generated-expression", "ban-alter-identity",
         "ban-alter-policy-condition", "ban-alter-policy-roles", "ban-alter-role-options",
@@ -114,35 +99,30 @@ RULES: dict[str, Rule] = {
         "ban-alter-view-options", "ban-create-policy", "ban-detach-inheritance", "ban-disable-trigger",
         "ban-new-write-restriction", "ban-replace-view-function", "ban-replica-identity", "ban-set-default",
     )},
-    "ban-create-domain-with-constraint": Rule(WARNING, "use a column CHECK constraint (added NOT VALID) instead of a "
-                                              "domain constraint"),
-    "ban-alter-domain-with-add-constraint": Rule(WARNING, "use column CHECK constraints (added NOT VALID) instead "
-                                                 "of a domain constraint"),
-    "identifier-too-long": Rule(WARNING, "PostgreSQL truncates names to 63 bytes: choose a shorter name"),
-    "prefer-repack": Rule(WARNING, "rewrite the table online (pg_repack) instead of VACUUM FULL / CLUSTER"),
+    "ban-create-domain-with-constraint": Rule(WARNING, SAFER["domain-check"]),
+    "ban-alter-domain-with-add-constraint": Rule(WARNING, SAFER["domain-check"]),
+    "identifier-too-long": Rule(WARNING, SAFER["short-name"]),
+    "prefer-repack": Rule(WARNING, SAFER["repack"]),
     # -- style: a habit, never a risk to a deploy ----------------------------------------------------------------
-    "prefer-bigint-over-int": Rule(STYLE, "sa.BigInteger() for ids and counters"),
-    "prefer-bigint-over-smallint": Rule(STYLE, "sa.BigInteger() for ids and counters"),
-    "prefer-identity": Rule(STYLE, "sa.Identity() instead of serial"),
-    "prefer-text-field": Rule(STYLE, "sa.Text() with a CHECK constraint on the length"),
-    "prefer-timestamp-tz": Rule(STYLE, "sa.DateTime(timezone=True)"),
-    "ban-char-field": Rule(STYLE, "sa.Text() (or sa.String() without a length)"),
-    "require-enum-value-ordering": Rule(STYLE, "ADD VALUE ... BEFORE/AFTER to place the new label"),
-    "require-table-schema": Rule(STYLE, "schema-qualified names (opt-in rule)"),
+    "prefer-bigint-over-int": Rule(STYLE, SAFER["bigint"]),
+    "prefer-bigint-over-smallint": Rule(STYLE, SAFER["bigint"]),
+    "prefer-identity": Rule(STYLE, SAFER["identity"]),
+    "prefer-text-field": Rule(STYLE, SAFER["text-field"]),
+    "prefer-timestamp-tz": Rule(STYLE, SAFER["timestamptz"]),
+    "ban-char-field": Rule(STYLE, SAFER["char-field"]),
+    "require-enum-value-ordering": Rule(STYLE, SAFER["enum-ordering"]),
+    "require-table-schema": Rule(STYLE, SAFER["table-schema"]),
     # -- moot: the deploy already does it ------------------------------------------------------------------------
-    "prefer-robust-stmts": Rule(MOOT, "each revision runs in its own transaction: a failed one leaves nothing"),
-    "require-lock-timeout": Rule(MOOT, "the deploy sets lock_timeout for the session"),
-    "require-statement-timeout": Rule(MOOT, "the deploy sets statement_timeout for the session"),
-    "require-timeout-settings": Rule(MOOT, "the deploy sets lock_timeout and statement_timeout"),
-    "transaction-nesting": Rule(MOOT, "alembic writes the BEGIN/COMMIT of each revision itself"),
-    "ban-uncommitted-transaction": Rule(MOOT, "alembic commits each revision itself"),
+    "prefer-robust-stmts": Rule(MOOT, why="each revision runs in its own transaction: a failed one leaves nothing"),
+    "require-lock-timeout": Rule(MOOT, why="the deploy sets lock_timeout for the session"),
+    "require-statement-timeout": Rule(MOOT, why="the deploy sets statement_timeout for the session"),
+    "require-timeout-settings": Rule(MOOT, why="the deploy sets lock_timeout and statement_timeout"),
+    "transaction-nesting": Rule(MOOT, why="alembic writes the BEGIN/COMMIT of each revision itself"),
+    "ban-uncommitted-transaction": Rule(MOOT, why="alembic commits each revision itself"),
 }
 
 #: rules whose risk the deploy itself removes (never passed to squawk)
-EXCLUDED = tuple(rule for rule, r in RULES.items() if r.kind == MOOT)
-#: rule -> the safer alternative, for the rules that stop a deploy
-ERROR_RULES: dict[str, str] = {rule: r.safer for rule, r in RULES.items() if r.kind == ERROR}
-STYLE_RULES = frozenset(rule for rule, r in RULES.items() if r.kind == STYLE)
+EXCLUDED = tuple(rule for rule, r in RULES.items() if r.level == MOOT)
 #: squawk's finding for SQL it cannot parse (not a rule: it hides the other findings of that input)
 SYNTAX_ERROR = "syntax-error"
 
@@ -160,30 +140,6 @@ _TARGETS = [
     re.compile(r"\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([^\s(;,]+)", re.IGNORECASE),
     re.compile(r"\bCREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([^\s(]+)", re.IGNORECASE),
 ]
-
-
-@dataclass
-class Finding:
-    revision: str | None
-    rule: str
-    level: str  # "error" | "warning" | "style" (see RULES)
-    message: str
-    alternative: str
-    line: int  # 1-based, in the revision's SQL
-    statement: str
-    #: the revision file, and the line in it of the operation that produced the statement (when known)
-    path: str | None = None
-    source_line: int | None = None
-    #: the reason of the revision's ``# dbops: allow <rule>: <why>`` comment: an accepted finding never gates
-    accepted: str | None = None
-
-    @property
-    def is_error(self) -> bool:
-        """An error that stops a deploy: error level and not accepted by an allow comment."""
-        return self.level == ERROR and not self.accepted
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -320,8 +276,8 @@ def lint_sql(sql: str, *, revision: str | None = None, pg_version: str | None = 
                 lines[i] = ""
         raw = [item for item in _run("\n".join(lines) + "\n", argv, cwd) if item.get("rule_name") != SYNTAX_ERROR]
     created = created_tables(sql)
-    findings = [Finding(revision, SYNTAX_ERROR, WARNING, "squawk cannot parse this statement: it was not linted",
-                        "check it by hand (or run it in a rehearsal)", first + 1, text)
+    findings = [Finding(SQUAWK, WARNING, SYNTAX_ERROR, "squawk cannot parse this statement: it was not linted",
+                        SAFER["unparsed"], revision, sql_line=first + 1, statement=text)
                 for first, text in sorted(unparsed)]
     for item in raw:
         rule = item.get("rule_name") or "?"
@@ -331,14 +287,16 @@ def lint_sql(sql: str, *, revision: str | None = None, pg_version: str | None = 
         table = statement_table(statement)
         if table in IGNORED_TABLES:
             continue
-        kind = RULES.get(rule, Rule(WARNING)).kind
-        if table in created and (kind == STYLE or not _CREATED.search(statement)):
+        level = RULES.get(rule, Rule(WARNING)).level
+        if table in created and (level == STYLE or not _CREATED.search(statement)):
             continue  # a table this very revision creates: nobody uses it yet, and its style is its own
-        if kind == MOOT:
+        if level == MOOT:
             continue
-        alternative = RULES[rule].safer if rule in RULES and kind == ERROR else (item.get("help") or
-                                                                                   RULES.get(rule, Rule("")).safer)
-        findings.append(Finding(revision, rule, kind, item.get("message") or "", alternative, start + 1, statement))
+        # the rules that stop a deploy get dbops' safer way; the others squawk's own help first
+        safer = RULES[rule].safer if rule in RULES and level == ERROR else (item.get("help") or
+                                                                            RULES.get(rule, Rule("")).safer)
+        findings.append(Finding(SQUAWK, level, rule, item.get("message") or "", safer, revision, sql_line=start + 1,
+                                statement=statement))
     return findings
 
 
@@ -363,23 +321,28 @@ def _statements(sql: str) -> list[tuple[int, int, str]]:
     return out
 
 
+def tally(findings: Sequence[Finding]) -> tuple[int, int, int, int]:
+    """(errors, warnings, style notes, accepted) among Squawk's findings."""
+    errors = sum(f.is_error for f in findings)
+    accepted = sum(bool(f.accepted) for f in findings)
+    style = sum(f.level == STYLE and not f.accepted for f in findings)
+    return errors, len(findings) - errors - accepted - style, style, accepted
+
+
 def render_findings(findings: Sequence[Finding]) -> str:
     if not findings:
         return "squawk: no findings"
     lines = []
     for f in findings:
-        where = f"line {f.line}" + (f" ({Path(f.path).name}:{f.source_line})" if f.path and f.source_line else "")
+        where = f"line {f.sql_line}" + (f" ({Path(f.file).name}:{f.line})" if f.file and f.line else "")
         level = "accepted" if f.accepted else f.level
-        lines.append(f"[{level}] {f.revision or '-'} {where}: {f.rule}: {f.message}")
+        lines.append(f"[{level}] {f.revision or '-'} {where}: {f.kind}: {f.message}")
         lines.append(f"    statement:  {' '.join(f.statement.split())[:160]}")
         if f.accepted:
             lines.append(f"    accepted:   {f.accepted}")
-        elif f.alternative:
-            lines.append(f"    safer:      {f.alternative}")
-    errors = sum(f.is_error for f in findings)
-    accepted = sum(bool(f.accepted) for f in findings)
-    style = sum(f.level == STYLE and not f.accepted for f in findings)
-    warnings = len(findings) - errors - accepted - style
+        elif f.safer:
+            lines.append(f"    safer:      {f.safer}")
+    errors, warnings, style, accepted = tally(findings)
     lines.append(f"squawk: {errors} error(s), {warnings} warning(s), {style} style note(s)"
                  + (f", {accepted} accepted" if accepted else ""))
     return "\n".join(lines)

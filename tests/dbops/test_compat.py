@@ -79,10 +79,10 @@ def test_a_change_the_serving_code_does_not_survive_is_a_finding_with_its_fix(re
     f = report.findings[0]
     assert words in f.message
     assert f.revision == "c0ffee000001" and f.file.startswith("2027_c0ffee000001")
-    assert f.fix.startswith("expand/contract: (1)")
+    assert f.safer.startswith("expand/contract: (1)")
     assert report.start == [BASE] and report.revisions == ["c0ffee000001"]
     text = compat.render(report)
-    assert f"✗ {f.message} [revision c0ffee000001, {f.file}]" in text and f"fix: {f.fix}" in text
+    assert f"✗ {f.message} [revision c0ffee000001, {f.file}]" in text and f"fix: {f.safer}" in text
     with pytest.raises(CompatFailed) as err:
         compat.run(settings_of(repo), ref="HEAD", server_url=pg_server.url())
     assert err.value.report.findings[0].key == f.key and err.value.exit_code == 1
@@ -218,7 +218,7 @@ def test_widening_and_the_same_type_are_no_finding(old, new):
 # -- in the deploy: `inv deploy --compat` ------------------------------------------
 
 
-def test_deploy_compat_stops_before_the_backup_and_plan_shows_it(repo, db, app, deploy_env):
+def test_deploy_compat_stops_before_the_backup_and_plan_shows_it(repo, db, app, deploy_env):  # noqa: F811
     from dbops.deploy import pipeline
     from dbops.deploy.pipeline import DeployOptions
     from dbops.errors import DeployFailed
@@ -239,7 +239,7 @@ def test_deploy_compat_stops_before_the_backup_and_plan_shows_it(repo, db, app, 
     assert current(db) == [BASE]
 
 
-def test_deploy_compat_passes_a_compatible_revision(repo, db, app, deploy_env):
+def test_deploy_compat_passes_a_compatible_revision(repo, db, app, deploy_env):  # noqa: F811
     from dbops.deploy import pipeline
     from dbops.deploy.pipeline import DeployOptions
 

@@ -37,25 +37,25 @@ op.add_column('users', sa.Column('slug', sa.Text(), nullable=False))
 op.create_index('ix_users_name', 'users', ['name'])
 """)
     findings = dryrun.lint_revisions(Project(project / "alembic.ini"), ["n1", "n2"]).findings
-    errors = {f.rule: f for f in findings if f.is_error}
+    errors = {f.kind: f for f in findings if f.is_error}
     assert set(errors) == {"adding-required-field", "require-concurrent-index-creation"}
     assert all(f.revision == "n2" for f in errors.values())
-    assert "autocommit_block" in errors["require-concurrent-index-creation"].alternative
+    assert "autocommit_block" in errors["require-concurrent-index-creation"].safer
     assert "ALTER TABLE users ADD COLUMN slug" in errors["adding-required-field"].statement
 
 
 def test_squawk_alone_sees_a_new_table_only_within_one_input():
     sql = "CREATE TABLE t (id bigint);\nCREATE INDEX ix_t ON t (id);\n"
-    assert not [f for f in squawk.lint_sql(sql) if f.rule == "require-concurrent-index-creation"]
+    assert not [f for f in squawk.lint_sql(sql) if f.kind == "require-concurrent-index-creation"]
     # split across two inputs (what linting the whole dry run at once per statement would do), it is a finding
-    assert [f.rule for f in squawk.lint_sql("CREATE INDEX ix_t ON t (id);\n") if f.is_error] == ["require-concurrent-index-creation"]
+    assert [f.kind for f in squawk.lint_sql("CREATE INDEX ix_t ON t (id);\n") if f.is_error] == ["require-concurrent-index-creation"]
 
 
 def test_show_for_revision_file_prints_the_findings(project: Path, capsys):
     path = _revision(project, "n1", BASE, "op.drop_column('users', 'name')")
     findings = dryrun.lint_revision_file(path, project / "alembic.ini", ui=Console())
     out = capsys.readouterr().out
-    assert [f.rule for f in findings if f.is_error] == ["ban-drop-column"]
+    assert [f.kind for f in findings if f.is_error] == ["ban-drop-column"]
     assert "[error] n1" in out and "ban-drop-column" in out and "expand/contract" in out
 
 
@@ -92,7 +92,7 @@ def test_a_revision_reading_rows_is_one_line_and_the_others_are_still_linted(pro
     assert run.notices == [d1.notice] and "\n" not in d1.notice
     assert d1.notice.startswith(f"revision d1 ({path.name}): no offline SQL: line {line}") and "not linted" in d1.notice
     assert n2.source == dryrun.OFFLINE and n2.offline_error is None
-    assert [f.rule for f in run.errors] == ["ban-drop-column"] and run.errors[0].revision == "n2"
+    assert [f.kind for f in run.errors] == ["ban-drop-column"] and run.errors[0].revision == "n2"
     text = dryrun.sql_text(run.revisions)
     assert f"-- no offline SQL: line {line}" in text and "DROP COLUMN name" in text
 
@@ -108,9 +108,9 @@ def test_captured_sql_is_linted_instead_and_points_at_the_operation(project: Pat
     assert d1.source == dryrun.CAPTURED and d1.offline_error and "linted from the rehearsal's captured SQL" in d1.notice
     assert d1.sql.count(";\n") == 4
     (error,) = run.errors
-    assert error.rule == "require-concurrent-index-creation" and error.revision == "d1"
+    assert error.kind == "require-concurrent-index-creation" and error.revision == "d1"
     lines = path.read_text().splitlines()
-    assert "op.create_index('ix_users_slug'" in lines[error.source_line - 1]
+    assert "op.create_index('ix_users_slug'" in lines[error.line - 1]
     assert "CREATE INDEX ix_users_slug" in dryrun.sql_text(run.revisions)
 
 
@@ -125,10 +125,10 @@ op.execute("ALTER TABLE posts ALTER COLUMN title TYPE text")
     lines = path.read_text().splitlines()
     by_rule = {}
     for f in run.findings:
-        by_rule.setdefault(f.rule, []).append(lines[f.source_line - 1].strip())
+        by_rule.setdefault(f.kind, []).append(lines[f.line - 1].strip())
     assert by_rule["require-concurrent-index-creation"] == ["op.create_index(f'ix_users_{name}', 'users', ['name'])"] * 2
     assert by_rule["changing-column-type"] == ['op.execute("ALTER TABLE posts ALTER COLUMN title TYPE text")']
-    assert all(f.path == str(path) for f in run.findings)
+    assert all(f.file == str(path) for f in run.findings)
 
 
 def test_a_broken_env_py_is_still_one_clean_error(project: Path):
@@ -165,7 +165,7 @@ op.create_table('tags', sa.Column('id', sa.Integer(), primary_key=True), sa.Colu
 op.add_column('users', sa.Column('age', sa.SmallInteger()))
 """)
     run = dryrun.lint_revisions(Project(project / "alembic.ini"), ["n1"])
-    assert {(f.rule, f.level) for f in run.findings} == {("prefer-bigint-over-smallint", "style")}
+    assert {(f.kind, f.level) for f in run.findings} == {("prefer-bigint-over-smallint", "style")}
     assert run.errors == [] and "1 style note(s)" in squawk.render_findings(run.findings)
 
 
@@ -175,12 +175,12 @@ op.drop_column('users', 'name')
 op.add_column('users', sa.Column('note', sa.Text()))
 """)
     proj = Project(project / "alembic.ini")
-    assert {f.rule for f in dryrun.lint_revisions(proj, ["n1"]).findings} == {"ban-drop-column"}
+    assert {f.kind for f in dryrun.lint_revisions(proj, ["n1"]).findings} == {"ban-drop-column"}
     # excluded_rules are merged with dbops' own exclusions (squawk's --exclude alone would replace them)
     (project / ".squawk.toml").write_text('excluded_rules = ["ban-drop-column"]\nincluded_rules = ["ban-add-column"]\n')
     found = dryrun.lint_revisions(proj, ["n1"]).findings
-    assert {f.rule for f in found} == {"ban-add-column"}
-    assert dryrun.lint_revisions(proj, ["n1"], config=None).errors[0].rule == "ban-drop-column"
+    assert {f.kind for f in found} == {"ban-add-column"}
+    assert dryrun.lint_revisions(proj, ["n1"], config=None).errors[0].kind == "ban-drop-column"
 
 
 def test_a_broken_squawk_toml_is_an_error_not_silence(project: Path):
@@ -207,9 +207,9 @@ op.create_index('ix_users_email2', 'users', ['email'])
 """)
     run = dryrun.lint_revisions(Project(project / "alembic.ini"), ["n1"])
     (accepted,) = run.accepted
-    assert accepted.rule == "ban-drop-column" and accepted.accepted == "users.name is unused since release 41"
+    assert accepted.kind == "ban-drop-column" and accepted.accepted == "users.name is unused since release 41"
     assert accepted.level == "error" and not accepted.is_error
-    assert [f.rule for f in run.errors] == ["require-concurrent-index-creation"]
+    assert [f.kind for f in run.errors] == ["require-concurrent-index-creation"]
     assert [(a.rule, a.line) for a in run.unused_allows] == [("renaming-table", 11)]
     text = squawk.render_findings(run.findings)
     assert "[accepted] n1" in text and "accepted:   users.name is unused since release 41" in text

@@ -59,7 +59,7 @@ def test_200_ahead_is_healthy_the_apps_own_head_need_not_be_the_deploys(server):
     r = health.check(server.base + "/api/health", expected_heads=["a1"])
     assert r.ok and (r.schema, r.revision, r.app_heads) == ("ahead", ["a1"], ["a0"])
     assert r.reason == "HTTP 200, schema ahead: database at a1, the app's code expects a0"
-    assert r.as_dict()["schema"] == "ahead" and r.as_dict()["app_heads"] == ["a0"]
+    assert r.to_dict()["schema"] == "ahead" and r.to_dict()["app_heads"] == ["a0"]
 
 
 def test_503_behind_says_both_sides(server):

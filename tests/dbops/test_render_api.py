@@ -11,6 +11,7 @@ import pytest
 
 from dbops import render_api as render
 from dbops.errors import ConfigError
+from dbops.settings import load_settings
 from dbops.ui import UI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -250,11 +251,11 @@ def test_an_unreachable_api_says_so():
 
 
 def test_settings_scoped_by_env_and_missing_key_named():
-    cfg = render.RenderConfig.from_env("prod", {"RENDER_API_KEY": "rnd_plain", "PROD_RENDER_API_KEY": "rnd_prod",
-                                                "RENDER_JOB_SERVICE_ID": "srv-1"})
+    cfg = render.RenderConfig.from_settings(load_settings("prod", environ={
+        "RENDER_API_KEY": "rnd_plain", "PROD_RENDER_API_KEY": "rnd_prod", "RENDER_JOB_SERVICE_ID": "srv-1"}))
     assert (cfg.api_key, cfg.service_id, cfg.api_url) == ("rnd_prod", "srv-1", "https://api.render.com")
     assert "rnd_prod" not in repr(cfg)
     with pytest.raises(ConfigError, match="RENDER_API_KEY: is not set"):
-        render.RenderConfig.from_env("prod", {"RENDER_JOB_SERVICE_ID": "srv-1"})
+        render.RenderConfig.from_settings(load_settings("prod", environ={"RENDER_JOB_SERVICE_ID": "srv-1"}))
     with pytest.raises(ConfigError, match="RENDER_JOB_SERVICE_ID: is not set"):
-        render.RenderConfig.from_env("prod", {"RENDER_API_KEY": "k"})
+        render.RenderConfig.from_settings(load_settings("prod", environ={"RENDER_API_KEY": "k"}))

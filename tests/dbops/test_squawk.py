@@ -94,17 +94,17 @@ def test_every_rule_squawk_reports_is_classified():
     fired = {item["rule_name"] for item in json.loads(r.stdout)}
     assert len(fired) >= 60  # the corpus reaches most of squawk's rules
     assert fired - set(squawk.RULES) == set()
-    assert {r.kind for r in squawk.RULES.values()} == {"error", "warning", "style", "moot"}
+    assert {r.level for r in squawk.RULES.values()} == {"error", "warning", "style", "moot"}
 
 
 def test_the_table_decides_the_level_and_moot_rules_never_show():
     findings = squawk.lint_sql(CORPUS)
-    levels = {f.rule: f.level for f in findings}
+    levels = {f.kind: f.level for f in findings}
     assert levels["require-concurrent-index-creation"] == "error"
     assert levels["prefer-bigint-over-int"] == "style" and levels["prefer-text-field"] == "style"
     assert levels["ban-drop-constraint"] == "warning"
     assert not {"prefer-robust-stmts", "require-lock-timeout", "require-statement-timeout"} & set(levels)
-    assert all(f.level == squawk.RULES[f.rule].kind for f in findings)
+    assert all(f.level == squawk.RULES[f.kind].level for f in findings)
     assert all(not f.is_error for f in findings if f.level != "error")
 
 
@@ -115,4 +115,4 @@ def test_a_statement_squawk_cannot_parse_does_not_hide_the_others():
     raw = _squawk("--reporter", "json", "--stdin-filepath", "s.sql", sql=sql)
     assert {i["rule_name"] for i in json.loads(raw.stdout)} == {"syntax-error"}  # squawk alone hides the drop
     findings = squawk.lint_sql(sql)
-    assert [(f.rule, f.level, f.line) for f in findings] == [("syntax-error", "warning", 1), ("ban-drop-column", "error", 2)]
+    assert [(f.kind, f.level, f.sql_line) for f in findings] == [("syntax-error", "warning", 1), ("ban-drop-column", "error", 2)]

@@ -21,6 +21,7 @@ import pytest
 from dbops import postgres
 from dbops.containers import image
 from dbops.servers.docker import DockerServer
+from dbops.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "dbops-job:test"
@@ -33,7 +34,7 @@ def python_base() -> str:
 @pytest.fixture(scope="session")
 def job_image() -> image.BuiltImage:
     """The job image, built once per session (tag dbops-job:test)."""
-    return image.build_job_image(ROOT, tag=TAG, python_image=python_base())
+    return image.build_job_image(ROOT, tag=TAG, python_image=python_base(), build_ca=load_settings().build_ca)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Backups that are proven restorable: create, list, prune, restore, verify (``inv backup`` and friends).
 
-One module per job: :mod:`.catalog` (keys, manifests, listing),
+One module per job: :mod:`.manifest` (the typed manifest and verification
+records), :mod:`.catalog` (keys, listing),
 :mod:`.contents` (row counts, the revision), :mod:`.create` (the streamed
 backup), :mod:`.restore`, :mod:`.swap` (the in-place swap), :mod:`.verify`,
 :mod:`.prune`.  :mod:`dbops.postgres.dump` runs pg_dump/pg_restore,
@@ -11,20 +12,32 @@ the ``ui`` it is handed; ``tasks.py`` shows the result.
 
 from __future__ import annotations
 
-from .catalog import BackupInfo, find_backup, list_backups, render_backups, store_beside, unfinished_uploads
+from .catalog import (
+    BackupInfo,
+    checked_store,
+    find_backup,
+    list_backups,
+    render_backups,
+    store_beside,
+    unfinished_uploads,
+)
 from .contents import alembic_revisions, table_row_counts
 from .create import BackupResult, create_backup
+from .manifest import Manifest, Verification
 from .prune import PruneResult, prune_backups, render_prune
-from .restore import RestoreResult, restore_backup
+from .restore import RestoreResult, restore_backup, restore_client, restore_commands, restore_into
 from .verify import VerifyResult, verify_backup
 
 __all__ = [
     "BackupInfo",
     "BackupResult",
+    "Manifest",
     "PruneResult",
     "RestoreResult",
+    "Verification",
     "VerifyResult",
     "alembic_revisions",
+    "checked_store",
     "create_backup",
     "find_backup",
     "list_backups",
@@ -32,6 +45,9 @@ __all__ = [
     "render_backups",
     "render_prune",
     "restore_backup",
+    "restore_client",
+    "restore_commands",
+    "restore_into",
     "store_beside",
     "table_row_counts",
     "unfinished_uploads",

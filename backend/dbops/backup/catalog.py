@@ -18,22 +18,21 @@ dry-run SQL, its report) are stored beside the backup it took.  The table
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import posixpath
 import re
-import logging
 from dataclasses import dataclass
 
 from .. import clock
-from ..console import table
 from ..errors import StorageError, UsageError
+from ..formats import text_table
 from ..settings import Settings
 from ..storage import Store, open_store
 from ..units import human_size
+from .manifest import Manifest, Verification
 
 log = logging.getLogger(__name__)
 
-#: the manifest's ``format``
-FORMAT = "dbops-backup/1"
 #: backups are read and written in chunks of this size
 CHUNK = 256 * 1024
 DUMP_SUFFIX = ".dump"
@@ -52,8 +51,8 @@ class BackupInfo:
     size: int
     time: dt.datetime
     revision: str
-    manifest: dict | None = None
-    verification: dict | None = None
+    manifest: Manifest | None = None
+    verification: Verification | None = None
     #: why the manifest could not be read (the backup is then treated as incomplete)
     damaged: str | None = None
 
@@ -76,15 +75,13 @@ class BackupInfo:
     @property
     def verified(self) -> bool:
         """verify-backup restored it and its checksum matched the manifest's."""
-        return bool(
-            self.manifest and self.verification and self.verification.get("sha256") == self.manifest.get("sha256")
-        )
+        return bool(self.manifest and self.verification and self.verification.sha256 == self.manifest.sha256)
 
     @property
     def duration_s(self) -> float | None:
-        return self.manifest.get("duration_s") if self.manifest else None
+        return self.manifest.duration_s if self.manifest else None
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {
             "key": self.key,
             "time": clock.iso(self.time, precise=True),
@@ -93,8 +90,8 @@ class BackupInfo:
             "duration_s": self.duration_s,
             "complete": self.complete,
             "verified": self.verified,
-            "verified_at": (self.verification or {}).get("verified_at"),
-            "sha256": (self.manifest or {}).get("sha256"),
+            "verified_at": self.verification.verified_at if self.verification else None,
+            "sha256": self.manifest.sha256 if self.manifest else None,
             "damaged": self.damaged,
         }
 
@@ -114,16 +111,22 @@ def manifest_key(key: str) -> str:
     return key[: -len(DUMP_SUFFIX)] + MANIFEST_SUFFIX
 
 
+def open_backup_store(settings: Settings) -> Store:
+    """The store BACKUP_URL names, with the S3 endpoint, region and encryption of ``settings`` (not contacted yet)."""
+    return open_store(settings.backup_location(), endpoint_url=settings.backup_endpoint_url,
+                      region=settings.backup_region, sse=settings.backup_sse)
+
+
 def checked_store(settings: Settings) -> Store:
     """The backup store, its bucket (or folder) and credentials checked."""
-    store = open_store(settings)
+    store = open_backup_store(settings)
     store.check()
     return store
 
 
 def list_backups(settings: Settings, *, store: Store | None = None) -> list[BackupInfo]:
     """Every backup of ``settings.env``, newest first (incomplete ones too, with ``manifest`` None)."""
-    store = store or open_store(settings)
+    store = store or open_backup_store(settings)
     prefix = env_prefix(store, settings)
     objects = {o.key: o for o in store.list(prefix)}
     out = []
@@ -137,15 +140,21 @@ def list_backups(settings: Settings, *, store: Store | None = None) -> list[Back
         else:  # not named by us: its modification time, revision unknown
             info = BackupInfo(key, obj.size, obj.modified, "?")
         if info.manifest_key in objects:
-            info.manifest, info.damaged = _record(store, info.manifest_key)
+            record, info.damaged = _record(store, info.manifest_key)
+            info.manifest = Manifest.from_dict(record) if record is not None else None
         if info.verified_key in objects and info.manifest is not None:
-            info.verification, _ = _record(store, info.verified_key)
+            record, _ = _record(store, info.verified_key)
+            info.verification = Verification.from_dict(record) if record is not None else None
         out.append(info)
     return sorted(out, key=lambda b: (b.time, b.key), reverse=True)
 
 
 def _record(store: Store, key: str) -> tuple[dict | None, str | None]:
-    """A manifest or verification record, or (None, why it is damaged); a warning in the log when damaged."""
+    """A manifest or verification record, or (None, why it is damaged); logged when damaged.
+
+    People hear of a damaged manifest from the caller (``inv backups`` warns, the listing says DAMAGED),
+    so the log's line is a diagnostic (shown under DBOPS_DEBUG=1).
+    """
     try:
         record = store.get_json(key)
     except StorageError as exc:
@@ -153,17 +162,27 @@ def _record(store: Store, key: str) -> tuple[dict | None, str | None]:
             raise  # the store itself failed: that is no damaged manifest
         why = "not valid JSON"
     else:
-        if isinstance(record, dict) and (
-                not key.endswith(MANIFEST_SUFFIX) or (record.get("sha256") and isinstance(record.get("size"), int))):
+        if isinstance(record, dict) and (not key.endswith(MANIFEST_SUFFIX) or _manifest_like(record)):
             return record, None
         why = "not a dbops manifest (no sha256 and size)" if isinstance(record, dict) else "not a JSON object"
-    log.warning("damaged record %s (%s): skipped", key, why)
+    log.info("damaged record %s (%s): skipped", key, why)
     return None, why
+
+
+def _manifest_like(record: dict) -> bool:
+    """Whether a manifest's JSON object has what every reader needs (a checksum, a size) and reads as one."""
+    if not (record.get("sha256") and isinstance(record.get("size"), int)):
+        return False
+    try:
+        Manifest.from_dict(record)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def unfinished_uploads(settings: Settings, *, store: Store | None = None):
     """Uploads of this environment that never finished (a killed backup): ``.partial`` files, open multiparts."""
-    store = store or open_store(settings)
+    store = store or open_backup_store(settings)
     return store.incomplete_uploads(env_prefix(store, settings))
 
 
@@ -197,7 +216,7 @@ def store_beside(settings: Settings, backup_key: str, name: str, data: bytes) ->
     """Store an artifact (dry-run SQL, report) next to the backup ``backup_key``, in the same store; returns its key."""
     key = posixpath.join(posixpath.dirname(backup_key), name)
     content_type = "application/json" if name.endswith(".json") else "text/plain"
-    open_store(settings).put_bytes(key, data, content_type=content_type)
+    open_backup_store(settings).put_bytes(key, data, content_type=content_type)
     return key
 
 
@@ -209,4 +228,4 @@ def render_backups(backups: list[BackupInfo]) -> str:
         state = "yes" if b.verified else ("no" if b.complete else
                                           f"DAMAGED ({b.damaged})" if b.damaged else "INCOMPLETE (no manifest)")
         rows.append([clock.show(b.time), b.revision, human_size(b.size), dur, state, b.key.rsplit("/", 1)[-1]])
-    return table(["time", "revision", "size", "duration", "verified", "name"], rows)
+    return text_table(["time", "revision", "size", "duration", "verified", "name"], rows)

@@ -28,8 +28,9 @@ from ..settings import Settings
 from ..storage import MiB, Store, part_size_for
 from ..ui import SILENT, UI
 from ..units import rate
-from .catalog import CHUNK, FORMAT, checked_store, dump_key, manifest_key
+from .catalog import CHUNK, checked_store, dump_key, manifest_key
 from .contents import alembic_revisions, table_row_counts
+from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class BackupResult:
     revision: str
     duration_s: float
     store: str
-    manifest: dict = field(repr=False, default_factory=dict)
+    manifest: Manifest = field(repr=False)
 
 
 class _Prefetch(threading.Thread):
@@ -164,7 +165,7 @@ def create_backup(
         snapshot, server_version = conn.execute(
             sa.text("SELECT pg_export_snapshot(), current_setting('server_version')")).one()
         server_major = postgres.major_version(server_version)
-        client = pgdump.check_dump_client(server_major, server_version, url)
+        client = pgdump.check_dump_client(server_major, url, places=settings.client_places)
         pgdump.check_compression(client, settings.backup_compression,
                                  setting=f"{settings.env.upper()}_BACKUP_COMPRESSION")
         dump_major, dump_version = client.major, client.version
@@ -198,38 +199,37 @@ def create_backup(
                                             on_part=on_part, ui=ui)
 
     finished = clock.now()
-    manifest = {
-        "format": FORMAT,
-        "key": key,
-        "env": settings.env,
-        "database": url.database,
-        "revision": revision,
-        "revisions": list(revisions),
-        "sha256": sha256,
-        "size": size,
-        "server_version": server_version,
-        "server_major": server_major,
-        "pg_dump_version": dump_version,
-        "pg_dump_major": dump_major,
-        "pg_dump_path": str(client.path),
-        "pg_dump_why": client.why,
-        "pg_dump_ssl": client.ssl,
-        "compression": settings.backup_compression,
-        "database_size": db_size,
-        "part_size": size_of_part,
-        "sse": getattr(store, "sse", None),
-        "started_at": clock.iso(started, precise=True),
-        "finished_at": clock.iso(finished, precise=True),
-        "duration_s": round((finished - started).total_seconds(), 3),
-        "tables": counts,
-    }
+    manifest = Manifest(
+        key=key,
+        env=settings.env,
+        database=url.database,
+        revision=revision,
+        revisions=list(revisions),
+        sha256=sha256,
+        size=size,
+        server_version=server_version,
+        server_major=server_major,
+        pg_dump_version=dump_version,
+        pg_dump_major=dump_major,
+        pg_dump_path=str(client.path),
+        pg_dump_why=client.why,
+        pg_dump_ssl=client.ssl,
+        compression=settings.backup_compression,
+        database_size=db_size,
+        part_size=size_of_part,
+        sse=getattr(store, "sse", None),
+        started_at=clock.iso(started, precise=True),
+        finished_at=clock.iso(finished, precise=True),
+        duration_s=round((finished - started).total_seconds(), 3),
+        tables=counts,
+    )
     manifest_at = manifest_key(key)
     try:
-        store.put_json(manifest_at, manifest)
+        store.put_json(manifest_at, manifest.to_dict())
     except StorageError:
         _quietly(store.delete, key)
         raise
-    return BackupResult(key, manifest_at, sha256, size, revision, manifest["duration_s"], store.describe(), manifest)
+    return BackupResult(key, manifest_at, sha256, size, revision, manifest.duration_s, store.describe(), manifest)
 
 
 def _stream_dump(
@@ -279,15 +279,18 @@ def _stream_dump(
     except BaseException as exc:
         proc.kill()
         source.stop()
+        details = hint = None
         try:
             writer.abort()
         except StorageError as abort_exc:
             if isinstance(exc, DbopsError):
                 extra = f"also: {abort_exc.message}" + (f" ({abort_exc.hint})" if abort_exc.hint else "")
-                exc.details = f"{exc.details}\n{extra}" if exc.details else extra
+                details = f"{exc.details}\n{extra}" if exc.details else extra
         show.done()
         if isinstance(exc, ToolFailed) and exc.hint is None:
-            exc.hint = "nothing was stored: the upload was aborted and no manifest was written"
+            hint = "nothing was stored: the upload was aborted and no manifest was written"
+        if isinstance(exc, DbopsError) and (details or hint):  # what the cleanup adds: a new error, the same kind
+            raise exc.with_context(hint=hint, details=details) from exc
         raise
     show.done(f"backup {key}: {rate(size, time.monotonic() - t0)}")
     return digest.hexdigest(), size, counts

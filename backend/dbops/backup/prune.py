@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from .. import clock
 from ..errors import UsageError
 from ..settings import Settings
-from ..storage import Upload, open_store
+from ..storage import Upload
 from ..units import human_size
-from .catalog import BackupInfo, env_prefix, list_backups
+from .catalog import BackupInfo, env_prefix, list_backups, open_backup_store
 
 
 @dataclass
@@ -38,7 +38,7 @@ def prune_backups(settings: Settings, *, keep: int, days: int | None = None, con
         raise UsageError(f"--keep must be at least 1, got {keep}", hint="the newest backup is always kept")
     if days is not None and days < 1:
         raise UsageError(f"--days must be at least 1, got {days}")
-    store = open_store(settings)
+    store = open_backup_store(settings)
     prefix = env_prefix(store, settings)
     backups = list_backups(settings, store=store)
     now = clock.now()

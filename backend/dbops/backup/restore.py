@@ -9,7 +9,6 @@ checksum matched.
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 import logging
 import time
@@ -21,9 +20,11 @@ from sqlalchemy.engine import URL
 from .. import clock, postgres
 from ..errors import ChecksumMismatch, ConfirmationRequired, DbopsError, ToolFailed, UsageError
 from ..postgres import dump as pgdump
+from ..postgres import lock
+from ..postgres.clients import Client
 from ..redact import mask_url, reason
 from ..servers import environment_url
-from ..settings import Settings, normalize_database_url
+from ..settings import ClientPlaces, Settings, normalize_database_url
 from ..storage import Store
 from ..ui import SILENT, UI
 from ..units import rate
@@ -61,23 +62,27 @@ def open_backup(settings: Settings, key_or_latest: str | None) -> tuple[Store, B
     """The checked store and the complete backup named (or the latest); pg_restore must read its pg_dump's archive."""
     store = checked_store(settings)
     info = find_backup(settings, key_or_latest, store=store)
-    pgdump.check_restore_client(archive_major(info), compression=info.manifest.get("compression"))
+    pgdump.check_restore_client(archive_major(info), compression=info.manifest.compression,
+                                places=settings.client_places)
     return store, info
 
 
 def archive_major(info: BackupInfo) -> int:
     """The major version of the pg_dump that wrote the backup (0: unknown)."""
-    return int(info.manifest.get("pg_dump_major") or 0)
+    return info.manifest.pg_dump_major
 
 
-def restore_client(info: BackupInfo, url: URL, server_major: int) -> pgdump.clients.Client:
-    """The pg_restore for this backup and a PostgreSQL ``server_major`` target; raises before anything changes."""
+def restore_client(info: BackupInfo, url: URL, server_major: int, places: ClientPlaces | None = None) -> Client:
+    """The pg_restore for this backup and a PostgreSQL ``server_major`` target; raises before anything changes.
+
+    ``places``: where to look for it first (the settings' ``client_places``).
+    """
     return pgdump.check_restore_client(archive_major(info), server_major, url,
-                                       compression=info.manifest.get("compression"))
+                                       compression=info.manifest.compression, places=places)
 
 
 def restore_into(settings: Settings, store: Store, info: BackupInfo, url: URL, *, ui: UI = SILENT,
-                 list_toc: bool = False, client: pgdump.clients.Client | None = None,
+                 list_toc: bool = False, client: Client | None = None,
                  schema_only: bool = False) -> tuple[str, int, list[str]]:
     """pg_restore the backup into the (empty) database ``url``: (sha256, size, ``pg_restore --list`` lines).
 
@@ -86,7 +91,7 @@ def restore_into(settings: Settings, store: Store, info: BackupInfo, url: URL, *
     into ``pg_restore --list``; ``schema_only`` restores the definitions without the data.
     """
     if client is None:
-        client = restore_client(info, url, _server_major(settings, url))
+        client = restore_client(info, url, _server_major(settings, url), settings.client_places)
     sinks = [pgdump.restore(url, timeout=settings.backup_timeout_s, client=client, schema_only=schema_only)]
     if schema_only:  # pg_restore stops reading after the definitions: the checksum still reads every byte
         sinks.insert(0, _Drain())
@@ -146,13 +151,13 @@ def _stream(store: Store, info: BackupInfo, sinks: list[pgdump.Restore], *, ui: 
     finally:
         body.close()
         show.done()
-    actual = digest.hexdigest()
-    if actual != info.manifest["sha256"] or size != info.manifest["size"]:
+    actual, manifest = digest.hexdigest(), info.manifest
+    if actual != manifest.sha256 or size != manifest.size:
         for s in sinks:
             s.kill()
         raise ChecksumMismatch(
             info.key,
-            f"sha256 {info.manifest['sha256'][:16]}… ({info.manifest['size']} bytes)",
+            f"sha256 {manifest.sha256[:16]}… ({manifest.size} bytes)",
             f"sha256 {actual[:16]}… ({size} bytes)",
             hint="the object was changed or damaged after the backup; restore another backup",
         )
@@ -191,7 +196,7 @@ def restore_backup(
     elif target_url is None:
         if source_url is None:
             source_url = environment_url(settings)
-        base = source_url.database or info.manifest.get("database") or "restored"
+        base = source_url.database or info.manifest.database or "restored"
         target = source_url.set(database=database_name(base, f"_restored_{clock.stamp()}"))
     elif isinstance(target_url, URL):
         target = target_url
@@ -202,7 +207,7 @@ def restore_backup(
     with postgres.admin_connection(target, timeout=settings.connect_timeout_s) as conn:
         exists = postgres.database_exists(conn, name)
         server_major = postgres.major_version(conn.execute(sa.text("SHOW server_version")).scalar_one())
-    client = restore_client(info, target, server_major)  # before anything changes
+    client = restore_client(info, target, server_major, settings.client_places)  # before anything changes
     ui.say(f"pg_restore: {client.describe()}")
     if exists and in_place_confirmed_name != name:
         raise ConfirmationRequired(
@@ -216,8 +221,8 @@ def restore_backup(
     work = database_name(name, f"__restoring_{clock.stamp()}") if exists else name
     # replacing a database: hold the deploy lock on it, so no deploy runs while it is restored
     # (the swap ends every session of the live database, the lock's too, once the restore is in)
-    lock = _deploy_lock(settings, target) if exists else contextlib.nullcontext()
-    with lock:
+    held = lock.hold(settings, target, "restore") if exists else contextlib.nullcontext()
+    with held:
         try:
             postgres.create_database(target, work)
         except sa.exc.DBAPIError as exc:
@@ -228,12 +233,6 @@ def restore_backup(
         return _restore_and_swap(settings, store, info, target, name, work, exists, client, t0, ui)
 
 
-def _deploy_lock(settings: Settings, target: URL):
-    from ..postgres.lock import hold  # the deploy's own lock: one change to a database at a time
-
-    return hold(settings, target, "restore")
-
-
 def _restore_and_swap(settings: Settings, store: Store, info: BackupInfo, target: URL, name: str, work: str,
                       exists: bool, client, t0: float, ui: UI) -> RestoreResult:
     try:
@@ -242,9 +241,9 @@ def _restore_and_swap(settings: Settings, store: Store, info: BackupInfo, target
             swap_in(target, name, work)
     except BaseException as exc:
         _drop_quietly(target, work)
-        if isinstance(exc, DbopsError) and exc.hint is None:
-            exc.hint = (f"the live database {name!r} was not touched; " if exists else "") + \
-                f"the partial restore ({work}) was dropped"
+        if isinstance(exc, DbopsError) and exc.hint is None:  # what the cleanup did: a new error, the same kind
+            raise exc.with_context(hint=(f"the live database {name!r} was not touched; " if exists else "")
+                                   + f"the partial restore ({work}) was dropped") from exc
         raise
     return RestoreResult(info.key, mask_url(target), name, exists, sha, size, round(time.monotonic() - t0, 3),
                          client.describe())

@@ -24,6 +24,7 @@ from ..settings import Settings
 from ..ui import SILENT, UI
 from .catalog import checked_store, find_backup
 from .contents import table_row_counts
+from .manifest import Verification
 from .restore import restore_client, restore_into
 
 
@@ -48,9 +49,9 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
     """
     store = checked_store(settings)
     info = find_backup(settings, key_or_latest, store=store)
-    source_major = int(info.manifest.get("server_major") or 0)
-    bin_dir = programs_for_major(int(info.manifest.get("server_major") or 0), f"backup {info.key} was not verified")
-    client = restore_client(info, URL.create("postgresql"), source_major)
+    source_major = info.manifest.server_major
+    bin_dir = programs_for_major(source_major, f"backup {info.key} was not verified", settings.client_places)
+    client = restore_client(info, URL.create("postgresql"), source_major, settings.client_places)
     ui.say(f"verify: a throwaway PostgreSQL {source_major} from {bin_dir}; pg_restore: {client.describe()}")
     t0 = time.monotonic()
     with throwaway_server(bin_dir, prefix="dbops-verify-") as server:
@@ -63,7 +64,7 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
                 server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
         finally:
             engine.dispose()
-    problems = _differences(info.manifest.get("tables") or {}, restored, pgdump.toc_tables(toc))
+    problems = _differences(info.manifest.tables, restored, pgdump.toc_tables(toc))
     if problems:
         raise CheckFailed(
             f"backup {info.key} did not restore to what its manifest describes ({len(problems)} problem(s))",
@@ -71,19 +72,19 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
             hint="do not rely on this backup; take a new one with `inv backup` and verify it",
         )
     duration = round(time.monotonic() - t0, 3)
-    record = {
-        "key": info.key,
-        "sha256": sha,
-        "size": size,
-        "verified_at": clock.iso(precise=True),
-        "duration_s": duration,
-        "tables": restored,
-        "pg_restore_version": client.version,
-        "pg_restore": client.describe(),
-        "server_version": server_version,
-        "server_major": postgres.major_version(server_version),
-    }
-    store.put_json(info.verified_key, record)
+    record = Verification(
+        key=info.key,
+        sha256=sha,
+        size=size,
+        verified_at=clock.iso(precise=True),
+        duration_s=duration,
+        tables=restored,
+        pg_restore_version=client.version,
+        pg_restore=client.describe(),
+        server_version=server_version,
+        server_major=postgres.major_version(server_version),
+    )
+    store.put_json(info.verified_key, record.to_dict())
     return VerifyResult(info.key, sha, restored, duration, info.verified_key, server_version, client.describe())
 
 

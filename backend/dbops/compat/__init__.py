@@ -7,7 +7,7 @@ reports, mapped to the commit that added its file) with the schema a
 throwaway database reaches when upgraded from empty through the pending
 revisions (:mod:`.schema`).  A table or column the old code maps that is
 dropped or renamed, a type narrowed, or a NOT NULL column without a default
-the old code does not write is a :class:`~.findings.Finding` naming the model,
+the old code does not write is a :class:`~dbops.findings.Finding` naming the model,
 the column, the revision and the expand/contract sequence that avoids it
 (:mod:`.findings`).  :func:`run` shows the report and raises
 :class:`~dbops.errors.CompatFailed` on findings.
@@ -22,12 +22,12 @@ from sqlalchemy.engine import URL
 
 from .. import scratch
 from ..errors import CompatFailed
+from ..findings import Finding
 from ..migrations import Project
 from ..settings import Settings
 from ..ui import SILENT, UI
 from . import findings as findings_
 from . import old_code, schema
-from .findings import Finding
 
 __all__ = ["CompatReport", "Finding", "check", "render", "run"]
 
@@ -52,10 +52,10 @@ class CompatReport:
     def ok(self) -> bool:
         return not self.findings
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {"commit": self.commit, "source": self.source, "start": self.start, "heads": self.heads,
                 "revisions": self.revisions, "models": self.models, "tables": self.tables,
-                "findings": [f.as_dict() for f in self.findings], "notes": self.notes,
+                "findings": [f.to_dict() for f in self.findings], "notes": self.notes,
                 "duration_s": round(self.duration_s, 3)}
 
 
@@ -74,7 +74,7 @@ def check(settings: Settings, *, ref: str | None = None, server_url: URL | None 
         notes.append(f"commit {old.commit[:12]}'s head(s) {', '.join(old.heads) or '(none)'} are not all in the "
                      "migration scripts: compared from an empty database")
     ui.say(f"upgrading a throwaway database to {', '.join(known) or 'base'}, then through the pending revisions...")
-    steps = schema.build(project, known, server_url=server_url)
+    steps = schema.build(project, known, server_url=server_url, places=settings.client_places)
     report = CompatReport(
         commit=old.commit, described=old.described, source=old.source, start=known, heads=heads,
         revisions=[s.revision for s in steps.pending], models=sorted({m for t in old.tables for m in t.models}),
@@ -110,7 +110,7 @@ def render(report: CompatReport) -> str:
     for f in report.findings:
         where = f" [revision {f.revision}, {f.file}]" if f.revision else ""
         lines.append(f"  ✗ {f.message}{where}")
-        lines.append(f"      fix: {f.fix}")
+        lines.append(f"      fix: {f.safer}")
     return "\n".join(lines)
 
 

@@ -10,32 +10,13 @@ present, not this deploy's doing.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 
+from ..findings import COMPAT, ERROR, SAFER, Finding
 from ..postgres.schema_snapshot import Snapshot
 from .old_code import Column, OldCode, Table
 from .schema import SchemaSteps
 
 DROPPED, NARROWED, NOT_NULL = "dropped or renamed", "type narrowed", "NOT NULL without default"
-
-
-@dataclass
-class Finding:
-    kind: str
-    model: str  #: the class (``Post``) or ``table posts``; with the attribute for columns (``Post.title``)
-    table: str
-    column: str | None
-    message: str
-    fix: str
-    revision: str | None = None
-    file: str | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def key(self) -> tuple[str, str, str | None]:
-        return self.kind, self.table, self.column
 
 
 # -- types ----------------------------------------------------------------------
@@ -116,10 +97,6 @@ def narrowing(old: str, new: str) -> str | None:
 
 # -- the findings ------------------------------------------------------------------
 
-def _column(snap: Snapshot, table: str, column: str):
-    return snap.objects.get(f"column {table}.{column}")
-
-
 def _has_table(snap: Snapshot, table: str) -> bool:
     return f"table {table}" in snap.objects
 
@@ -188,16 +165,18 @@ def compare(old: OldCode, steps: SchemaSteps) -> list[Finding]:
 
 # -- each kind: its message and its expand/contract sequence ----------------------
 
+def _finding(kind: str, model: str, table: str, column: str | None, message: str, safer: str) -> Finding:
+    return Finding(COMPAT, ERROR, kind, message, safer, table=table, column=column, model=model)
+
+
 def _dropped_table(table: Table, before: Snapshot, after: Snapshot) -> Finding:
     cols = set(_columns_of(before, table.key))
     added = [t for t in _tables(after) if not _has_table(before, t) and cols <= set(_columns_of(after, t))]
     also = f"; the new schema has table {', '.join(added)} with the same columns" if added else ""
-    return Finding(
+    return _finding(
         DROPPED, table.model, table.key, None,
         f"table {table.key}, which the running code maps ({table.model}), is dropped or renamed{also}",
-        f"expand/contract: (1) deploy code that no longer uses {table.model} (for a rename: code that reads and "
-        f"writes the new table, kept in step with the old one by the code or a trigger), (2) copy the rows over, "
-        f"(3) drop or rename {table.key} in a later revision, once no running code maps it",
+        SAFER["compat-drop-table"].format(model=table.model, table=table.key),
     )
 
 
@@ -205,44 +184,36 @@ def _dropped_column(table: Table, col: Column, was: dict, now: dict) -> tuple[Fi
     old_type = was.get(col.name, {}).get("type") or normalize(col.type)
     same = [n for n, a in now.items() if n not in was and n not in table.columns and a.get("type") == old_type]
     also = f"; the new schema has {', '.join(f'{table.key}.{n}' for n in same)} of the same type" if same else ""
-    return Finding(
+    return _finding(
         DROPPED, table.who(col), table.key, col.name,
         f"{table.who(col)}: column {table.key}.{col.name}, which the running code maps, is dropped or "
         f"renamed{also}; its SELECTs and INSERTs naming it fail",
-        f"expand/contract: (1) add the new column (for a rename) and deploy code that writes both and no longer "
-        f"reads {table.who(col)} (or drops the attribute), (2) backfill the new column, (3) drop or rename "
-        f"{table.key}.{col.name} in a later revision, once no running code maps it",
+        SAFER["compat-drop-column"].format(model=table.who(col), table=table.key, column=col.name),
     ), same
 
 
 def _narrowed(table: Table, col: Column, old_type: str, new_type: str, why: str) -> Finding:
-    return Finding(
+    return _finding(
         NARROWED, table.who(col), table.key, col.name,
         f"{table.who(col)}: column {table.key}.{col.name} changes from {old_type} to {new_type} ({why}): "
         "values the running code writes may no longer fit",
-        f"expand/contract: (1) add a new {new_type} column (nullable), (2) deploy code that writes both and "
-        f"keeps values within {new_type}, (3) backfill it, checking every row fits, (4) deploy code that reads "
-        f"only the new column, (5) drop {table.key}.{col.name} in a later revision",
+        SAFER["compat-narrowed"].format(type=new_type, table=table.key, column=col.name),
     )
 
 
 def _set_not_null(table: Table, col: Column) -> Finding:
-    return Finding(
+    return _finding(
         NOT_NULL, table.who(col), table.key, col.name,
         f"{table.who(col)}: column {table.key}.{col.name} becomes NOT NULL without a default, but the running "
         "code maps it as nullable and may insert NULL",
-        f"expand/contract: (1) deploy code that always writes {table.who(col)} (or add a server default), "
-        f"(2) backfill the NULL rows, (3) then SET NOT NULL in a later revision (ADD CONSTRAINT … CHECK "
-        f"({col.name} IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, SET NOT NULL)",
+        SAFER["compat-set-not-null"].format(model=table.who(col), column=col.name),
     )
 
 
 def _new_not_null(table: Table, name: str, attrs: dict) -> Finding:
-    return Finding(
+    return _finding(
         NOT_NULL, f"{table.model}", table.key, name,
         f"{table.model}: new column {table.key}.{name} ({attrs.get('type')}) is NOT NULL without a default, and "
         f"the running code does not map it: its INSERTs into {table.key} fail",
-        f"expand/contract: (1) add {table.key}.{name} nullable (or with a server default), (2) deploy code that "
-        f"writes it, (3) backfill existing rows, (4) then SET NOT NULL in a later revision (ADD CONSTRAINT … "
-        f"CHECK ({name} IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, SET NOT NULL)",
+        SAFER["compat-new-not-null"].format(table=table.key, column=name),
     )

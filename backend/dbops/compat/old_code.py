@@ -18,9 +18,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import git, scratch
+from .. import git, health, postgres, scratch
 from ..errors import MigrationError, ToolFailed, UsageError
 from ..migrations import Project
+from ..servers import environment_url
 from ..settings import Settings
 
 #: upper bound for loading the old models (imports only; nothing connects)
@@ -82,8 +83,6 @@ class Serving:
 def serving_revisions(settings: Settings, project: Project) -> Serving:
     """The revisions of the code now serving: the health URL's answer, else the database's revision."""
     if settings.health_url:
-        from .. import health
-
         h = health.check(settings.health_url, timeout=settings.health_timeout_s)
         revs = _code_revisions(h.body)
         if revs:
@@ -92,9 +91,6 @@ def serving_revisions(settings: Settings, project: Project) -> Serving:
         where = f"the health URL {h.url} ({reason})"
     else:
         where = "no HEALTH_URL"
-    from .. import postgres
-    from ..servers import environment_url
-
     url = environment_url(settings, purpose="read the serving revision from (or pass --ref)")
     with postgres.connect(url, name="dbops compat", timeout=settings.connect_timeout_s,
                           hint=settings.connect_hint + "; or pass --ref with the serving commit") as conn:
@@ -117,9 +113,7 @@ def _code_revisions(body: object) -> list[str]:
         return sorted(heads)
     if isinstance(body.get("head"), str):
         return [body["head"]]
-    from ..health import _revisions  # private: the one reading of revision fields
-
-    return _revisions(body) or []
+    return health.reported_revisions(body) or []
 
 
 def commit_for(repo: Path, project: Project, revisions: list[str], source: str) -> tuple[str, str]:

@@ -18,9 +18,10 @@ from sqlalchemy.engine import URL
 
 from .. import postgres
 from ..migrations import Project
+from ..migrations.runner import StepRunner, foreign_env
 from ..postgres import schema_snapshot
 from ..servers.throwaway import given_or_throwaway, throwaway_database
-from ..migrations.runner import StepRunner, foreign_env
+from ..settings import ClientPlaces
 
 
 @dataclass
@@ -57,12 +58,13 @@ def _upto(project: Project, heads: list[str]) -> list[Script]:
     return list(reversed(list(project.script.iterate_revisions(tuple(heads), "base"))))
 
 
-def build(project: Project, start: list[str], *, server_url: URL | None = None) -> SchemaSteps:
+def build(project: Project, start: list[str], *, server_url: URL | None = None,
+          places: ClientPlaces | None = None) -> SchemaSteps:
     """Upgrade a throwaway database to ``start``, then to the heads one revision at a time; snapshot each."""
     result = SchemaSteps(start)
     first = _upto(project, start)
     pending = project.pending(start)
-    with given_or_throwaway(server_url, prefix="dbops-compat-") as server, \
+    with given_or_throwaway(server_url, prefix="dbops-compat-", places=places) as server, \
             throwaway_database(server, prefix="dbops_compat") as db:
         engine = postgres.make_engine(db.url)
         try:

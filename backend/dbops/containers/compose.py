@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import ComposeUnavailable, ToolFailed
+from .image import build_ca
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,13 @@ def migrate_command() -> str:
     return f"{command_name()} --profile migrate run --rm migrate"
 
 
-def build_env() -> dict[str, str]:
+def build_env(ca_setting: str | None) -> dict[str, str]:
     """What compose needs to build the images here (it builds missing ones at ``up``): pip's extra CAs
-    (``PIP_CA_CERT``, a build argument in docker-compose.yml) from :func:`.image.build_ca`, unless already set."""
-    from .image import build_ca
-
+    (``PIP_CA_CERT``, a build argument in docker-compose.yml) from :func:`.image.build_ca` of the settings'
+    ``build_ca``, unless already set in the environment compose gets."""
     if os.environ.get("PIP_CA_CERT"):
         return {}
-    ca = build_ca()
+    ca = build_ca(ca_setting)
     return {"PIP_CA_CERT": ca} if ca else {}
 
 
@@ -58,7 +58,8 @@ _REQUIRED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):\?")
 
 def required_variables(root: Path) -> list[str]:
     """The variables docker-compose.yml requires (``${VAR:?}``): the stack's secrets."""
-    lines = (line for line in (root / "docker-compose.yml").read_text().splitlines() if not line.lstrip().startswith("#"))
+    text = (root / "docker-compose.yml").read_text()
+    lines = (line for line in text.splitlines() if not line.lstrip().startswith("#"))
     return sorted(set(_REQUIRED.findall("\n".join(lines))))
 
 

@@ -6,13 +6,14 @@ build .`` works wherever the build has a network: Render, CI, a laptop.  What
 this module adds for ``inv image``, ``inv compose-up --build`` and the tests is
 only build arguments:
 
-* ``PYTHON_IMAGE``: the base (``DBOPS_PYTHON_IMAGE``; the offline
+* ``PYTHON_IMAGE``: the base (the setting ``python_image``: ``DBOPS_PYTHON_IMAGE``; the offline
   ``dbops/python:3.11-slim`` of docker/base-images on machines without a registry);
 * ``PIP_CA_CERT``: extra CA certificates pip trusts, for a package index reached
-  through an intercepting proxy: the PEM file ``DBOPS_BUILD_CA`` names, else
-  this host's local CAs (``/usr/local/share/ca-certificates/*.crt``: what it
-  trusts beyond Debian's defaults); ``DBOPS_BUILD_CA=none`` passes none.  The
-  Dockerfiles use them in their build stages only (``docker/pip-trust-ca``);
+  through an intercepting proxy: the PEM file the setting ``build_ca``
+  (``DBOPS_BUILD_CA``) names, else this host's local CAs
+  (``/usr/local/share/ca-certificates/*.crt``: what it trusts beyond Debian's
+  defaults); ``DBOPS_BUILD_CA=none`` passes none.  The Dockerfiles use them in
+  their build stages only (``docker/pip-trust-ca``);
 * ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (either case) when they are set here.
 """
 
@@ -26,14 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..settings import DEFAULT_PYTHON_IMAGE
 from . import engine
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TAG = "dbops-job:latest"
 S3_TAG = "dbops-s3:latest"
-#: the Dockerfiles' default base: Debian bookworm, whose libssl3 / libxml2 / libicu72 the PostgreSQL programs link
-DEFAULT_PYTHON_IMAGE = "python:3.11-slim-bookworm"
 #: the variable naming a PEM file of CA certificates for pip inside the build
 CA_VAR = "DBOPS_BUILD_CA"
 #: where Debian keeps the CAs a machine trusts beyond the defaults (update-ca-certificates)
@@ -54,10 +54,12 @@ class BuiltImage:
         return self.size_bytes / 1e6
 
 
-def build_ca(environ: Mapping[str, str] | None = None) -> str | None:
-    """The PEM text of the extra CAs pip trusts in the build (None: none): ``DBOPS_BUILD_CA``, else the local CAs."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get(CA_VAR, "").strip()
+def build_ca(setting: str | None) -> str | None:
+    """The PEM text of the extra CAs pip trusts in the build (None: none).
+
+    ``setting``: the settings' ``build_ca`` (``DBOPS_BUILD_CA``): a PEM file, ``none``, or None for the local CAs.
+    """
+    raw = (setting or "").strip()
     if raw.lower() == "none":
         return None
     if raw:
@@ -82,27 +84,28 @@ def build_ca(environ: Mapping[str, str] | None = None) -> str | None:
     return "".join(texts) or None
 
 
-def build_args(python_image: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The build arguments of both Dockerfiles: the base, pip's extra CAs (if any), the proxy variables set here."""
+def build_args(python_image: str, ca_setting: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The build arguments of both Dockerfiles: the base, pip's extra CAs (if any: :func:`build_ca` of
+    ``ca_setting``), the proxy variables set in ``environ`` (default: this process's, handed to the build)."""
     environ = os.environ if environ is None else environ
     args = {"PYTHON_IMAGE": python_image}
-    ca = build_ca(environ)
+    ca = build_ca(ca_setting)
     if ca:
         args["PIP_CA_CERT"] = ca
     args.update({k: environ[k] for k in PROXY_VARS if environ.get(k)})
     return args
 
 
-def build_job_image(root: Path, *, tag: str = DEFAULT_TAG, python_image: str = DEFAULT_PYTHON_IMAGE,
-                    environ: Mapping[str, str] | None = None) -> BuiltImage:
-    """``docker build`` of ``root`` with its ``Dockerfile``: the job image."""
-    return _build(root, "Dockerfile", tag, build_args(python_image, environ))
+def build_job_image(root: Path, *, build_ca: str | None, tag: str = DEFAULT_TAG,
+                    python_image: str = DEFAULT_PYTHON_IMAGE, environ: Mapping[str, str] | None = None) -> BuiltImage:
+    """``docker build`` of ``root`` with its ``Dockerfile``: the job image (``build_ca``: the settings')."""
+    return _build(root, "Dockerfile", tag, build_args(python_image, build_ca, environ))
 
 
-def build_s3_image(root: Path, *, tag: str = S3_TAG, python_image: str = DEFAULT_PYTHON_IMAGE,
+def build_s3_image(root: Path, *, build_ca: str | None, tag: str = S3_TAG, python_image: str = DEFAULT_PYTHON_IMAGE,
                    environ: Mapping[str, str] | None = None) -> BuiltImage:
-    """The SeaweedFS image of the compose ``s3`` service (``docker/s3/Dockerfile``)."""
-    return _build(root, "docker/s3/Dockerfile", tag, build_args(python_image, environ))
+    """The SeaweedFS image of the compose ``s3`` service (``docker/s3/Dockerfile``; ``build_ca``: the settings')."""
+    return _build(root, "docker/s3/Dockerfile", tag, build_args(python_image, build_ca, environ))
 
 
 def _build(root: Path, dockerfile: str, tag: str, buildargs: dict[str, str]) -> BuiltImage:

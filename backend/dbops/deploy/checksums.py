@@ -1,7 +1,8 @@
 """Applied migrations must not change: a sha256 per applied revision file, kept in the database.
 
-The table lives in its own ``dbops`` schema so autogenerate (which compares
-the default schema only) never proposes to drop it.  Every deploy records the
+The table lives in the toolkit's own ``dbops`` schema
+(:mod:`dbops.postgres.bookkeeping`), which autogenerate never proposes to
+drop.  Every deploy records the
 files it applied (and, once, those applied before dbops tracked them); the
 preflight refuses a deploy when an applied file's hash no longer matches.
 ``inv accept-migration-change`` records the new hash of a deliberately
@@ -22,23 +23,11 @@ from sqlalchemy.engine import Connection
 from .. import postgres
 from ..errors import MigrationChanged, UsageError
 from ..migrations import Project
+from ..postgres import bookkeeping, lock
 from ..servers import environment_url
 from ..settings import Settings
-from ..postgres import lock
 
-SCHEMA = "dbops"
-TABLE = f"{SCHEMA}.migration_checksums"
-
-DDL = [
-    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-        revision   text PRIMARY KEY,
-        filename   text NOT NULL,
-        sha256     text NOT NULL,
-        recorded_at timestamptz NOT NULL DEFAULT now(),
-        recorded_by text NOT NULL
-    )""",
-]
+TABLE = bookkeeping.CHECKSUMS
 
 
 @dataclass
@@ -53,13 +42,9 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _table_exists(conn: Connection) -> bool:
-    return conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": TABLE}).scalar() is not None
-
-
 def recorded(conn: Connection) -> dict[str, str]:
     """revision -> recorded sha256 (empty when the table does not exist yet)."""
-    if not _table_exists(conn):
+    if not bookkeeping.exists(conn, TABLE):
         return {}
     return dict(conn.execute(sa.text(f"SELECT revision, sha256 FROM {TABLE}")).all())
 
@@ -102,8 +87,7 @@ def record(conn: Connection, project: Project, revisions: list[str], *, replace:
     if conn.in_transaction():
         conn.commit()
     with conn.begin():
-        for stmt in DDL:
-            conn.execute(sa.text(stmt))
+        bookkeeping.create(conn, TABLE)
         for rev in revisions:
             script = project.revision(rev)
             conflict = "DO UPDATE SET sha256 = EXCLUDED.sha256, filename = EXCLUDED.filename, " \

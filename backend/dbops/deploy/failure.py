@@ -14,10 +14,11 @@ verify or monitor failed.
 from __future__ import annotations
 
 from .. import postgres
-from ..backup.restore import restore_commands
+from ..backup import restore_commands
 from ..errors import DbopsError, DeployFailed
 from ..migrations import Project
 from . import rollback
+from .report import AutoRollback, Outcome, StepStatus
 from .run import Run
 
 #: steps that fail before anything can have changed
@@ -47,14 +48,14 @@ def after_failure(run: Run, project: Project, err: DbopsError, *, auto_rollback:
         ui.warn("--auto-rollback: downgrading to the revision before the deploy")
         try:
             rb = rollback.rollback_database(settings, to=before, lock_held=True, url=run.url, ui=ui)
-            r.rollback = {"outcome": "ok", "detail": f"back at {', '.join(rb.revision_after or []) or '(empty)'}",
-                          "report": rb.path}
+            r.rollback = AutoRollback(StepStatus.OK, f"back at {', '.join(rb.revision_after or []) or '(empty)'}",
+                                      rb.path)
             r.revision_after = rb.revision_after
-            r.outcome = "rolled back"
+            r.outcome = Outcome.ROLLED_BACK
             r.db_changed = False
             r.recovery = [c for c in r.recovery if c.startswith("inv restore")]
         except DeployFailed as exc:
-            r.rollback = {"outcome": "failed", "detail": exc.message, "report": exc.report.path}
+            r.rollback = AutoRollback(StepStatus.FAILED, exc.message, exc.report.path)
 
 
 def _reversible(run: Run, project: Project, to: str) -> bool:

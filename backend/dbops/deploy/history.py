@@ -9,34 +9,30 @@ so the killed one no longer does) marks it ``abandoned``, with the evidence
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .checksums import DDL as CHECKSUM_DDL
-from .checksums import SCHEMA
+from ..postgres import bookkeeping
 
-TABLE = f"{SCHEMA}.deploys"
-DDL = [
-    *CHECKSUM_DDL,
-    f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-        id              bigserial PRIMARY KEY,
-        command         text NOT NULL,
-        env             text NOT NULL,
-        started_at      timestamptz NOT NULL DEFAULT now(),
-        finished_at     timestamptz,
-        outcome         text NOT NULL,
-        revision_before text[] NOT NULL,
-        revision_after  text[],
-        backup_key      text,
-        report          jsonb
-    )""",
-    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS pid integer",
-    f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS host text",
-]
+TABLE = bookkeeping.DEPLOYS
+
+
+@dataclass(frozen=True)
+class DeployRow:
+    """One run's row in ``dbops.deploys``, as :func:`last_deploy` reads it."""
+
+    id: int
+    revision_before: list[str]
+    revision_after: list[str] | None
+    backup_key: str | None
+    outcome: str
+    started_at: dt.datetime
 
 
 def _alive(pid: int) -> bool:
@@ -87,8 +83,7 @@ def _commit(conn: Connection) -> None:
 def start(conn: Connection, command: str, env: str, before: list[str], backup_key: str | None) -> int:
     _commit(conn)
     with conn.begin():
-        for stmt in DDL:
-            conn.execute(sa.text(stmt))
+        bookkeeping.create(conn, bookkeeping.CHECKSUMS, TABLE)
         mark_stale(conn, env)
         return conn.execute(
             sa.text(
@@ -108,14 +103,14 @@ def finish(conn: Connection, row_id: int, outcome: str, after: list[str] | None,
                 f"UPDATE {TABLE} SET finished_at = now(), outcome = :o, revision_after = :a, "
                 "report = CAST(:r AS jsonb) WHERE id = :id"
             ),
-            {"o": outcome, "a": list(after) if after is not None else None, "r": json.dumps(report, default=str),
+            {"o": str(outcome), "a": list(after) if after is not None else None, "r": json.dumps(report, default=str),
              "id": row_id},
         )
 
 
-def last_deploy(conn: Connection, env: str) -> dict | None:
+def last_deploy(conn: Connection, env: str) -> DeployRow | None:
     """The latest deploy that started from a different revision than it ended (or may have ended) at."""
-    if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": TABLE}).scalar() is None:
+    if not bookkeeping.exists(conn, TABLE):
         return None
     row = conn.execute(
         sa.text(
@@ -126,4 +121,4 @@ def last_deploy(conn: Connection, env: str) -> dict | None:
         {"e": env},
     ).mappings().first()
     _commit(conn)
-    return dict(row) if row else None
+    return DeployRow(**row) if row else None

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import dryrun, lineage, monitor, squawk
+from .. import compat, dryrun, lineage, monitor, rehearse, squawk
 from ..errors import DbopsError, LintFailed, MonitorFailed, UpgradeFailed
-from ..migrations import Project
+from ..migrations import Project, upgrade
 from ..redact import mask_url
 from ..settings import Settings
 from ..ui import SILENT, UI
-from ..migrations import upgrade
 from . import backup_step, checksums, failure, plan, preflight, verify
-from .report import DeployReport
+from .report import DeployReport, MonitorFailure, Outcome, Rehearsal
 from .run import Run, Skipped, Steps
 
 
@@ -114,16 +113,14 @@ class _Deploy:
             ui.ok(line)
         if pf.nothing_pending:
             r.revision_after = list(pf.current)
-            r.finish("nothing to deploy")
+            r.finish(Outcome.NOTHING_TO_DEPLOY)
             ui.ok(f"nothing to deploy: the database is at head {pf.head}")
         else:
-            ui.say("pending: " + ", ".join(f"{p['revision']} ({p['doc']})" for p in r.pending))
+            ui.say("pending: " + ", ".join(f"{p.revision} ({p.doc})" for p in r.pending))
         return "; ".join(pf.checks)
 
     def check_compat(self) -> str:
         """--compat: the code now serving must survive the schema the pending revisions produce."""
-        from .. import compat
-
         detail, warnings = compat.gate(self.settings, self.project, ref=self.opts.compat_ref,
                                        allow_unsafe=self.opts.allow_unsafe, plan=self.opts.plan, ui=self.ui)
         self.report.warnings += warnings
@@ -135,28 +132,26 @@ class _Deploy:
             return Skipped("--no-backup (local only)")
         self.ui.say("backing up the database before anything changes...")
         r.backup = backup_step.take(self.settings, self.run.url, current[0] if current else None, ui=self.ui)
-        self.ui.ok(f"backup: {r.backup['key']} sha256 {r.backup['sha256']}")
-        return f"{r.backup['key']} ({r.backup['size']} bytes)"
+        self.ui.ok(f"backup: {r.backup.key} sha256 {r.backup.sha256}")
+        return f"{r.backup.key} ({r.backup.size} bytes)"
 
     def rehearsal_possible(self) -> bool:
         """The rehearse step is in the run unless --no-rehearse, or the default is off and --rehearse not given."""
         wanted = self.opts.rehearse
         if wanted is None and self.settings.rehearse_auto_mb <= 0:
-            self.report.rehearsal = {"ran": False, "backup": None,
-                                     "why": "off by default (DBOPS_REHEARSE_AUTO_MB=0); --rehearse runs it"}
+            self.report.rehearsal = Rehearsal(False, "off by default (DBOPS_REHEARSE_AUTO_MB=0); --rehearse runs it")
             return False
         if wanted is False:
-            self.report.rehearsal = {"ran": False, "backup": None, "why": "--no-rehearse"}
+            self.report.rehearsal = Rehearsal(False, "--no-rehearse")
             return False
         return True
 
     def rehearse(self) -> str:
         """The pending revisions on a copy of the backup, traced (:mod:`dbops.rehearse`); stops on its errors."""
-        from .. import rehearse
-
         opts, ui, r = self.opts, self.ui, self.report
-        run, why, info = rehearse.deploy_decision(self.settings, opts.rehearse, r.backup, server_url=opts.rehearse_server)
-        r.rehearsal = {"ran": run, "why": why, "backup": info.key if info else None}
+        run, why, info = rehearse.deploy_decision(self.settings, opts.rehearse, r.backup_key,
+                                                  server_url=opts.rehearse_server)
+        rh = r.rehearsal = Rehearsal(run, why, info.key if info else None)
         if not run:
             ui.say(f"rehearsal skipped: {why}")
             return Skipped(why)
@@ -164,9 +159,9 @@ class _Deploy:
         found = rehearse.rehearse(self.settings, backup=info.key, server_url=opts.rehearse_server, ui=ui)
         text = rehearse.render(found)
         ui.say(text)
-        r.rehearsal.update(errors=len(found.errors), findings=len(found.findings), failure=found.failure,
-                           expected_upgrade_s=found.upgrade_s, longest_wait_s=found.as_dict()["longest_wait_s"],
-                           text=self.run.save(f"{self.run.stem}.rehearse.txt", text + "\n"))
+        rh.errors, rh.findings, rh.failure = len(found.errors), len(found.findings), found.failure
+        rh.expected_upgrade_s, rh.longest_wait_s = found.upgrade_s, found.to_dict()["longest_wait_s"]
+        rh.text = self.run.save(f"{self.run.stem}.rehearse.txt", text + "\n")
         self.captured = {rev.revision: [s.sql for s in rev.statements if not s.is_version_write]
                          for rev in found.revisions}
         detail = (f"{len(found.revisions)} revision(s) on {info.key}: {len(found.errors)} error(s), "
@@ -187,7 +182,7 @@ class _Deploy:
                                       captured=self.captured)
         text = dryrun.sql_text(found.revisions)
         r.dry_run_sql = run.save(f"{run.stem}.sql", text)
-        r.lint = [f.as_dict() for f in found.findings]
+        r.lint = list(found.findings)
         ui.heading(f"dry run: the SQL of {len(revisions)} revision(s) (saved to {r.dry_run_sql})")
         ui.say(text)
         for line in found.notices:  # a revision without offline SQL (a data migration): one line, not a crash
@@ -207,7 +202,7 @@ class _Deploy:
         detail = f"{len(self.pf.pending)} revision(s), SQL in {r.dry_run_sql}"
         if opts.plan:
             r.revision_after = list(self.pf.current)
-            r.finish("planned")
+            r.finish(Outcome.PLANNED)
             ui.say(plan.text(self.settings, r, seconds=self.seconds, no_backup=opts.no_backup,
                              allow_unsafe=opts.allow_unsafe))
         return detail
@@ -230,7 +225,7 @@ class _Deploy:
         except UpgradeFailed as exc:
             r.upgrade_attempts = exc.attempts
             raise
-        checksums.record(conn, self.project, [p["revision"] for p in r.pending] + pf.unrecorded)
+        checksums.record(conn, self.project, [p.revision for p in r.pending] + pf.unrecorded)
         detail = f"applied {len(r.pending)} revision(s) in {r.upgrade_attempts} attempt(s)"
         self.ui.ok(detail)
         return detail
@@ -244,7 +239,7 @@ class _Deploy:
         if settings.health_url:
             h = verify.app_healthy(settings.health_url, list(self.project.heads()),
                                    within_s=settings.verify_timeout_s, timeout=settings.health_timeout_s)
-            r.health.append(h.as_dict())
+            r.health.append(h)
             detail.append(f"{h.url}: {h.reason}")
         else:
             r.warnings.append("HEALTH_URL is not set: the app's health was not checked")
@@ -258,8 +253,8 @@ class _Deploy:
         try:
             res = monitor.watch(self.settings, self.run.url, self.project, seconds=self.seconds, ui=self.ui)
         except MonitorFailed as exc:
-            r.monitor = {"samples": exc.samples}
+            r.monitor = MonitorFailure(exc.samples)
             raise
-        r.monitor = res.as_dict()
+        r.monitor = res
         r.warnings += res.warnings
         return f"{res.samples} sample(s) over {self.seconds:g}s"

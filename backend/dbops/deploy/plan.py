@@ -18,22 +18,22 @@ def text(settings: Settings, r: DeployReport, *, seconds: float, no_backup: bool
     else:
         lines.append(f"  {n}. back up the database to {mask_url(settings.backup_url or None)}")
     n += 1
-    rh = r.rehearsal or {}
-    if rh.get("ran"):
-        stop = rh.get("errors") and not allow_unsafe
-        lines.append(f"  {n}. rehearse the pending revisions on a copy of the new backup ({rh['why']}); rehearsed now "
-                     f"on {rh['backup']}: {rh.get('errors', 0)} error(s), expected upgrade {rh.get('expected_upgrade_s')}s"
+    rh = r.rehearsal
+    if rh and rh.ran:
+        stop = rh.errors and not allow_unsafe
+        lines.append(f"  {n}. rehearse the pending revisions on a copy of the new backup ({rh.why}); rehearsed now "
+                     f"on {rh.backup}: {rh.errors or 0} error(s), expected upgrade {rh.expected_upgrade_s}s"
                      + (" - would STOP here" if stop else ""))
         n += 1
     elif rh:
-        lines.append(f"  {n}. no rehearsal: {rh['why']}")
+        lines.append(f"  {n}. no rehearsal: {rh.why}")
         n += 1
     lines.append(f"  {n}. apply {len(r.pending)} revision(s), each in its own transaction, lock_timeout="
                  f"{settings.lock_timeout_ms}ms, statement_timeout={settings.statement_timeout_ms}ms, up to "
                  f"{settings.lock_retries} attempt(s):")
     n += 1
-    lines += [f"       {p['revision']}  {p['doc']}  ({p['file']})" for p in r.pending]
-    errors = sum(1 for f in r.lint if f["level"] == "error")
+    lines += [f"       {p.revision}  {p.doc}  ({p.file})" for p in r.pending]
+    errors = sum(1 for f in r.lint if f.level == "error")
     if errors and not allow_unsafe:
         lines.append(f"     (would STOP before this: {errors} error-level lint finding(s); see above)")
     lines.append(f"  {n}. verify: database at head {r.head}"

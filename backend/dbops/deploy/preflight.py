@@ -16,11 +16,13 @@ import sqlalchemy as sa
 from alembic.script import Script
 from sqlalchemy.engine import URL, Connection
 
+from .. import health
 from ..errors import ConfigError, Refused
 from ..migrations import Project
 from ..servers import environment_url
 from ..settings import Settings
 from . import checksums
+from .report import PendingRevision
 
 
 @dataclass
@@ -36,8 +38,8 @@ class Preflight:
     def nothing_pending(self) -> bool:
         return not self.pending
 
-    def pending_rows(self) -> list[dict]:
-        return [{"revision": s.revision, "doc": s.doc, "file": Path(s.path).name} for s in self.pending]
+    def pending_rows(self) -> list[PendingRevision]:
+        return [PendingRevision(s.revision, s.doc, Path(s.path).name) for s in self.pending]
 
 
 def target_url(settings: Settings, *, need_backup: bool = True, need_health: bool = True) -> URL:
@@ -90,8 +92,6 @@ def inspect(conn: Connection, project: Project, settings: Settings, *, allow_mul
         project.load_env(conn.engine.url)
         checks.append("env.py and the models load")
     if pending and settings.health_url:  # a mistyped HEALTH_URL is found now, not after the upgrade
-        from .. import health
-
         h = health.check(settings.health_url, timeout=settings.health_timeout_s)
         if h.status is None:
             raise Refused(

@@ -2,29 +2,134 @@
 
 Written as JSON under ``backups/`` (and beside the backup when the backup
 layer can store it), summarised through the UI and sent to the webhook.
-It holds masked URLs only.
+It holds masked URLs only.  Every part is a typed record; :meth:`DeployReport.to_dict`
+is the JSON, key for key (the statuses are :class:`~enum.StrEnum` members:
+in the JSON, and compared with a string, they are that string).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
+from .. import formats
 from ..clock import iso
+from ..findings import Finding
+from ..health import HealthResult
+from ..monitor import MonitorResult, Sample
 from ..redact import reason
+
+
+class StepStatus(StrEnum):
+    """Where one step of a run stands."""
+
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Outcome(StrEnum):
+    """How a run ended (``running`` until it does)."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    NOTHING_TO_DEPLOY = "nothing to deploy"
+    NOTHING_TO_ROLL_BACK = "nothing to roll back"
+    PLANNED = "planned"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled back"
 
 
 @dataclass
 class Step:
     name: str
-    status: str = "running"  # running | ok | failed | skipped
+    status: StepStatus = StepStatus.RUNNING
     started_at: str = field(default_factory=iso)
     seconds: float = 0.0
     detail: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "status": str(self.status), "started_at": self.started_at,
+                "seconds": self.seconds, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class PendingRevision:
+    """A revision the run applies: its id, its docstring's first line, its file's name."""
+
+    revision: str
+    doc: str
+    file: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BackupTaken:
+    """The backup a run took before changing anything."""
+
+    key: str
+    sha256: str
+    size: int
+    revision: str | None
+    manifest_key: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Rehearsal:
+    """The rehearse step: whether it ran and why, on which backup; once it ran to its end, what it found."""
+
+    ran: bool
+    why: str
+    backup: str | None = None
+    #: the rehearsal's numbers (None: it did not run to its end)
+    errors: int | None = None
+    findings: int | None = None
+    failure: str | None = None
+    expected_upgrade_s: float | None = None
+    #: the longest lock wait of each kind, as the rehearsal's own JSON gives it
+    longest_wait_s: dict | None = None
+    #: where its text report was saved
+    text: str | None = None
+
+    def to_dict(self) -> dict:
+        out = {"ran": self.ran, "why": self.why, "backup": self.backup}
+        if self.errors is not None:
+            out.update(errors=self.errors, findings=self.findings, failure=self.failure,
+                       expected_upgrade_s=self.expected_upgrade_s, longest_wait_s=self.longest_wait_s,
+                       text=self.text)
+        return out
+
+
+@dataclass
+class MonitorFailure:
+    """The monitor step failed: every sample it took, the bad ones last."""
+
+    samples: list[Sample]
+
+    def to_dict(self) -> dict:
+        return {"samples": [asdict(s) for s in self.samples]}
+
+
+@dataclass(frozen=True)
+class AutoRollback:
+    """A deploy's ``--auto-rollback``: how it went, in a line, and where its own report is."""
+
+    outcome: StepStatus  # ok | failed
+    detail: str
+    report: str | None
+
+    def to_dict(self) -> dict:
+        return {"outcome": str(self.outcome), "detail": self.detail, "report": self.report}
 
 
 @dataclass
@@ -36,26 +141,26 @@ class DeployReport:
     database: str  # masked URL
     started_at: str = field(default_factory=iso)
     finished_at: str | None = None
-    outcome: str = "running"  # success | nothing to deploy | planned | failed | rolled back
-    mode: str = "deploy"
+    outcome: Outcome = Outcome.RUNNING
+    mode: str = "deploy"  # deploy | plan | rollback
     steps: list[Step] = field(default_factory=list)
     revision_before: list[str] = field(default_factory=list)
     revision_after: list[str] | None = None
     head: str | None = None
-    pending: list[dict] = field(default_factory=list)
-    backup: dict | None = None
+    pending: list[PendingRevision] = field(default_factory=list)
+    backup: BackupTaken | None = None
     dry_run_sql: str | None = None  # where the SQL was saved
-    lint: list[dict] = field(default_factory=list)
+    lint: list[Finding] = field(default_factory=list)
     #: the rehearsal step: whether it ran and why, its errors, the expected upgrade time, the longest waits
-    rehearsal: dict | None = None
+    rehearsal: Rehearsal | None = None
     upgrade_attempts: int = 0
-    health: list[dict] = field(default_factory=list)
-    monitor: dict | None = None
+    health: list[HealthResult] = field(default_factory=list)
+    monitor: MonitorResult | MonitorFailure | None = None
     failed_step: str | None = None
     error: str | None = None
     db_changed: bool | None = None
     recovery: list[str] = field(default_factory=list)
-    rollback: dict | None = None
+    rollback: AutoRollback | None = None
     notify_error: str | None = None
     warnings: list[str] = field(default_factory=list)
     path: str | None = None
@@ -70,40 +175,72 @@ class DeployReport:
         try:
             yield st
         except BaseException as exc:
-            st.status = "failed"
+            st.status = StepStatus.FAILED
             st.detail = st.detail or reason(exc)
             self.failed_step = self.failed_step or name
             self.error = self.error or st.detail
             raise
         else:
-            if st.status == "running":
-                st.status = "ok"
+            if st.status == StepStatus.RUNNING:
+                st.status = StepStatus.OK
         finally:
             st.seconds = round(time.monotonic() - t0, 3)
 
     # -- recovery -----------------------------------------------------------
     @property
     def backup_key(self) -> str | None:
-        return (self.backup or {}).get("key")
+        return self.backup.key if self.backup else None
 
     def recovery_hint(self) -> str:
         if self.recovery:
             return "recover with:\n" + "\n".join(f"    {c}" for c in self.recovery)
         return "nothing was changed; fix the cause above and run the command again"
 
-    def finish(self, outcome: str) -> None:
+    def finish(self, outcome: Outcome) -> None:
         self.outcome = outcome
         self.finished_at = iso()
 
     # -- output -------------------------------------------------------------
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> dict:
+        """The report's JSON (the file under backups/, the copy beside the backup, the history row)."""
+        return {
+            "command": self.command,
+            "env": self.env,
+            "database": self.database,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "outcome": str(self.outcome),
+            "mode": self.mode,
+            "steps": [s.to_dict() for s in self.steps],
+            "revision_before": list(self.revision_before),
+            "revision_after": list(self.revision_after) if self.revision_after is not None else None,
+            "head": self.head,
+            "pending": [p.to_dict() for p in self.pending],
+            "backup": self.backup.to_dict() if self.backup else None,
+            "dry_run_sql": self.dry_run_sql,
+            "lint": [f.to_dict() for f in self.lint],
+            "rehearsal": self.rehearsal.to_dict() if self.rehearsal else None,
+            "upgrade_attempts": self.upgrade_attempts,
+            "health": [h.to_dict() for h in self.health],
+            "monitor": self.monitor.to_dict() if self.monitor else None,
+            "failed_step": self.failed_step,
+            "error": self.error,
+            "db_changed": self.db_changed,
+            "recovery": list(self.recovery),
+            "rollback": self.rollback.to_dict() if self.rollback else None,
+            "notify_error": self.notify_error,
+            "warnings": list(self.warnings),
+            "path": self.path,
+        }
+
+    def to_json(self) -> str:
+        return formats.to_json(self.to_dict()) + "\n"
 
     def write(self, directory: Path, stem: str) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{stem}.json"
         self.path = str(path)
-        path.write_text(json.dumps(self.as_dict(), indent=2, default=str) + "\n")
+        path.write_text(self.to_json())
         return path
 
     def summary(self) -> str:
@@ -115,10 +252,10 @@ class DeployReport:
             f"  revision   {before} -> {after}" + (f" (head {self.head})" if self.head else ""),
         ]
         if self.backup:
-            lines.append(f"  backup     {self.backup.get('key')} sha256={str(self.backup.get('sha256'))[:16]}…")
+            lines.append(f"  backup     {self.backup.key} sha256={str(self.backup.sha256)[:16]}…")
         for st in self.steps:
             lines.append(f"  {st.status:<8} {st.name:<10} {st.seconds:7.2f}s  {st.detail}".rstrip())
-        errors = sum(1 for f in self.lint if f.get("level") == "error" and not f.get("accepted"))
+        errors = sum(1 for f in self.lint if f.is_error)
         if self.lint:
             lines.append(f"  lint       {errors} error(s), {len(self.lint) - errors} warning(s)")
         if self.failed_step:
@@ -126,7 +263,7 @@ class DeployReport:
             changed = "yes" if self.db_changed else "no" if self.db_changed is not None else "unknown"
             lines.append(f"  db changed {changed}")
         if self.rollback:
-            lines.append(f"  rollback   {self.rollback.get('outcome')}: {self.rollback.get('detail', '')}".rstrip())
+            lines.append(f"  rollback   {self.rollback.outcome}: {self.rollback.detail}".rstrip())
         for w in self.warnings:
             lines.append(f"  warning    {w}")
         if self.recovery:

@@ -16,16 +16,15 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, Connection
 
-from ..backup.restore import restore_commands
+from ..backup import restore_commands
 from ..errors import DbopsError, IrreversibleMigration, UsageError
-from ..migrations import Project
+from ..migrations import Project, upgrade
 from ..redact import mask_url
-from ..roundtrip import irreversible
+from ..roundtrip import irreversible_downgrade
 from ..settings import Settings
 from ..ui import SILENT, UI
-from ..migrations import upgrade
 from . import backup_step, history, preflight
-from .report import DeployReport
+from .report import DeployReport, Outcome
 from .run import Run, Skipped, Steps
 
 
@@ -40,14 +39,14 @@ class Plan:
 
 def irreversible_reason(project: Project, revision: str) -> str | None:
     """Why ``revision``'s downgrade cannot undo it, or None (the round-trip tester's detector)."""
-    found = irreversible.check(project.revision(revision))
+    found = irreversible_downgrade(project.revision(revision))
     if found is None:
         return None
     return f"its {found.reason}" + (" (marked irreversible in the file)" if found.marked else "")
 
 
 def plan(
-    conn: Connection, project: Project, env: str, *, to: str | None = None, last: dict | None = None
+    conn: Connection, project: Project, env: str, *, to: str | None = None, last: history.DeployRow | None = None
 ) -> Plan:
     current = project.current(conn)
     if conn.in_transaction():
@@ -55,9 +54,9 @@ def plan(
     if to is not None:
         target, source = (project.revision(to).revision if to != "base" else "base"), "--to"
     elif last is not None:
-        before = list(last["revision_before"])
+        before = list(last.revision_before)
         target = before[0] if before else "base"
-        source = f"deploy #{last['id']} started at {last['started_at']:%Y-%m-%d %H:%M:%S %Z}".rstrip()
+        source = f"deploy #{last.id} started at {last.started_at:%Y-%m-%d %H:%M:%S %Z}".rstrip()
     else:
         if not current:
             raise UsageError("the database has no revision applied; there is nothing to roll back")
@@ -67,7 +66,7 @@ def plan(
         target, source = (down or "base"), "the parent of the current revision (no deploy history found)"
     revisions = [s.revision for s in project.script.iterate_revisions(current or "base", target)] if current else []
     revisions = [r for r in revisions if r != target]
-    return Plan(current, target, revisions, source, (last or {}).get("backup_key"))
+    return Plan(current, target, revisions, source, last.backup_key if last else None)
 
 
 def check_reversible(project: Project, p: Plan, env: str) -> None:
@@ -135,7 +134,7 @@ class _Rollback:
         self.ui.ok(detail)
         if not p.revisions:
             r.revision_after = list(p.current)
-            r.finish("nothing to roll back")
+            r.finish(Outcome.NOTHING_TO_ROLL_BACK)
             self.ui.ok(f"nothing to roll back: the database is at {p.target}")
         return detail
 
@@ -144,7 +143,7 @@ class _Rollback:
         if self.settings.is_local and self.no_backup:
             return Skipped("--no-backup (local only)")
         r.backup = backup_step.take(self.settings, self.run.url, p.current[0] if p.current else None, ui=self.ui)
-        return f"{r.backup['key']} ({r.backup['size']} bytes)"
+        return f"{r.backup.key} ({r.backup.size} bytes)"
 
     def downgrade(self) -> str:
         conn, settings = self.run.conn, self.settings

@@ -12,7 +12,6 @@ the backup) and shows its summary through the UI.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -22,14 +21,14 @@ from sqlalchemy.engine import URL, Connection
 
 from .. import postgres, webhook
 from ..clock import stamp
-from ..errors import DatabaseUnreachable, DbopsError, DeployFailed
+from ..errors import DatabaseUnreachable, DbopsError, DeployFailed, Interrupted
 from ..migrations import Project
+from ..postgres import lock
 from ..redact import mask_url, reason
 from ..settings import Settings
 from ..ui import UI
-from ..postgres import lock
 from . import backup_step, history
-from .report import DeployReport
+from .report import DeployReport, Outcome, StepStatus
 
 
 class Skipped(str):
@@ -75,21 +74,20 @@ class Run:
                         detail = step()
                         st.detail = str(detail)
                         if isinstance(detail, Skipped):
-                            st.status = "skipped"
+                            st.status = StepStatus.SKIPPED
                     if r.finished_at is not None:  # ended early: nothing to do, or only a plan
                         return r
-                r.finish("success")
+                r.finish(Outcome.SUCCESS)
                 return r
             except (Exception, KeyboardInterrupt) as exc:  # every failure ends with a report, Ctrl-C too
                 typed = isinstance(exc, DbopsError)
                 err = exc if typed else DbopsError(f"{type(exc).__name__}: {reason(exc, self.url)}")
                 if isinstance(exc, KeyboardInterrupt):  # the real state is read back; exit 130 at the edge
-                    err = DbopsError("interrupted (Ctrl-C)")
-                    err.exit_code = 130
+                    err = Interrupted()
                     typed = True
                 if r.failed_step is None:
                     r.failed_step, r.error = "internal", err.message
-                r.outcome = "failed"
+                r.outcome = Outcome.FAILED
                 on_failure(err)
                 raise DeployFailed(r, err) from (None if typed else exc)
             finally:
@@ -152,7 +150,7 @@ class Run:
             r.finish(r.outcome)
         if self.conn is not None and self.history_id is not None:
             try:
-                history.finish(self.conn, self.history_id, r.outcome, r.revision_after, r.as_dict())
+                history.finish(self.conn, self.history_id, r.outcome, r.revision_after, r.to_dict())
             except sa.exc.SQLAlchemyError as exc:
                 r.warnings.append(f"could not record the run in {history.TABLE}: {type(exc).__name__}")
         r.notify_error = webhook.send(self.settings.notify_webhook_url, _notification(r))
@@ -163,9 +161,9 @@ class Run:
         except OSError as exc:  # the report still goes beside the backup, else to stderr: never lost
             r.warnings.append(f"could not write the report to {self.settings.backups_dir}: {exc.strerror or exc}")
             r.path = None
-            data = (json.dumps(r.as_dict(), indent=2, default=str) + "\n").encode()
+            data = r.to_json().encode()
             if r.backup and not self._beside(f"{self.stem}.json", data):
-                r.path = f"beside the backup {r.backup['key']}: {self.stem}.json"
+                r.path = f"beside the backup {r.backup.key}: {self.stem}.json"
             else:
                 sys.stderr.write(data.decode())
         else:
@@ -175,7 +173,7 @@ class Run:
 
 
 def _notification(r: DeployReport) -> str:
-    icon = {"success": "✅", "nothing to deploy": "➖", "planned": "📝"}.get(r.outcome, "🚨")
+    icon = {Outcome.SUCCESS: "✅", Outcome.NOTHING_TO_DEPLOY: "➖", Outcome.PLANNED: "📝"}.get(r.outcome, "🚨")
     before = ", ".join(r.revision_before) or "(empty)"
     after = ", ".join(r.revision_after or []) or "(unknown)"
     text = f"{icon} {r.command} --env {r.env}: {r.outcome} ({before} -> {after})"

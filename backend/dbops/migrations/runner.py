@@ -88,7 +88,10 @@ class StepRunner:
         self.run_plan([(s, upgrade) for s in scripts])
 
     def run_plan(self, plan: Sequence[tuple[Script, bool]], *, gate: Callable[[], None] | None = None) -> None:
-        """Run ``(revision, is_upgrade)`` steps in one env.py run (one migration context); ``gate``: see :meth:`step`."""
+        """Run ``(revision, is_upgrade)`` steps in one env.py run (one migration context).
+
+        ``gate``: see :meth:`step`.
+        """
         steps = [RevisionStep(self.script.revision_map, s, up) for s, up in plan]
         if not steps:
             return
@@ -171,7 +174,7 @@ def run_env_py(script: ScriptDirectory) -> None:
     code = _env_code(str(path), stat.st_mtime_ns, stat.st_size)
     spec = importlib.util.spec_from_file_location("env_py", path)
     module = importlib.util.module_from_spec(spec)
-    exec(code, module.__dict__)  # noqa: S102 - the project's own env.py, exactly what Alembic runs
+    exec(code, module.__dict__)  # the project's own env.py, exactly what Alembic runs
 
 
 @lru_cache(maxsize=32)

@@ -12,7 +12,7 @@ A deploy that dies does not leave its statement running: the session sets
 a vanished client within a second and ends the statement, freeing its locks.
 Ctrl-C during a statement cancels it at once (the query runs under a psycopg2
 wait callback that turns the interrupt into a cancel request); the upgrade
-then fails as :class:`UpgradeFailed` with ``interrupted`` set, and the deploy
+then fails as :class:`~dbops.errors.UpgradeInterrupted` (exit 130), and the deploy
 reports the revision the database is really at, with the recovery commands.
 """
 
@@ -28,9 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..errors import UpgradeFailed
-from . import Project
+from ..errors import UpgradeFailed, UpgradeInterrupted
 from ..redact import reason
+from . import Project
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +127,11 @@ def run(
             conn.commit()
 
     def before_sleep(state) -> None:
-        exc = state.outcome.exception()
-        msg = reason(exc)
-        log.warning("upgrade attempt %d hit lock_timeout: %s", state.attempt_number, msg)
-        if on_retry:
+        msg = reason(state.outcome.exception())
+        if on_retry:  # the caller tells people (its UI); else it is a diagnostic
             on_retry(state.attempt_number, msg)
+        else:
+            log.warning("upgrade attempt %d hit lock_timeout: %s", state.attempt_number, msg)
 
     retrying = Retrying(
         stop=stop_after_attempt(attempts),
@@ -146,19 +146,14 @@ def run(
                 retrying(once)
             except KeyboardInterrupt:  # between statements: the open transaction is rolled back below
                 interrupts.seen = True
-                raise sa.exc.DBAPIError("interrupted", None, psycopg2.extensions.QueryCanceledError("interrupted"))
+                raise sa.exc.DBAPIError("interrupted", None,
+                                        psycopg2.extensions.QueryCanceledError("interrupted")) from None
     except sa.exc.DBAPIError as exc:
         if conn.in_transaction():
             conn.rollback()
         code = sqlstate(exc)
         if interrupts.seen:
-            err = UpgradeFailed(
-                "interrupted (Ctrl-C): the running migration statement was canceled and its transaction rolled back",
-                sqlstate=code, attempts=count,
-                hint="the report says which revision the database is at now; deploy again to finish",
-            )
-            err.interrupted = True
-            err.exit_code = 130
+            err = UpgradeInterrupted(sqlstate=code, attempts=count)
         elif code == LOCK_NOT_AVAILABLE:
             err = UpgradeFailed(
                 f"the upgrade could not get its table lock within lock_timeout={lock_timeout_ms}ms, "

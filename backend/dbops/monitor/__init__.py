@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .sample import Sample
 from .window import MonitorResult, monitor_only, watch, window_seconds
 
-__all__ = ["MonitorResult", "monitor_only", "watch", "window_seconds"]
+__all__ = ["MonitorResult", "Sample", "monitor_only", "watch", "window_seconds"]

@@ -28,6 +28,7 @@ from ..servers import environment_url
 from ..settings import Settings
 from ..ui import SILENT, UI
 from . import sample
+from .sample import Sample
 
 
 @dataclass
@@ -37,11 +38,11 @@ class MonitorResult:
     worst_blocked: int = 0
     longest_tx_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
-    last: dict | None = None
+    last: Sample | None = None
     #: bad samples tolerated (isolated blips)
     bad_samples: int = 0
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 
@@ -65,7 +66,7 @@ def watch(settings: Settings, url: URL, project: Project, *, seconds: float, ui:
     long_transaction_s = settings.long_transaction_s
     progress = ui.progress(every=max(interval, 5))
     result = MonitorResult(seconds=seconds, samples=0)
-    samples: list[sample.Sample] = []
+    samples: list[Sample] = []
     streak = 0
     start = time.monotonic()
     while True:
@@ -73,7 +74,7 @@ def watch(settings: Settings, url: URL, project: Project, *, seconds: float, ui:
         s = sample.take(settings, url, project, heads, elapsed=elapsed)
         samples.append(s)
         result.samples += 1
-        result.last = asdict(s)
+        result.last = s
         if s.blocked:
             result.worst_blocked = max(result.worst_blocked, s.blocked)
         if s.longest_tx_s:
@@ -93,7 +94,7 @@ def watch(settings: Settings, url: URL, project: Project, *, seconds: float, ui:
             why = s.problem if s.fatal or streak == 1 else f"{s.problem} ({streak} bad samples in a row)"
             if over_budget and not s.fatal and streak < settings.monitor_failures:
                 why = f"{s.problem} ({result.bad_samples} of {result.samples} samples bad, over the error budget)"
-            raise MonitorFailed(why, [asdict(x) for x in samples])
+            raise MonitorFailed(why, samples)
         if s.problem:
             result.warnings.append(f"blip at {s.elapsed_s:.0f}s: {s.problem}")
         if elapsed >= seconds and not streak:

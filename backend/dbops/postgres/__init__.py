@@ -1,8 +1,11 @@
 """Postgres connections over SQLAlchemy: engines, readiness, databases, the pooled-host check.
 
 Connection helpers shared by every provider and command. Nothing here starts
-a server (see :mod:`dbops.servers`).  The client programs are in
-:mod:`.clients` and :mod:`.dump`, the schema catalog in :mod:`.catalog`.
+a server (see :mod:`dbops.servers`).  The client programs: which one runs
+(:mod:`.clients`, asked what it can do in :mod:`.client_probe`, installed by
+:mod:`.client_install`), running them (:mod:`.programs`), pg_dump / pg_restore
+as streams (:mod:`.dump`); the advisory lock in :mod:`.lock`, the schema
+snapshot in :mod:`.schema_snapshot`.
 """
 
 from __future__ import annotations

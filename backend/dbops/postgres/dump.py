@@ -19,33 +19,31 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from ..errors import CompressionUnsupported, ToolFailed
+from ..settings import ClientPlaces
 from . import clients
+from .client_probe import Client, compression_method, supports_compression
+from .programs import conninfo_args, dbname_arg, libpq_env
 
 log = logging.getLogger(__name__)
 
-def client_version(program: str) -> tuple[int, str, Path]:
-    """(major, version string, path) of the program dbops runs when nothing is known of the server."""
-    c = clients.choose(program)
-    return c.major, c.version, c.path
 
-
-def check_dump_client(server_major: int, server_version: str, url: URL | None = None) -> clients.Client:
-    """The pg_dump for a PostgreSQL ``server_version`` server (at least its major, the same major preferred).
+def check_dump_client(server_major: int, url: URL | None = None, *, places: ClientPlaces | None = None) -> Client:
+    """The pg_dump for a PostgreSQL ``server_major`` server (at least its major, the same major preferred).
 
     Raises :class:`ClientTooOld` (or another DbopsError saying what was
-    rejected and why) before anything runs.
+    rejected and why) before anything runs.  ``places``: the settings' ``client_places``.
     """
-    return clients.choose("pg_dump", url=url, server_major=server_major)
+    return clients.choose("pg_dump", url=url, server_major=server_major, places=places)
 
 
-def check_compression(client: clients.Client, compression: str, *, setting: str = "BACKUP_COMPRESSION") -> None:
+def check_compression(client: Client, compression: str, *, setting: str = "BACKUP_COMPRESSION") -> None:
     """Raise :class:`CompressionUnsupported` unless ``client`` (the pg_dump chosen for the server) has the method.
 
     Checked before anything runs.  The pg_dump is not swapped for one that
     has it: the server's own major is what its pg_restore reads back.
     """
-    method = clients.compression_method(compression)
-    if clients.supports_compression(client, method):
+    method = compression_method(compression)
+    if supports_compression(client, method):
         return
     if client.major < 16:
         reason = (f"pg_dump {client.major} only compresses with gzip; {method} needs pg_dump 16+, and pg_dump "
@@ -75,11 +73,12 @@ def compress_arg(compression: str | None) -> str | None:
 
 
 def check_restore_client(archive_major: int, server_major: int | None = None,
-                         url: URL | None = None, compression: str | None = None) -> clients.Client:
+                         url: URL | None = None, compression: str | None = None, *,
+                         places: ClientPlaces | None = None) -> Client:
     """The pg_restore that reads an archive of pg_dump ``archive_major`` (compressed with ``compression``)
-    and that the target server accepts."""
+    and that the target server accepts.  ``places``: the settings' ``client_places``."""
     return clients.choose("pg_restore", url=url, server_major=server_major, archive_major=archive_major,
-                          compression=compression)
+                          compression=compression, places=places)
 
 
 class Streaming:
@@ -213,7 +212,7 @@ class Restore(Streaming):
 
 
 def dump(url: URL, *, timeout: float, snapshot: str | None = None, compress: str | None = None,
-         client: clients.Client | None = None) -> Dump:
+         client: Client | None = None) -> Dump:
     """Start ``pg_dump -Fc`` on ``url``; read the archive with the result's ``read(n)``.
 
     ``compress`` is a normalised compression spec (``gzip:1``, what backups
@@ -226,8 +225,8 @@ def dump(url: URL, *, timeout: float, snapshot: str | None = None, compress: str
         argv.append(f"--compress={compress_arg(compress)}")
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
-    argv += clients.conninfo_args(url) + [clients.dbname_arg(url)]
-    return Dump(argv, env=clients.libpq_env(url), timeout=timeout, stdin=False, capture_stdout=False)
+    argv += [*conninfo_args(url), dbname_arg(url)]
+    return Dump(argv, env=libpq_env(url), timeout=timeout, stdin=False, capture_stdout=False)
 
 
 class ScriptRestore(Restore):
@@ -279,7 +278,7 @@ class ScriptRestore(Restore):
         self.psql.wait()
 
 
-def restore(url: URL, *, timeout: float, client: clients.Client | None = None, schema_only: bool = False) -> Restore:
+def restore(url: URL, *, timeout: float, client: Client | None = None, schema_only: bool = False) -> Restore:
     """Start ``pg_restore`` into ``url`` (an empty database), reading the archive from stdin.
 
     ``--exit-on-error`` stops at the first error; ownership and grants are not
@@ -291,10 +290,10 @@ def restore(url: URL, *, timeout: float, client: clients.Client | None = None, s
     only = ["--schema-only"] if schema_only else []
     if client is not None and client.via is not None:
         psql = Restore([str(client.via.path), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password",
-                        *clients.conninfo_args(url), "-d", clients.dbname_arg(url)],
-                       env=clients.libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
+                        *conninfo_args(url), "-d", dbname_arg(url)],
+                       env=libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
         return ScriptRestore([str(client.path), "--no-owner", "--no-privileges", *only, "--file=-"], psql,
-                             env=clients.libpq_env(url), timeout=timeout)
+                             env=libpq_env(url), timeout=timeout)
     argv = [
         str(client.path if client is not None else clients.find("pg_restore")),
         "--exit-on-error",
@@ -302,16 +301,16 @@ def restore(url: URL, *, timeout: float, client: clients.Client | None = None, s
         "--no-privileges",
         *only,
         "--no-password",
-        *clients.conninfo_args(url),
-        f"--dbname={clients.dbname_arg(url)}",
+        *conninfo_args(url),
+        f"--dbname={dbname_arg(url)}",
     ]
-    return Restore(argv, env=clients.libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
+    return Restore(argv, env=libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
 
 
-def list_archive(*, timeout: float, client: clients.Client | None = None) -> Restore:
+def list_archive(*, timeout: float, client: Client | None = None) -> Restore:
     """Start ``pg_restore --list`` reading an archive from stdin; its table of contents ends up in ``stdout_lines``."""
     argv = [str(client.path if client is not None else clients.find("pg_restore")), "--list"]
-    return Restore(argv, env=clients.libpq_env(URL.create("postgresql")), timeout=timeout, stdin=True,
+    return Restore(argv, env=libpq_env(URL.create("postgresql")), timeout=timeout, stdin=True,
                    capture_stdout=True)
 
 

@@ -460,7 +460,7 @@ class SnapshotText:
     attribute, it is not a hash of them.
     """
 
-    __slots__ = ("text", "_snapshot")
+    __slots__ = ("_snapshot", "text")
 
     def __init__(self, text: str):
         self.text = text

@@ -36,8 +36,9 @@ safer sequence.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from ..findings import ERROR, REHEARSE, SAFER, WARNING, Finding
 from ..units import human_size
 from .lock_trace import Lock, Statement
 
@@ -99,32 +100,6 @@ class TableFacts:
 
 
 @dataclass
-class Finding:
-    level: str  # "error" | "warning"
-    kind: str  # "lock" | "rewrite" | "scan" | "failed"
-    revision: str | None
-    file: str | None
-    line: int | None
-    message: str
-    safer: str
-    statement: str
-    table: str | None = None
-    held_s: float | None = None
-
-    @property
-    def is_error(self) -> bool:
-        return self.level == "error"
-
-    def where(self) -> str:
-        if self.file:
-            return f"{self.file}:{self.line}"
-        return "(alembic)"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
 class Thresholds:
     #: a blocking lock held this long (seconds) is an error
     max_block_s: float
@@ -158,7 +133,7 @@ def for_statement(stmt: Statement, facts: dict[int, TableFacts], limits: Thresho
         heavy = bool(rewrote) or scanned
         if not (long_held or heavy):
             continue
-        level = "error" if long_held or (heavy and large) else "warning"
+        level = ERROR if long_held or (heavy and large) else WARNING
         held = f"held {lock.held_s:.2f} s" if limits.timed and lock.held_s is not None else "hold time not measured"
         if long_held:
             held += f" (limit {limits.max_block_s * 1000:.0f} ms)"
@@ -172,69 +147,54 @@ def for_statement(stmt: Statement, facts: dict[int, TableFacts], limits: Thresho
             message += (f" (a table of at least {rule})" if large else
                         f" (below the {rule} size rule)" if table.bytes is not None else " (its size is unknown)")
         kind = "rewrite" if rewrote else "scan" if scanned else "lock"
-        out.append(Finding(level, kind, stmt.revision, stmt.file, stmt.line, message, safer(stmt, lock, kind),
-                           stmt.sql, table.name, lock.held_s))
+        out.append(Finding(REHEARSE, level, kind, message, safer(stmt, lock, kind), stmt.revision, stmt.file,
+                           stmt.line, stmt.sql, table=table.name, held_s=lock.held_s))
     return out
 
 
 def failed(stmt: Statement, why: str, *, schema_only: bool = False) -> Finding:
     if schema_only:
-        return Finding("error", "failed", stmt.revision, stmt.file, stmt.line,
+        return Finding(REHEARSE, ERROR, "failed",
                        f"the statement failed on the schema-only copy: {why} - the copy has no rows, so a data "
-                       "migration that needs them may fail here and not in production", "rehearse on a full copy "
-                       "(without --schema-only) to tell; the revisions after it were not rehearsed", stmt.sql)
-    return Finding("error", "failed", stmt.revision, stmt.file, stmt.line,
-                   f"the statement failed on the copy, so the deploy would fail here: {why}",
-                   "fix the revision (the copy has production's data: constraints, duplicates, NULLs)", stmt.sql)
+                       "migration that needs them may fail here and not in production", SAFER["failed-schema-only"],
+                       stmt.revision, stmt.file, stmt.line, stmt.sql)
+    return Finding(REHEARSE, ERROR, "failed", f"the statement failed on the copy, so the deploy would fail here: {why}",
+                   SAFER["failed"], stmt.revision, stmt.file, stmt.line, stmt.sql)
+
+
+def upgrade_failed(revision: str, file: str, failure: str) -> Finding:
+    """The upgrade failed on the copy and no statement's failure says where: a finding on the last revision."""
+    return Finding(REHEARSE, ERROR, "failed", f"the upgrade failed on the copy: {failure}", SAFER["upgrade-failed"],
+                   revision, file)
 
 
 def _index_of(relation: str, stmt: Statement, table_oid: int) -> bool:
     return any(lk.relation == relation and lk.table_oid == table_oid for lk in stmt.locks)
 
 
-_CONCURRENT_INDEX = ("op.create_index(..., postgresql_concurrently=True) inside "
-                     "`with op.get_context().autocommit_block():` (SHARE UPDATE EXCLUSIVE: blocks no query)")
-
-#: statement shape -> the safer sequence (own texts: Squawk's table is for its rules, these follow the facts)
-_SAFER = [
-    (re.compile(r"\bCREATE\s+(UNIQUE\s+)?INDEX\b(?!\s+CONCURRENTLY)", re.IGNORECASE), _CONCURRENT_INDEX),
-    (re.compile(r"\bDROP\s+INDEX\b(?!\s+CONCURRENTLY)", re.IGNORECASE),
-     "op.drop_index(..., postgresql_concurrently=True) inside `with op.get_context().autocommit_block():`"),
-    (re.compile(r"\bFOREIGN\s+KEY\b(?!.*\bNOT\s+VALID\b)", re.IGNORECASE | re.DOTALL),
-     ("add the foreign key with postgresql_not_valid=True (no scan, a brief lock), then "
-      "op.execute('ALTER TABLE ... VALIDATE CONSTRAINT ...') in a separate revision (SHARE UPDATE EXCLUSIVE: "
-      "blocks no query)")),
+#: statement shape -> the safer sequence (the rehearsal follows the facts: a statement's shape, not a rule)
+_SHAPES = [
+    (re.compile(r"\bCREATE\s+(UNIQUE\s+)?INDEX\b(?!\s+CONCURRENTLY)", re.IGNORECASE), "concurrent-index"),
+    (re.compile(r"\bDROP\s+INDEX\b(?!\s+CONCURRENTLY)", re.IGNORECASE), "concurrent-index-drop"),
+    (re.compile(r"\bFOREIGN\s+KEY\b(?!.*\bNOT\s+VALID\b)", re.IGNORECASE | re.DOTALL), "foreign-key-not-valid"),
     (re.compile(r"\bADD\s+CONSTRAINT\b.*\bCHECK\b(?!.*\bNOT\s+VALID\b)", re.IGNORECASE | re.DOTALL),
-     ("add the CHECK constraint NOT VALID (no scan), then VALIDATE CONSTRAINT it in a separate revision "
-      "(SHARE UPDATE EXCLUSIVE: blocks no query)")),
-    (re.compile(r"\bSET\s+NOT\s+NULL\b", re.IGNORECASE),
-     ("add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT it in a later revision (SHARE UPDATE EXCLUSIVE: "
-      "blocks no query), then SET NOT NULL: PostgreSQL 12+ uses the validated check and skips the scan")),
-    (re.compile(r"\bUNIQUE\b", re.IGNORECASE),
-     ("CREATE UNIQUE INDEX CONCURRENTLY in an autocommit block, then ALTER TABLE ... ADD CONSTRAINT ... UNIQUE "
-      "USING INDEX")),
-    (re.compile(r"\bPRIMARY\s+KEY\b", re.IGNORECASE),
-     "create a unique index CONCURRENTLY first, then ALTER TABLE ... ADD PRIMARY KEY USING INDEX"),
-    (re.compile(r"\bALTER\s+COLUMN\b.*\bTYPE\b", re.IGNORECASE | re.DOTALL),
-     ("add a new column of the new type, backfill it in batches, move readers and writers, drop the old column "
-      "in a later release")),
-    (re.compile(r"\bADD\s+(COLUMN\s+)?.*\bDEFAULT\b", re.IGNORECASE | re.DOTALL),
-     ("add the column without the volatile default (a constant default or none: no rewrite), SET DEFAULT for new "
-      "rows, then backfill the old rows in batches, each batch its own transaction")),
-    (re.compile(r"^\s*(UPDATE|DELETE|INSERT)\b", re.IGNORECASE),
-     ("backfill in batches (a few thousand rows per transaction) from a script or separate revisions, "
-      "so no lock is held for long")),
+     "constraint-not-valid"),
+    (re.compile(r"\bSET\s+NOT\s+NULL\b", re.IGNORECASE), "set-not-null"),
+    (re.compile(r"\bUNIQUE\b", re.IGNORECASE), "unique-using-index"),
+    (re.compile(r"\bPRIMARY\s+KEY\b", re.IGNORECASE), "primary-key-using-index"),
+    (re.compile(r"\bALTER\s+COLUMN\b.*\bTYPE\b", re.IGNORECASE | re.DOTALL), "new-column-type"),
+    (re.compile(r"\bADD\s+(COLUMN\s+)?.*\bDEFAULT\b", re.IGNORECASE | re.DOTALL), "volatile-default"),
+    (re.compile(r"^\s*(UPDATE|DELETE|INSERT)\b", re.IGNORECASE), "batches"),
 ]
 
 
 def safer(stmt: Statement, lock: Lock, kind: str) -> str:
-    for pattern, text in _SAFER:
+    for pattern, shape in _SHAPES:
         if pattern.search(stmt.sql):
-            return text
+            return SAFER[shape]
     if kind == "lock":
-        return (f"the {lock.mode} lock is held until the revision commits: put this statement in a revision of its "
-                "own so the slow statements after it run without the lock")
-    return "split the change so that no blocking lock covers a full-table rewrite or scan"
+        return SAFER["own-revision"].format(mode=lock.mode)
+    return SAFER["split-change"]
 
 
 def _count(n: int) -> str:

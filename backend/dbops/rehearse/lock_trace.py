@@ -15,7 +15,7 @@ For each statement it records:
 - the relation locks of the migration backend after it (``pg_locks`` where
   ``pid`` is the backend's, read on the same connection inside the still open
   transaction, where locks stay until commit) against those it held before,
-  and - from a second "observer" connection polling ``pg_locks`` while the
+  and - from a second "observer" connection (:mod:`.observer`) polling ``pg_locks`` while the
   statement runs - locks that an autocommit statement (``CREATE INDEX
   CONCURRENTLY``) holds only while it runs;
 - rewrites: a table or index whose ``relfilenode`` changed;
@@ -33,10 +33,10 @@ events) and their time is subtracted from durations and hold times.
 
 from __future__ import annotations
 
+import linecache
 import logging
 import re
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +46,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from ..postgres import schema_snapshot
+from .observer import LockObserver
 
 log = logging.getLogger(__name__)
-
-#: how often the observer connection samples ``pg_locks`` while a statement runs (seconds)
-SAMPLE_INTERVAL_S = 0.01
 
 _VERSION_WRITE = re.compile(
     r"^\s*(?:UPDATE\s+alembic_version\s+SET\s+version_num\s*=\s*'(?P<up>[^']+)'"
@@ -84,7 +82,6 @@ WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I', 'S', 'v', 'f')
   AND n.nspname NOT LIKE 'pg\\_temp%'
 """
 
-_OBSERVE_SQL = "SELECT relation::bigint, mode FROM pg_locks WHERE pid = %s AND locktype = 'relation' AND granted"
 _NAMES_SQL = """
 SELECT c.oid::bigint, n.nspname, c.relname, c.relkind, coalesce(i.indrelid, c.oid)::bigint,
        pg_relation_filenode(c.oid)::bigint
@@ -110,10 +107,6 @@ class Relation:
     table_oid: int
     #: existed before the rehearsal started (False: created by a pending revision)
     existing: bool
-
-    @property
-    def is_index(self) -> bool:
-        return self.kind in ("i", "I")
 
 
 @dataclass
@@ -195,7 +188,7 @@ class Tracer:
         self._tx: Transaction | None = None
         self._busy = False
         self._pending: Statement | None = None
-        self._observer = _Observer(observer_url) if observer_url is not None else None
+        self._observer = LockObserver(observer_url) if observer_url is not None else None
         self.pid: int | None = None
 
     # -- clock: wall time minus the tracer's own work -------------------------
@@ -408,81 +401,5 @@ def _mode(mode: str) -> str:
 
 
 def _source_line(filename: str, lineno: int) -> str | None:
-    import linecache
-
     line = linecache.getline(filename, lineno).strip()
     return line or None
-
-
-class _Observer:
-    """A second connection that samples the migration backend's locks while a statement runs.
-
-    Locks a transaction takes stay until it commits, so the sample after each
-    statement sees them; an autocommit statement's locks end with it, and only
-    this observer sees them.  The main thread only writes two numbers per
-    statement (no lock, no wake-up): the observer thread looks every
-    :data:`SAMPLE_INTERVAL_S` and samples when a statement has run that long.
-    """
-
-    def __init__(self, url: URL):
-        self.url = url
-        self._conn = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        #: (statement number, its start on perf_counter), or None between statements: replaced whole, never mutated
-        self._current: tuple[int, float] | None = None
-        self._generation = 0
-        #: statement number -> the locks seen while it ran
-        self._seen: dict[int, set[tuple[int, str]]] = {}
-        self.pid: int | None = None
-
-    def start(self, pid: int) -> None:
-        import psycopg2
-
-        self.pid = pid
-        u = self.url
-        try:
-            self._conn = psycopg2.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
-                                          dbname=u.database, application_name="dbops rehearse observer",
-                                          connect_timeout=10, **{k: v for k, v in u.query.items()
-                                                                 if isinstance(v, str)})
-            self._conn.autocommit = True
-        except Exception as exc:  # noqa: BLE001 - without an observer the after-statement samples remain
-            log.warning("rehearsal: the lock observer could not connect: %s", exc)
-            self._conn = None
-            return
-        self._thread = threading.Thread(target=self._loop, name="dbops-rehearse-observer", daemon=True)
-        self._thread.start()
-
-    def begin(self) -> None:
-        self._generation += 1
-        self._current = (self._generation, time.perf_counter())
-
-    def end(self) -> set[tuple[int, str]]:
-        current, self._current = self._current, None
-        return self._seen.pop(current[0], set()) if current else set()
-
-    def _loop(self) -> None:
-        cur = self._conn.cursor()
-        while not self._stop.wait(SAMPLE_INTERVAL_S):
-            current = self._current
-            if current is None or time.perf_counter() - current[1] < SAMPLE_INTERVAL_S:
-                continue
-            try:
-                cur.execute(_OBSERVE_SQL, (self.pid,))
-                rows = cur.fetchall()
-            except Exception as exc:  # noqa: BLE001 - a dead observer only loses the in-flight samples
-                log.warning("rehearsal: the lock observer stopped: %s", exc)
-                return
-            if self._current is current:  # still the same statement: its locks
-                self._seen.setdefault(current[0], set()).update((int(oid), mode) for oid, mode in rows)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception as exc:  # noqa: BLE001 - closing a connection that already broke
-                log.debug("rehearsal: closing the observer: %s", exc)

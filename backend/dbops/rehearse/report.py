@@ -1,26 +1,28 @@
-"""The rehearsal report: per revision, per statement the SQL, time, locks and what they block; findings; totals.
+"""The rehearsal report for people: text (what ``inv rehearse`` prints), markdown, GitHub annotations.
 
-:func:`render` is the text ``inv rehearse`` prints; :func:`as_dict` the JSON
-record (written under ``backups/`` and beside a deploy's backup).
+:func:`render` is the text; :func:`markdown` a table of statements per
+revision (a pull-request comment); :func:`annotations` one workflow command per
+finding; :func:`show` prints one of them through the UI, :func:`write_json`
+writes the JSON record (:meth:`~.model.RehearsalReport.to_dict`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+from ..annotations import annotations as workflow_commands
+from ..formats import check_format, markdown_table, md_cell, md_code, show_report, to_json
+from ..settings import Settings
+from ..ui import SILENT, UI
 from ..units import duration, truncate
 from .findings import describe_blocks
-
-if TYPE_CHECKING:
-    from . import RehearsalReport
+from .model import RehearsalReport
 
 _SQL_WIDTH = 160
 
 
-
-
 def render(r: RehearsalReport) -> str:
+    """The report as text (what ``inv rehearse`` prints)."""
     timed = not r.schema_only
     lines = [f"rehearsal of {r.env} on {r.server} (PostgreSQL {r.server_version})",
              f"  backup {r.backup_key} ({'verified' if r.backup_verified else 'not verified'}), restored in "
@@ -96,36 +98,100 @@ def render(r: RehearsalReport) -> str:
     return "\n".join(lines)
 
 
-def as_dict(r: RehearsalReport) -> dict:
-    return {
-        "env": r.env,
-        "backup": {"key": r.backup_key, "verified": r.backup_verified},
-        "server": r.server,
-        "server_version": r.server_version,
-        "schema_only": r.schema_only,
-        "durations_measured": not r.schema_only,
-        "revision_before": r.revision_before,
-        "revision_after": r.revision_after,
-        "restore_s": r.restore_s,
-        "expected_upgrade_s": r.upgrade_s if not r.schema_only else None,
-        "tracing_s": r.tracing_s,
-        "thresholds": asdict(r.thresholds) if r.thresholds else None,
-        "longest_wait_s": {k: (None if v is None else {"seconds": v[0], "table": v[1], "revision": v[2]})
-                           for k, v in r.longest_wait.items()},
-        "failure": r.failure,
-        "warnings": r.warnings,
-        "tables": {name: asdict(t) for name, t in r.tables.items()},
-        "revisions": [
-            {
-                "revision": rev.revision, "doc": rev.doc, "file": rev.file, "duration_s": rev.duration_s,
-                "reached": rev.reached,
-                "schema_diff": rev.schema_diff,
-                "statements": [{k: v for k, v in asdict(s).items() if k not in ("table_oids", "started")}
-                               for s in rev.statements],
-                "findings": [f.as_dict() for f in rev.findings],
-            }
-            for rev in r.revisions
-        ],
-        "errors": len(r.errors),
-        "warnings_count": len(r.findings) - len(r.errors),
-    }
+def markdown(report: RehearsalReport) -> str:
+    """A table of statements per revision: duration, locks with what they block and their hold time, rewrites and
+    scans, the tables' rows and size, the findings; then the findings with the safer way, and the totals."""
+    timed = not report.schema_only
+    errors = len(report.errors)
+    verdict = f"❌ {errors} error-level finding(s)" if errors else "✅ no error-level findings"
+    lines = [f"## dbops rehearse: {verdict}", "",
+             (f"Rehearsal of {md_cell(report.env)} on {md_cell(report.server)} (PostgreSQL "
+              f"{md_cell(report.server_version)}): backup {md_code(report.backup_key)} "
+              f"({'verified' if report.backup_verified else 'not verified'}), restored in {report.restore_s:.1f} s.")]
+    if report.schema_only:
+        lines.append("**Schema only: durations and hold times are NOT measured.**")
+    lines += [f"> ⚠️ {md_cell(w)}" for w in report.warnings]
+    for rev in report.revisions:
+        lines += ["", f"### {md_code(rev.revision)} {md_cell(rev.doc)} ({md_code(Path(rev.file).name)})"]
+        if not rev.reached:
+            lines.append("Not rehearsed: the upgrade stopped before it.")
+            continue
+        rows = []
+        for s in rev.statements:
+            if s.is_version_write:
+                continue
+            created = sum(lk.new for lk in s.locks)
+            locks = "; ".join([f"{lk.mode} on {lk.relation}: {describe_blocks(lk.mode)}, "
+                               + (f"held {duration(lk.held_s)}" if timed else "hold not timed")
+                               for lk in s.locks if not lk.new]
+                              + [f"{created} on relations this run created (invisible to the application)"]
+                              * bool(created))
+            changed = "; ".join([f"rewrote {', '.join(s.rewrites)}"] * bool(s.rewrites)
+                                + [f"scanned {', '.join(s.scans)}"] * bool(s.scans))
+            names = dict.fromkeys(lk.table for lk in s.locks)
+            tables = "; ".join(f"{n} ({report.tables[n].describe()})" for n in names if n in report.tables)
+            found = "; ".join(f"{f.mark()} {f.kind}" for f in rev.findings
+                              if (f.file, f.line, f.statement) == (s.file, s.line, s.sql))
+            rows.append((s.index, s.line or "alembic", md_code(s.sql),
+                         (duration(s.duration_s) if timed else "not timed") + (" (autocommit)" if s.autocommit else ""),
+                         locks or "none", changed or "no", tables, (f"FAILED: {s.error}; " if s.error else "") + found))
+        lines += ["", markdown_table(("#", "line", "statement", "duration", "locks: what they block, hold time",
+                                      "rewrite / scan", "tables: rows, size", "findings"), rows)]
+        if rev.findings:
+            lines += ["", markdown_table(
+                ("level", "finding", "where", "what was measured", "safer way"),
+                [(f.mark(), md_code(f.kind),
+                  f"{Path(f.file).name}:{f.line}" if f.file else "(alembic)", f.message, f.safer)
+                 for f in rev.findings])]
+        else:
+            lines += ["", "No findings."]
+        if rev.schema_diff:
+            lines += ["", "Schema difference: " + "; ".join(md_code(d) for d in rev.schema_diff)]
+    lines.append("")
+    if not report.revisions:
+        lines.append(f"Nothing to rehearse: the backup is at {md_cell(', '.join(report.revision_before) or '(empty)')}, "
+                     "the head.")
+        return "\n".join(lines)
+    if report.failure:
+        lines.append(f"- **The upgrade FAILED on the copy**: {md_cell(report.failure)}")
+    lines.append(f"- Expected deploy duration: {duration(report.upgrade_s)} (measured on the copy)"
+                 if timed and report.upgrade_s is not None else "- Expected deploy duration: not measured (--schema-only)")
+    for what in ("reads", "writes"):
+        worst = report.longest_wait.get(what)
+        lines.append(f"- Longest wait of application {what}: " + (
+            "none (no lock blocks them)" if worst is None else
+            f"{duration(worst[0]) if timed else 'not measured'} (on {md_cell(worst[1])}, revision {md_code(worst[2])})"))
+    lines.append(f"- {errors} error(s), {len(report.findings) - errors} other finding(s)")
+    return "\n".join(lines)
+
+
+def annotations(report: RehearsalReport, *, root: str | Path | None = None) -> str:
+    """One annotation per finding of the rehearsal (error / warning; style and accepted ones as notices), on the
+    revision file at the line of the operation."""
+    return workflow_commands(f.annotation(root, file=rev.file) for rev in report.revisions for f in rev.findings)
+
+
+def formatted(report: RehearsalReport, fmt: str = "text") -> str:
+    """The report as text, json or markdown."""
+    check_format(fmt)
+    if fmt == "json":
+        return to_json(report.to_dict())
+    if fmt == "markdown":
+        return markdown(report)
+    return render(report)
+
+
+def write_json(report: RehearsalReport, path: Path) -> Path:
+    """The report as JSON at ``path``; sets ``report.path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_json(report.to_dict()) + "\n")
+    report.path = str(path)
+    return path
+
+
+def show(settings: Settings, report: RehearsalReport, fmt: str = "text", *, ui: UI = SILENT) -> None:
+    """The report through ``ui`` in ``fmt``; under GitHub Actions (``settings.github_actions``, text and markdown
+    only) first an annotation per finding on its revision file."""
+    text = formatted(report, fmt) + (f"\nreport: {report.path}" if fmt == "text" and report.path else "")
+    show_report(ui, text, lambda: annotations(report, root=settings.root), fmt=fmt,
+                github_actions=settings.github_actions)

@@ -27,6 +27,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL, Connection
 
 from ..errors import MigrationError, RoundTripFailed, RoundTripToolError, UsageError
+from ..formats import check_format, show_report
 from ..migrations import Project, describe_diff
 from ..postgres import schema_snapshot
 from ..redact import mask_url, reason
@@ -45,11 +46,14 @@ from .report import (
     STAIRWAY,
     CheckResult,
     RoundTripReport,
+    annotations,
+    formatted,
 )
 from ..migrations.runner import env_is_async, foreign_env, frozen_gc
 from .stairway import Stairway
+from .irreversible import Irreversible, check as irreversible_downgrade  # for inv rollback (dbops.deploy)
 
-__all__ = ["run", "RoundTripReport", "RoundTripFailed", "RoundTripToolError"]
+__all__ = ["run", "Irreversible", "RoundTripReport", "RoundTripFailed", "RoundTripToolError", "irreversible_downgrade"]
 
 
 def run(
@@ -72,13 +76,11 @@ def run(
     base revision; ``server_url`` is a server to create the throwaway database
     on (default: a private embedded PostgreSQL, destroyed at the end).
     Shows a progress line and then the report through ``ui`` in ``fmt`` (text,
-    json, markdown: :func:`dbops.report_format.rollback_report`; under GitHub
-    Actions, text and markdown also get an annotation per failed revision);
-    writes it as JSON to ``json_path``.
+    json, markdown: :func:`.report.formatted`; under GitHub Actions, text and
+    markdown also get an annotation per failed revision); writes it as JSON to
+    ``json_path``.
     """
-    from .. import report_format
-
-    report_format.check_format(fmt)
+    check_format(fmt)
     began = time.perf_counter()
     modules_before = set(sys.modules)  # loading the revision files below may import the project's modules
     project = Project(settings.alembic_ini)
@@ -92,7 +94,8 @@ def run(
 
     checks: list[CheckResult] = [_single_head(directory)]
     bar = ui.progress()
-    with given_or_throwaway(server_url, prefix="dbops-roundtrip-") as server, throwaway_database(server) as db:
+    with given_or_throwaway(server_url, prefix="dbops-roundtrip-", places=settings.client_places) as server, \
+            throwaway_database(server) as db:
         report = RoundTripReport(config=str(project.ini), server=mask_url(server), database=db.name)
         with foreign_env(project, db.url, modules_before=modules_before), frozen_gc():
             stairway = Stairway(settings, project, db, order, selected, setup_sql=sql, setup=setup, progress=bar)
@@ -114,15 +117,19 @@ def run(
     report.seconds = time.perf_counter() - began
     if json_path:
         report.write_json(Path(json_path))
-    if settings.github_actions and fmt != "json":
-        paths = {r.revision: str(directory.get_revision(r.revision).path) for r in report.revisions}
-        notes = report_format.rollback_annotations(report, paths, root=settings.root)
-        if notes:
-            ui.say(notes)
-    ui.say(report_format.rollback_report(report, fmt))
+
+    def commands() -> str:
+        return annotations(report, _revision_files(directory, report), root=settings.root)
+
+    show_report(ui, formatted(report, fmt), commands, fmt=fmt, github_actions=settings.github_actions)
     if not report.ok:
         raise RoundTripFailed(report)
     return report
+
+
+def _revision_files(directory, report: RoundTripReport) -> dict[str, str]:
+    """revision -> its file, for the annotations."""
+    return {r.revision: str(directory.get_revision(r.revision).path) for r in report.revisions}
 
 
 def _require_async_driver(project: Project) -> None:

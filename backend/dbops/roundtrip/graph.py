@@ -16,7 +16,7 @@ from ..migrations import Project
 
 def parents(script: Script) -> tuple[str, ...]:
     """Revisions that must be applied before ``script``: its down revisions and dependencies."""
-    return tuple(script._all_down_revisions)  # noqa: SLF001 - alembic keeps down revisions + depends_on here
+    return tuple(script._all_down_revisions)  # alembic's private API: down revisions + depends_on
 
 
 def topological(directory: ScriptDirectory) -> list[Script]:

@@ -58,9 +58,9 @@ def _marked(tree: ast.Module, source: str) -> bool:
         targets = (node.targets if isinstance(node, ast.Assign)
                    else [node.target] if isinstance(node, ast.AnnAssign) else [])
         value = getattr(node, "value", None)
-        if any(isinstance(t, ast.Name) and t.id == "irreversible" for t in targets):
-            if isinstance(value, ast.Constant) and value.value is True:
-                return True
+        if (any(isinstance(t, ast.Name) and t.id == "irreversible" for t in targets)
+                and isinstance(value, ast.Constant) and value.value is True):
+            return True
     return False
 
 
@@ -97,7 +97,8 @@ def _check(revision: str, name: str, _mtime: int, _size: int) -> Irreversible | 
 #: Operations that change data, not the schema (a backfill or a repair is made of these)
 _DATA_OPERATIONS = frozenset({
     "execute", "bulk_insert", "get_bind", "get_context", "inline_literal", "f", "run_async", "invoke",
-    "implementation_for", "register_operation", "create_module_class_proxy", "batch_alter_table", "context", "impl", "migration_context",
+    "implementation_for", "register_operation", "create_module_class_proxy", "batch_alter_table", "context", "impl",
+    "migration_context",
 })
 
 

@@ -1,4 +1,9 @@
-"""What a round-trip run found: per revision results, the separate checks, rendering, JSON."""
+"""What a round-trip run found: per revision results, the separate checks; as text, JSON, markdown, annotations.
+
+:meth:`RoundTripReport.render` is the text ``inv test-rollback`` prints;
+:func:`formatted` the report in any ``--format``; :func:`annotations` the
+GitHub workflow commands on the failed revisions' files.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..console import table
+from ..annotations import Annotation, function_line, repo_path
+from ..annotations import annotations as workflow_commands
+from ..formats import check_format, markdown_table, md_cell, md_code, text_table, to_json
 from ..units import millis, truncate
 
 OK = "ok"
@@ -114,7 +121,7 @@ class RoundTripReport:
             )
             for r in self.revisions
         ]
-        lines.append(table(("revision", "message", "up ms", "down ms", "result"), rows))
+        lines.append(text_table(("revision", "message", "up ms", "down ms", "result"), rows))
         for r in self.revisions:
             if r.problems or r.notes:
                 lines.append("")
@@ -144,3 +151,41 @@ class RoundTripReport:
         return "\n".join(lines)
 
 
+def formatted(report: RoundTripReport, fmt: str = "text") -> str:
+    """The report as text, json or markdown."""
+    check_format(fmt)
+    if fmt == "json":
+        return to_json(report.to_dict())
+    if fmt == "text":
+        return report.render()
+    verdict = "✅ every check passed" if report.ok else "❌ round-trip checks failed"
+    lines = [f"## dbops test-rollback: {verdict}", "",
+             markdown_table(("revision", "message", "up ms", "down ms", "result"),
+                            [(md_code(r.revision), r.message, millis(r.up_ms), millis(r.down_ms), r.result)
+                             for r in report.revisions])]
+    for r in report.revisions:
+        if r.problems or r.notes:
+            lines += ["", f"**{md_cell(r.revision)}**: " + "; ".join(md_cell(p) for p in r.problems + r.notes)]
+    lines += ["", markdown_table(("check", "status", "message"),
+                                 [(c.name, c.status, c.message + ("; " + "; ".join(c.details) if c.details else ""))
+                                  for c in report.checks])]
+    return "\n".join(lines)
+
+
+def annotations(report: RoundTripReport, paths: dict[str, str], *, root: str | Path | None = None) -> str:
+    """An error per failed revision (at its ``def downgrade``, or ``def upgrade`` when the upgrade failed),
+    a warning per revision note; ``paths``: revision -> its file."""
+    items = []
+    for r in report.revisions:
+        path = paths.get(r.revision)
+        if not path:
+            continue
+        failed_up = r.result == FAILED and r.up_ms is None
+        if r.problems and r.result == FAILED:
+            items.append(Annotation("error", repo_path(path, root),
+                                    function_line(path, "upgrade" if failed_up else "downgrade"),
+                                    f"round trip failed ({r.revision})", "\n".join(r.problems)))
+        for note in r.notes:
+            items.append(Annotation("warning", repo_path(path, root), function_line(path, "downgrade"),
+                                    f"round trip note ({r.revision})", note))
+    return workflow_commands(items)

@@ -23,8 +23,15 @@ from .url import UrlServer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PostgresServer", "EmbeddedServer", "DockerServer", "UrlServer", "choose_provider", "environment_url",
-           "server_for"]
+__all__ = [
+    "DockerServer",
+    "EmbeddedServer",
+    "PostgresServer",
+    "UrlServer",
+    "choose_provider",
+    "environment_url",
+    "server_for",
+]
 
 
 def choose_provider(settings: Settings) -> str:
@@ -61,7 +68,8 @@ def server_for(settings: Settings, provider: str | None = None) -> PostgresServe
     """The server object for the settings' (or the given) provider. Does not start it."""
     provider = provider or choose_provider(settings)
     if provider == "url":
-        return UrlServer(settings.database_url, variable=settings.database_url_var, connect_timeout=settings.connect_timeout_s)
+        return UrlServer(settings.database_url, variable=settings.database_url_var,
+                         connect_timeout=settings.connect_timeout_s)
     if provider == "docker":
         return DockerServer(
             image=settings.postgres_image,
@@ -69,5 +77,5 @@ def server_for(settings: Settings, provider: str | None = None) -> PostgresServe
             volume=settings.docker_volume,
             database=settings.local_database,
         )
-    return EmbeddedServer(settings.state_dir / "embedded", database=settings.local_database, port=settings.embedded_port,
-                          provider=True)
+    return EmbeddedServer(settings.state_dir / "embedded", database=settings.local_database,
+                          port=settings.embedded_port, provider=True, places=settings.client_places)

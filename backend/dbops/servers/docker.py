@@ -93,7 +93,7 @@ class DockerServer(PostgresServer):
 
     def _env(self, container) -> dict[str, str]:
         pairs = (item.split("=", 1) for item in container.attrs["Config"]["Env"] or [])
-        return {k: v for k, v in pairs}
+        return dict(pairs)
 
     def _host_port(self, container) -> int:
         ports = container.attrs["NetworkSettings"]["Ports"].get("5432/tcp") or []
@@ -126,7 +126,8 @@ class DockerServer(PostgresServer):
             c = self._create_or_start(dc, c)
             self._wait_for_port(c)
         url = self.url()
-        wait_until_ready(url.set(database="postgres"), timeout=self.start_timeout, what=f"container {self.container_name}")
+        wait_until_ready(url.set(database="postgres"), timeout=self.start_timeout,
+                         what=f"container {self.container_name}")
         ensure_database(url)
         return url
 
@@ -173,7 +174,8 @@ class DockerServer(PostgresServer):
             return bool((c.attrs["NetworkSettings"]["Ports"] or {}).get("5432/tcp"))
 
         try:
-            Retrying(stop=stop_after_delay(15), wait=wait_fixed(0.2), retry=retry_if_result(lambda ok: not ok))(published)
+            Retrying(stop=stop_after_delay(15), wait=wait_fixed(0.2),
+                     retry=retry_if_result(lambda ok: not ok))(published)
         except RetryError:
             pass  # self.url() says "publishes no port for 5432"
 

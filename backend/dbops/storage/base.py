@@ -124,7 +124,8 @@ class Store(abc.ABC):
         return "/".join(p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/"))
 
     def put_json(self, key: str, data: dict) -> None:
-        self.put_bytes(key, json.dumps(data, indent=2, sort_keys=True).encode() + b"\n", content_type="application/json")
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        self.put_bytes(key, text.encode(), content_type="application/json")
 
     def get_json(self, key: str) -> dict | None:
         raw = self.get_bytes(key)

@@ -66,7 +66,7 @@ class LocalStore(Store):
             key = path.relative_to(self.root).as_posix()
             if key.startswith(prefix):
                 st = path.stat()
-                out.append(ObjectInfo(key, st.st_size, dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc)))
+                out.append(ObjectInfo(key, st.st_size, dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)))
         return sorted(out, key=lambda o: o.key)
 
     def open_read(self, key: str) -> BinaryIO:
@@ -119,7 +119,7 @@ class LocalStore(Store):
         for p in folder.rglob("*" + PARTIAL):
             key = p.relative_to(self.root).as_posix()[: -len(PARTIAL)]
             if p.is_file() and key.startswith(prefix):
-                started = dt.datetime.fromtimestamp(p.stat().st_mtime, dt.timezone.utc)
+                started = dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC)
                 out.append(Upload(key, started, str(p)))
         return sorted(out, key=lambda u: u.key)
 
@@ -146,7 +146,7 @@ class _FileWriter(Writer):
         self.tmp = path.with_name(path.name + PARTIAL)
         self.bytes_written = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: BinaryIO | None = open(self.tmp, "wb")
+        self._fh: BinaryIO | None = open(self.tmp, "wb")  # noqa: SIM115 - open until complete() or abort()
 
     def write(self, data: bytes) -> None:
         assert self._fh is not None, "write after complete/abort"

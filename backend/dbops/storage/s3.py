@@ -20,6 +20,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from ..errors import StorageError
 from .base import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, PARTS_IN_FLIGHT, MiB, ObjectInfo, Store, Upload, Writer
 
+
 def _code(exc: BaseException) -> str:
     """The error code of a botocore ClientError ("" for anything else)."""
     response = getattr(exc, "response", None) or {}
@@ -278,7 +279,7 @@ class MultipartWriter(Writer):
                 self.on_part(number, len(body))
             if len(body) == self.part_size:
                 self._free.append(body)  # done with it: the next part is filled into it
-        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
+        except BaseException as exc:  # handed to the writing thread
             if self._error is None:
                 self._error = exc
         finally:

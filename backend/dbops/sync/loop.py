@@ -16,10 +16,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, Connection
 
-from .. import dryrun, roundtrip
+from .. import backup, dryrun, roundtrip
 from ..errors import Aborted, CheckFailed, DbopsError, MigrationError, MultipleHeads
 from ..migrations import Project, describe_diff, message_for
 from ..postgres import schema_snapshot
+from ..redact import reason
 from ..servers import PostgresServer
 from ..settings import Settings
 from ..ui import SILENT, UI
@@ -148,11 +149,10 @@ def _apply(project: Project, conn: Connection) -> None:
         except Exception as read_exc:  # noqa: BLE001 - the failure is still the revision's; say what is unknown
             now = f"unknown (reading it back failed: {type(read_exc).__name__})"
         orig = getattr(exc, "orig", None) or exc
-        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
         code = getattr(orig, "pgcode", None)
         raise MigrationError(
             f"revision {rev.revision} ({rev.path}) failed: {type(orig).__name__}"
-            + (f" (SQLSTATE {code})" if code else "") + f": {first}",
+            + (f" (SQLSTATE {code})" if code else "") + f": {reason(exc)}",
             details=f"its transaction was rolled back (with every revision this run applied in it): the database is "
             f"at revision {now} (read back after the failure)",
             hint=f"fix upgrade() in {rev.path}, then run `inv sync` again",
@@ -177,8 +177,6 @@ def local_backup(settings: Settings, url: URL) -> Path:
     Same format and manifest as every other backup, so ``inv backups`` lists
     it and ``inv restore --env local --backup KEY`` brings it back.
     """
-    from .. import backup  # only when a backup is taken: the backup layer loads boto3
-
     local = settings.with_(env="local", backup_url=str(settings.backups_dir))
     result = backup.create_backup(local, url)
     return settings.backups_dir / result.key

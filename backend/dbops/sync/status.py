@@ -22,7 +22,7 @@ from ..errors import CheckFailed, DbopsError, MultipleHeads
 from ..migrations import Project, State, describe_diff
 from ..postgres import clients
 from ..servers import PostgresServer, server_for
-from ..settings import Settings
+from ..settings import ClientPlaces, Settings
 
 
 @dataclass
@@ -53,16 +53,17 @@ def status(settings: Settings, server: PostgresServer | None = None) -> Status:
         state = project.state(conn)
         if conn.in_transaction():
             conn.rollback()
-        return Status(server.name, server.describe(), version, state, client_lines(url, version))
+        return Status(server.name, server.describe(), version, state,
+                      client_lines(url, version, settings.client_places))
 
 
-def client_lines(url: URL, server_version: str) -> tuple[str, ...]:
-    """``pg_dump …: why`` for each client program dbops would run against this server."""
+def client_lines(url: URL, server_version: str, places: ClientPlaces | None = None) -> tuple[str, ...]:
+    """``pg_dump …: why`` for each client program dbops would run against this server (found in ``places`` first)."""
     major = postgres.major_version(server_version)
     lines = []
     for program, extra in (("pg_dump", {}), ("pg_restore", {"archive_major": major}), ("psql", {})):
         try:
-            lines.append(clients.choose(program, url=url, server_major=major, **extra).describe())
+            lines.append(clients.choose(program, url=url, server_major=major, places=places, **extra).describe())
         except DbopsError as exc:
             lines.append(f"{program}: none fits: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
     return tuple(lines)

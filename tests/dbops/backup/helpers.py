@@ -13,6 +13,7 @@ from s3_server import ACCESS_KEY, BUCKETS, SECRET_KEY
 from dbops import backup, postgres
 from dbops.migrations import Project
 from dbops.postgres import clients as pgtools
+from dbops.postgres import programs
 from dbops.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -82,10 +83,10 @@ def seed(url, users: int = 50, tag: str = "u") -> None:
 
 def snapshot(url) -> tuple[str, dict[str, list]]:
     """(schema DDL, every table's rows): what 'identical' means for a restore."""
-    out = pgtools.run(
+    out = programs.run(
         [str(pgtools.find("pg_dump")), "--schema-only", "--no-owner", "--no-privileges",
-         *pgtools.conninfo_args(url), pgtools.dbname_arg(url)],
-        timeout=60, env=pgtools.libpq_env(url),
+         *programs.conninfo_args(url), programs.dbname_arg(url)],
+        timeout=60, env=programs.libpq_env(url),
     ).stdout
     ddl = "\n".join(line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict", "--")))
     engine = postgres.make_engine(url)

@@ -40,7 +40,7 @@ def test_each_compression_round_trips_through_s3_and_verifies(project, app_db, s
     settings = settings_for(project, app_db, STAGING_BACKUP_COMPRESSION=spec)
     assert settings.backup_compression == stored
     result = backup.create_backup(settings, settings.database_url)
-    assert result.manifest["compression"] == stored
+    assert result.manifest.compression == stored
     manifest = json.loads(s3.client().get_object(Bucket=BUCKET, Key=result.manifest_key)["Body"].read())
     assert manifest["compression"] == stored
     method = stored.partition(":")[0]

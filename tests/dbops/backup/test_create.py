@@ -83,8 +83,8 @@ def test_what_the_manifest_records_is_the_dump_s_snapshot_while_the_database_cha
         assert ui.changed
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one() == 60
-        assert result.manifest["tables"]["public.users"] == 50
-        assert result.manifest["revision"] == FIRST_REV and result.revision == FIRST_REV
+        assert result.manifest.tables["public.users"] == 50
+        assert result.manifest.revision == FIRST_REV and result.revision == FIRST_REV
         restored = backup.restore_backup(settings, result.key, None, source_url=settings.database_url)
         target = postgres.make_engine(app_db.set(database=restored.database))
         try:

@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 from dbops import postgres
 from dbops.errors import DbopsError
-from dbops.postgres import clients
+from dbops.postgres import clients, programs
 from deploy_fixtures import ADD_PHONE, BASE, App, add_revision, current
 from pg_servers import SSL_PASSWORD, SSLServer, ensure_clients, make_ca
 
@@ -172,9 +172,9 @@ def test_a_pg_dump_18_backup_of_a_15_server_restores_into_15_through_psql(ssl_se
     target = postgres.create_database(ssl_server.url(), f"r18_{uuid.uuid4().hex[:6]}")
     try:
         new = clients.choose("pg_restore", server_major=18, archive_major=18)
-        proc = subprocess.run([str(new.path), "--exit-on-error", "--no-owner", *clients.conninfo_args(target),
-                               f"--dbname={clients.dbname_arg(target)}", str(archive)], capture_output=True,
-                              env=clients.libpq_env(target), timeout=60, check=False)
+        proc = subprocess.run([str(new.path), "--exit-on-error", "--no-owner", *programs.conninfo_args(target),
+                               f"--dbname={programs.dbname_arg(target)}", str(archive)], capture_output=True,
+                              env=programs.libpq_env(target), timeout=60, check=False)
         assert proc.returncode != 0 and b"transaction_timeout" in proc.stderr, proc.stderr
     finally:
         postgres.drop_database(ssl_server.url(), target.database)

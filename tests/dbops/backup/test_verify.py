@@ -23,7 +23,7 @@ def test_verify_marks_the_backup_verified_and_catches_a_wrong_manifest(project, 
 
     # a second backup whose manifest promises a row that is not in the dump
     second = backup.create_backup(settings, settings.database_url)
-    manifest = second.manifest
+    manifest = second.manifest.to_dict()
     manifest["tables"]["public.users"] = 51
     s3.client().put_object(Bucket=BUCKET, Key=second.manifest_key, Body=json.dumps(manifest).encode())
     with pytest.raises(CheckFailed, match="did not restore to what its manifest describes") as info:

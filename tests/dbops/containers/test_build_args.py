@@ -16,14 +16,14 @@ PEM = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 def test_the_build_ca_comes_from_dbops_build_ca(tmp_path):
     ca = tmp_path / "proxy-ca.pem"
     ca.write_text(PEM)
-    args = image.build_args("dbops/python:3.11-slim", {"DBOPS_BUILD_CA": str(ca), "HTTPS_PROXY": "http://proxy:3128"})
+    args = image.build_args("dbops/python:3.11-slim", str(ca), {"HTTPS_PROXY": "http://proxy:3128"})
     assert args == {"PYTHON_IMAGE": "dbops/python:3.11-slim", "PIP_CA_CERT": PEM, "HTTPS_PROXY": "http://proxy:3128"}
-    assert "PIP_CA_CERT" not in image.build_args("python:3.11-slim-bookworm", {"DBOPS_BUILD_CA": "none"})
+    assert "PIP_CA_CERT" not in image.build_args("python:3.11-slim-bookworm", "none", {})
 
 
 def test_without_dbops_build_ca_the_hosts_local_cas_are_passed():
     local = sorted(image.LOCAL_CA_DIR.glob("*.crt"))
-    ca = image.build_ca({})
+    ca = image.build_ca(None)
     if not local:
         assert ca is None
     else:
@@ -37,7 +37,7 @@ def test_a_bad_dbops_build_ca_names_the_variable(tmp_path, content, says):
     if content is not None:
         ca.write_text(content)
     with pytest.raises(ConfigError) as exc:
-        image.build_ca({"DBOPS_BUILD_CA": str(ca)})
+        image.build_ca(str(ca))
     assert exc.value.variable == "DBOPS_BUILD_CA" and says in exc.value.message and str(ca) in exc.value.message
     assert exc.value.exit_code == 2 and "none" in exc.value.hint
 

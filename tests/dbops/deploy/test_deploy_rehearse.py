@@ -35,11 +35,11 @@ def test_deploy_rehearse_stops_on_an_error_before_touching_prod(project: Path, d
     assert isinstance(err.cause, RehearsalFailed) and err.exit_code == 1
     assert r.failed_step == "rehearse" and [s.name for s in r.steps][-2:] == ["backup", "rehearse"]
     assert current(db) == [BASE] and "phone" not in columns(db, "users") and r.db_changed is False
-    assert r.backup is not None and r.rehearsal["ran"] and r.rehearsal["errors"] >= 1
+    assert r.backup is not None and r.rehearsal.ran and r.rehearsal.errors >= 1
     assert "ACCESS EXCLUSIVE on users" in err.render() and "(limit 300 ms)" in err.render()
     out = capsys.readouterr().out
     assert "rehearse on a copy of" in out and "longest wait of application reads" in out
-    assert Path(r.rehearsal["text"]).is_file() and SECRET not in out
+    assert Path(r.rehearsal.text).is_file() and SECRET not in out
     # deciding the risk is acceptable: --allow-unsafe deploys (the rehearsal still runs and is reported)
     report = pipeline.deploy(settings, DeployOptions(rehearse=True, allow_unsafe=True, monitor_seconds=0))
     assert report.outcome == "success" and current(db) == ["a1"]
@@ -52,13 +52,13 @@ def test_plan_rehearses_on_the_newest_backup_by_default_when_it_is_small_and_say
     settings = settings_for(deploy_env, DBOPS_REHEARSE_AUTO_MB="256")  # the shipped default: on for small backups
 
     first = pipeline.deploy(settings, DeployOptions(plan=True), ui=Console())
-    assert first.rehearsal["ran"] is False and "no backup to rehearse on yet" in first.rehearsal["why"]
+    assert first.rehearsal.ran is False and "no backup to rehearse on yet" in first.rehearsal.why
     assert "no rehearsal: no backup to rehearse on yet" in capsys.readouterr().out
 
     taken = backup.create_backup(settings, db)
     planned = pipeline.deploy(settings, DeployOptions(plan=True), ui=Console())
     assert planned.outcome == "planned" and [s.name for s in planned.steps][-2:] == ["rehearse", "dry-run"]
-    assert planned.rehearsal["ran"] and planned.rehearsal["backup"] == taken.key and planned.rehearsal["errors"] == 0
+    assert planned.rehearsal.ran and planned.rehearsal.backup == taken.key and planned.rehearsal.errors == 0
     out = capsys.readouterr().out
     assert "on by default: the backup is" in out and "at most DBOPS_REHEARSE_AUTO_MB=256 MiB" in out
     assert "rehearse the pending revisions on a copy of the new backup" in out and "nothing was changed" in out
@@ -66,9 +66,9 @@ def test_plan_rehearses_on_the_newest_backup_by_default_when_it_is_small_and_say
     assert current(db) == [BASE]
 
     bigger = pipeline.deploy(settings_for(deploy_env, DBOPS_REHEARSE_AUTO_MB="0.001"), DeployOptions(plan=True))
-    assert bigger.rehearsal["ran"] is False and "above DBOPS_REHEARSE_AUTO_MB=0.001 MiB" in bigger.rehearsal["why"]
+    assert bigger.rehearsal.ran is False and "above DBOPS_REHEARSE_AUTO_MB=0.001 MiB" in bigger.rehearsal.why
     # the command it offers instead runs verbatim
-    command = re.search(r"`(inv rehearse --env prod --schema-only)`", bigger.rehearsal["why"]).group(1)
+    command = re.search(r"`(inv rehearse --env prod --schema-only)`", bigger.rehearsal.why).group(1)
     done = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *command.split()[1:]],
                           capture_output=True, text=True, timeout=600, check=False,
                           env={**os.environ, **deploy_env, "DBOPS_REHEARSE_AUTO_MB": "0.001"})
@@ -76,5 +76,5 @@ def test_plan_rehearses_on_the_newest_backup_by_default_when_it_is_small_and_say
     assert "durations and hold times are NOT measured" in done.stdout and "rehearsal: 0 error(s)" in done.stdout
     assert SECRET not in done.stdout + done.stderr and current(db) == [BASE]
     off = pipeline.deploy(settings, DeployOptions(plan=True, rehearse=False))
-    assert off.rehearsal == {"ran": False, "backup": None, "why": "--no-rehearse"}
+    assert off.rehearsal.to_dict() == {"ran": False, "backup": None, "why": "--no-rehearse"}
     assert "rehearse" not in [s.name for s in off.steps]

@@ -29,17 +29,17 @@ def test_clean_deploy_end_to_end(project: Path, db, app, deploy_env, capsys):
     assert all(s.status == "ok" for s in report.steps)
     assert report.revision_before == [BASE] and report.revision_after == ["a1"]
     # the backup exists where BACKUP_URL says, and its checksum is the file's
-    backup = backup_file(deploy_env, report.backup["key"])
-    assert backup.is_file() and backup.stat().st_size == report.backup["size"]
+    backup = backup_file(deploy_env, report.backup.key)
+    assert backup.is_file() and backup.stat().st_size == report.backup.size
     # dry-run SQL and the JSON report: under backups/ and beside the backup
     sql = Path(report.dry_run_sql).read_text()
     assert "-- ==== revision a1: add phone" in sql and "ALTER TABLE users ADD COLUMN phone TEXT" in sql
     data = json.loads(Path(report.path).read_text())
-    assert data["outcome"] == "success" and data["backup"]["sha256"] == report.backup["sha256"]
+    assert data["outcome"] == "success" and data["backup"]["sha256"] == report.backup.sha256
     assert (backup.parent / Path(report.path).name).is_file()
     assert (backup.parent / Path(report.dry_run_sql).name).is_file()
-    assert report.health and report.health[0]["ok"] and report.health[0]["revision"] == ["a1"]
-    assert report.monitor["samples"] >= 2
+    assert report.health and report.health[0].ok and report.health[0].revision == ["a1"]
+    assert report.monitor.samples >= 2
     out = capsys.readouterr().out
     assert "SUCCESS" in out and "a1" in out
     assert SECRET not in out and SECRET not in Path(report.path).read_text()
@@ -166,7 +166,7 @@ def test_health_failing_after_upgrade_reports_and_rollback_restores(project: Pat
 
     rb = rollback.rollback_database(settings, ui=Console())
     assert rb.outcome == "success" and current(db) == [BASE] and "phone" not in columns(db, "users")
-    assert rb.backup and backup_file(deploy_env, rb.backup["key"]).is_file()  # a fresh backup first
+    assert rb.backup and backup_file(deploy_env, rb.backup.key).is_file()  # a fresh backup first
     assert SECRET not in capsys.readouterr().out
 
 
@@ -179,7 +179,7 @@ def test_auto_rollback_downgrades_when_verify_fails(project: Path, db, deploy_en
         pipeline.deploy(settings, DeployOptions(monitor_seconds=1, auto_rollback=True))
     r = info.value.report
     assert r.failed_step == "verify"
-    assert r.outcome == "rolled back" and r.rollback["outcome"] == "ok"
+    assert r.outcome == "rolled back" and r.rollback.outcome == "ok"
     assert current(db) == [BASE] and r.revision_after == [BASE]
     assert r.recovery == [f"inv restore --env prod --backup {r.backup_key} --in-place",
                           f"inv restore --env prod --backup {r.backup_key} --in-place --yes-i-know {db.database}"]
@@ -216,7 +216,7 @@ def test_unsafe_sql_stops_the_deploy_unless_allowed(project: Path, db, deploy_en
     err = info.value
     assert err.report.failed_step == "dry-run"
     assert "require-concurrent-index-creation" in err.render() and "autocommit_block" in err.render()
-    assert err.report.lint[0]["revision"] == "a1"
+    assert err.report.lint[0].revision == "a1"
     assert current(db) == [BASE]
     report = pipeline.deploy(settings, DeployOptions(monitor_seconds=0, allow_unsafe=True))
     assert report.outcome == "success" and current(db) == ["a1"]
@@ -235,7 +235,7 @@ def test_concurrently_in_an_autocommit_block_deploys_clean(project: Path, db, de
         """,
     )
     report = pipeline.deploy(settings_for(deploy_env), DeployOptions(monitor_seconds=0))
-    assert report.outcome == "success" and not [f for f in report.lint if f["level"] == "error"]
+    assert report.outcome == "success" and not [f for f in report.lint if f.level == "error"]
     assert "CREATE INDEX CONCURRENTLY ix_users_name" in Path(report.dry_run_sql).read_text()
     assert current(db) == ["a1"]
     assert rollback.rollback_database(settings_for(deploy_env)).outcome == "success"

@@ -22,13 +22,13 @@ from project_copy import copy_project
 
 def test_monitor_on_its_own_watches_and_fails_when_the_db_is_behind(project: Path, db, deploy_env, capsys):
     result = monitor.monitor_only(settings_for(deploy_env), seconds=1, ui=Console())
-    assert result.samples >= 2 and result.last["schema"] == "at head"
+    assert result.samples >= 2 and result.last.schema == "at head"
     assert "all healthy" in capsys.readouterr().out
     add_revision(project, "a1", BASE, *ADD_PHONE)  # new code, old schema: the app answers 503 "behind"
     with pytest.raises(MonitorFailed) as info:
         monitor.monitor_only(settings_for(deploy_env), seconds=1, ui=Console())
     assert "HTTP 503, schema behind" in info.value.message
-    assert len(info.value.samples) == 1 and info.value.samples[0]["fatal"]  # at once, not after a streak
+    assert len(info.value.samples) == 1 and info.value.samples[0].fatal  # at once, not after a streak
 
 
 def _upgrade_with_newer_code(tmp_path: Path, db, *, record: bool) -> None:
@@ -49,8 +49,8 @@ def test_a_database_ahead_of_the_monitoring_code_is_healthy(project: Path, db, d
     """An older checkout (and the old app) watching a database the next release upgraded: at or ahead is fine."""
     _upgrade_with_newer_code(tmp_path, db, record=True)
     result = monitor.monitor_only(settings_for(deploy_env), seconds=1, ui=Console())
-    assert result.bad_samples == 0 and result.last["schema"] == "ahead" and result.last["revision"] == ["b2"]
-    assert "schema ahead: database at b2, the app's code expects " + BASE in result.last["health"]
+    assert result.bad_samples == 0 and result.last.schema == "ahead" and result.last.revision == ["b2"]
+    assert "schema ahead: database at b2, the app's code expects " + BASE in result.last.health
     assert "all healthy" in capsys.readouterr().out
 
 

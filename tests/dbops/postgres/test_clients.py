@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from dbops.errors import ClientTooOld, DbopsError, UsageError
-from dbops.postgres import clients
+from dbops.postgres import client_install, clients
 from pg_servers import ensure_clients
 from sqlalchemy.engine import URL
 
@@ -103,11 +103,11 @@ def test_pg_clients_installs_a_major_into_the_folder_and_keeps_it(tmp_path, monk
     assert f"PostgreSQL 14: {tmp_path / 'clients' / '14' / 'bin'} (14." in r.stdout and "SSL on" in r.stdout
     exe = tmp_path / "clients" / "14" / "bin" / "pg_dump"
     stamp = exe.stat().st_mtime_ns
-    again = clients.install([14], folder=tmp_path / "clients")  # already there: kept, not downloaded again
+    again = client_install.install([14], folder=tmp_path / "clients")  # already there: kept, not downloaded again
     assert again[0].path == exe and exe.stat().st_mtime_ns == stamp
     assert not [p for p in (tmp_path / "clients").iterdir() if p.name != "14"]  # no temp folder left
     with pytest.raises(UsageError, match="PostgreSQL 13 is not supported"):
-        clients.install([13], folder=tmp_path / "clients")
+        client_install.install([13], folder=tmp_path / "clients")
 
 
 def test_pg_clients_without_the_package_index_is_one_clear_error(tmp_path, monkeypatch, no_env):

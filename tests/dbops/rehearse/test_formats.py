@@ -1,13 +1,13 @@
 """``inv rehearse --format json|markdown`` on the seeded copy, and its GitHub annotations: the JSON is the document
 alone and has the findings; the markdown has a table per revision; the annotations parse as GitHub's workflow
-commands (the strict parser of test_report_format) and point at the operation's file and line."""
+commands (the strict parser of test_annotations) and point at the operation's file and line."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from test_report_format import commands
+from test_annotations import commands
 
 from .test_modes import inv
 from .test_rehearse import line_of

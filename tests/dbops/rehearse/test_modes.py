@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from dbops import postgres, rehearse
+from dbops import backup, postgres, rehearse
 from dbops.settings import load_settings
 from deploy_fixtures import BASE, current
 
@@ -55,7 +55,7 @@ def test_schema_only_takes_the_sizes_from_production_and_measures_no_duration(se
     text = rehearse.render(report)
     assert "schema only: durations and hold times are NOT measured" in text
     assert "expected deploy duration: not measured (--schema-only)" in text
-    assert report.as_dict()["expected_upgrade_s"] is None
+    assert report.to_dict()["expected_upgrade_s"] is None
     assert not [f for f in rev(report, "r1fine").findings if f.level in ("error", "warning")]
     # the data migration read no rows on the empty copy and failed: said so, and nothing after it is judged
     failed = next(f for f in rev(report, "r7data").findings if f.kind == "failed")
@@ -79,11 +79,11 @@ def test_inv_rehearse_prefers_the_newest_verified_backup_and_exits_1_on_errors(s
     _project, url, env, key = seeded
     settings = load_settings("staging", environ=env)
     # no verified backup yet: the rehearsal says how to get one; the command it prints runs verbatim
-    _info, warning = rehearse.choose_backup(settings, rehearse.checked_store(settings), None)
+    _info, warning = rehearse.choose_backup(settings, backup.checked_store(settings), None)
     command = re.search(r"`(inv verify-backup --env staging)`", warning).group(1)
     done = inv(*command.split()[1:], env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    info, warning = rehearse.choose_backup(settings, rehearse.checked_store(settings), None)
+    info, warning = rehearse.choose_backup(settings, backup.checked_store(settings), None)
     assert info.key == key and info.verified and warning is None
 
     path = tmp_path / "rehearsal.json"

@@ -147,6 +147,6 @@ def test_the_report_ends_with_the_expected_duration_and_the_longest_wait(report)
     tail = text.splitlines()[-4:]
     assert tail[0].startswith("expected deploy duration: ") and "longest wait of application reads" in tail[1]
     assert "longest wait of application writes" in tail[2] and tail[3].startswith("rehearsal: ")
-    data = report.as_dict()
+    data = report.to_dict()
     assert data["errors"] == len(report.errors) > 0 and data["durations_measured"] is True
     assert data["revisions"][1]["statements"][0]["locks"][0]["mode"]

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from dbops import postgres, roundtrip
 from dbops.errors import RoundTripToolError, UsageError
-from dbops.postgres import clients
+from dbops.postgres import clients, programs
 from dbops.roundtrip import stairway as stairway_module
 from dbops.roundtrip.report import DATA_ONLY, DOWNGRADES, FAILED, MODELS, OK, STAIRWAY, UP_ONLY
 from dbops.settings import load_settings
@@ -63,10 +63,10 @@ def _dump(pg_server, tmp_path, *, custom: bool):
             conn.execute(sa.text("CREATE FUNCTION app.default_tag() RETURNS text LANGUAGE sql AS $$SELECT 'x'$$"))
             conn.commit()
         out = tmp_path / ("setup.dump" if custom else "setup.sql")
-        argv = [str(clients.find("pg_dump")), *clients.conninfo_args(url), "--schema-only", "-f", str(out)]
+        argv = [str(clients.find("pg_dump")), *programs.conninfo_args(url), "--schema-only", "-f", str(out)]
         if custom:
             argv.insert(1, "-Fc")
-        clients.run([*argv, clients.dbname_arg(url)], timeout=60, env=clients.libpq_env(url))
+        programs.run([*argv, programs.dbname_arg(url)], timeout=60, env=programs.libpq_env(url))
         return out
     finally:
         postgres.drop_database(pg_server.url(), name)

@@ -9,8 +9,8 @@ import pytest
 from s3_server import BUCKETS, SECRET_KEY
 
 from dbops.errors import ConfigError, StorageError
-from dbops.settings import load_settings
-from dbops.storage import MAX_PARTS, MiB, open_store, parse_backup_url, part_size_for
+from dbops.settings import load_settings, parse_backup_url
+from dbops.storage import MAX_PARTS, MiB, open_store, part_size_for
 from dbops.storage.folder import LocalStore
 from dbops.storage.s3 import S3Store
 
@@ -42,10 +42,10 @@ def test_parse_backup_url(tmp_path: Path):
 
 
 def test_local_default_and_missing_url_for_remote_envs(tmp_path: Path):
-    local = open_store(load_settings("local", environ={"DBOPS_PROJECT_ROOT": str(tmp_path)}))
+    local = open_store(load_settings("local", environ={"DBOPS_PROJECT_ROOT": str(tmp_path)}).backup_location())
     assert isinstance(local, LocalStore) and local.root == tmp_path / "backups"
     with pytest.raises(ConfigError, match="PROD_BACKUP_URL"):
-        open_store(load_settings("prod", environ={"DBOPS_PROJECT_ROOT": str(tmp_path)}))
+        open_store(load_settings("prod", environ={"DBOPS_PROJECT_ROOT": str(tmp_path)}).backup_location())
 
 
 def test_local_writer_round_trip_and_abort(tmp_path: Path):
