@@ -15,12 +15,14 @@ from invoke import task
 sys.path.insert(0, str(Path(__file__).resolve().parent / "backend"))
 
 # the step packages load Alembic's machinery (~12 MB): imported in their tasks so `inv backup` stays lean
-from dbops.cli import edge, number  # noqa: E402
-from dbops.console import Console, table  # noqa: E402
-from dbops.redact import mask_url  # noqa: E402
-from dbops.settings import load_settings  # noqa: E402
+from dbops.cli import edge, number
+from dbops.console import Console
+from dbops.formats import text_table
+from dbops.redact import mask_url
+from dbops.settings import load_settings
 
-DB_HELP = "which Postgres: embedded | docker | url (default: url if DATABASE_URL is set, docker if it runs, else embedded)"
+DB_HELP = ("which Postgres: embedded | docker | url (default: url if DATABASE_URL is set, docker if it runs, "
+           "else embedded)")
 
 
 @task(help={"db": DB_HELP})
@@ -69,7 +71,8 @@ def pg_clients(c, major=None):
     ui = Console()
     majors = [number("--major", m, whole=True, minimum=1) for m in major] if major else list(clients.SUPPORTED_MAJORS)
     for client in client_install.install(majors, places=load_settings().client_places):
-        ui.ok(f"PostgreSQL {client.major}: {client.path.parent} ({client.version}, SSL {'on' if client.ssl else 'off'})")
+        ui.ok(f"PostgreSQL {client.major}: {client.path.parent} "
+              f"({client.version}, SSL {'on' if client.ssl else 'off'})")
 
 
 @task(help={"db": DB_HELP})
@@ -111,7 +114,7 @@ def sync(c, auto=False, check_only=False, force_recreate=False, yes=False, messa
 @edge
 def config(c, env="local", db=None):
     """Print the resolved settings for an environment, secrets masked."""
-    Console().say(table(["setting", "value"], load_settings(env, provider=db).describe()))
+    Console().say(text_table(["setting", "value"], load_settings(env, provider=db).describe()))
 
 
 BACKUP_ENV_HELP = "which environment: local | staging | prod (its <ENV>_DATABASE_URL and <ENV>_BACKUP_URL)"
@@ -202,7 +205,8 @@ def restore(c, env="local", backup="latest", target_url=None, yes_i_know=None, d
     ui.ok(f"restored {result.key} into {result.target} (checksum ok, {result.duration_s:.1f}s)")
 
 
-@task(help={"env": BACKUP_ENV_HELP, "backup": "the backup's key or file name, or latest (default)", "quiet": "no progress"})
+@task(help={"env": BACKUP_ENV_HELP, "backup": "the backup's key or file name, or latest (default)",
+            "quiet": "no progress"})
 @edge
 def verify_backup(c, env="local", backup="latest", quiet=False):
     """Restore a backup into a throwaway local Postgres, check tables and row counts, and mark it verified."""
@@ -288,7 +292,8 @@ DEPLOY_ENV_HELP = "local | staging | prod (settings: <ENV>_NAME over NAME, see d
         "rehearse": "after the backup, rehearse the pending revisions on a copy of it (inv rehearse); stop on "
         "error-level findings unless --allow-unsafe (default: on when the backup is at most DBOPS_REHEARSE_AUTO_MB)",
         "no_rehearse": "skip the rehearsal even where it is on by default",
-        "rehearse_server": "rehearse on this Postgres server (a scratch database there) instead of a throwaway local one",
+        "rehearse_server": "rehearse on this Postgres server (a scratch database there) instead of a throwaway "
+        "local one",
     }
 )
 @edge
@@ -296,7 +301,8 @@ def deploy(c, env="local", plan=False, allow_multiple=False, allow_unsafe=False,
            monitor_minutes=None, monitor_seconds=None, no_backup=False, compression=None, compat=False,
            compat_ref=None, rehearse=False, no_rehearse=False, rehearse_server=None):
     """Ship pending migrations: preflight, lock, backup, rehearse, dry run + lint, upgrade, verify, monitor; report."""
-    from dbops.deploy.pipeline import DeployOptions, deploy as run_deploy
+    from dbops.deploy.pipeline import DeployOptions
+    from dbops.deploy.pipeline import deploy as run_deploy
 
     _local_only_no_backup(env, no_backup)
     minutes = number("--monitor-minutes", monitor_minutes, minimum=0, maximum=24 * 60)
@@ -376,8 +382,9 @@ def monitor(c, env="local", minutes=None, seconds=None):
 
 
 @task(iterable=["revision"],
-      help={"env": DEPLOY_ENV_HELP, "revision": "lint this revision: an id or its file's path (repeatable; default: the "
-            "pending ones)", "format": FORMAT_HELP})
+      help={"env": DEPLOY_ENV_HELP,
+            "revision": "lint this revision: an id or its file's path (repeatable; default: the pending ones)",
+            "format": FORMAT_HELP})
 @edge
 def lint(c, env="local", revision=None, format="text"):
     """Lint migration SQL with Squawk, one revision at a time; exit 1 on error-level findings.
@@ -457,13 +464,15 @@ def compose_down(c, volumes=False):
     """Stop and remove the local compose stack (its data volumes stay unless --volumes)."""
     from dbops.containers.compose import compose
 
-    compose(load_settings().root, ["--profile", "migrate", "down", "--remove-orphans", *(["--volumes"] if volumes else [])],
+    compose(load_settings().root,
+            ["--profile", "migrate", "down", "--remove-orphans", *(["--volumes"] if volumes else [])],
             secrets_needed=False)
     Console().ok("stack removed" + (" with its volumes" if volumes else "; volumes kept"))
 
 
 @task(help={"env": "local | staging | prod: picks <ENV>_RENDER_* settings and the default command",
-            "service": "the srv-... id of the job service (default <ENV>_RENDER_JOB_SERVICE_ID / RENDER_JOB_SERVICE_ID)",
+            "service": "the srv-... id of the job service "
+                       "(default <ENV>_RENDER_JOB_SERVICE_ID / RENDER_JOB_SERVICE_ID)",
             "command": "the job's start command (default: inv deploy --env ENV)",
             "commit": "first deploy the job service at this full commit SHA and wait until it is live",
             "timeout": "seconds for the whole run: the service's deploy, the job, the retries (default 3600); "

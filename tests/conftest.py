@@ -20,11 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "backend"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from project_copy import copy_project, forget_app_modules  # noqa: E402  (re-exported for tests)
+
 from dbops import postgres  # noqa: E402
-from project_copy import copy_project, forget_app_modules  # noqa: E402,F401  (re-exported for tests)
 from dbops.containers.engine import engine_available, probe  # noqa: E402
 from dbops.servers.embedded import FAST_OPTIONS, EmbeddedServer  # noqa: E402
 
+#: the deploy fixtures (db, app, deploy_env) for every test that asks for them by name
+pytest_plugins = ["deploy_fixtures"]
 
 _OWN_TEMP = pytest.StashKey[str]()
 

@@ -24,7 +24,9 @@ BASE = "dc524d74cab6"
 SECRET = "S3cr3t-Pa55w0rd-xyz"
 
 
-def add_revision(project: Path, rev: str, down: str | None, upgrade: str, downgrade: str = "pass", doc: str | None = None) -> Path:
+def add_revision(
+    project: Path, rev: str, down: str | None, upgrade: str, downgrade: str = "pass", doc: str | None = None
+) -> Path:
     """Write a revision file into the project copy's versions folder."""
     doc = doc or f"revision {rev}"
     body = f'''"""{doc}
@@ -119,7 +121,7 @@ class App:
                 return
             except httpx.HTTPError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"uvicorn exited: {self.proc.stderr.read().decode()[-2000:]}")
+                    raise RuntimeError(f"uvicorn exited: {self.proc.stderr.read().decode()[-2000:]}") from None
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("uvicorn did not answer within 30s")

@@ -16,10 +16,11 @@ import subprocess
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
 from dbops import postgres
 from dbops.postgres import client_install, clients
 from dbops.servers.embedded import FAST_OPTIONS, EmbeddedServer, _run_as
-from sqlalchemy.engine import URL
 
 #: the password of ``postgres`` on SSL servers (tests assert it never prints)
 SSL_PASSWORD = "Tls-0nly-Pa55-qwz"

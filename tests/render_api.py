@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -37,7 +37,7 @@ DEPLOY_FINAL = {"live", "deactivated", "build_failed", "update_failed", "pre_dep
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _public(obj: dict) -> dict:

@@ -57,7 +57,7 @@ class SeaweedS3:
         self.proc: subprocess.Popen | None = None
         names = ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc"]
         ports = _free_ports(len(names), set())
-        self.ports = dict(zip(names, ports))
+        self.ports = dict(zip(names, ports, strict=True))
         # admin HTTP port p, its gRPC p + 10000: both free
         while True:
             admin = _free_ports(1, set(ports))[0]
@@ -116,7 +116,8 @@ class SeaweedS3:
         except BaseException as exc:
             self.stop()
             tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(f"SeaweedFS did not become ready on {self.endpoint} in {timeout}s: {exc}\n{tail}") from exc
+            raise RuntimeError(
+                f"SeaweedFS did not become ready on {self.endpoint} in {timeout}s: {exc}\n{tail}") from exc
 
     def stop(self) -> None:
         """Kill weed (its whole process group) and wait until its ports are free again."""

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from project_copy import ROOT
 
 PACKAGE = ROOT / "backend" / "dbops"
@@ -23,7 +22,7 @@ def lint_imports(cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess:
     code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     return subprocess.run([sys.executable, "-c", code, "--no-cache"], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
 
 
 def test_the_floors_hold_on_the_tree():
@@ -55,7 +54,8 @@ def add_lazy_import(module: Path, statement: str) -> None:
     ("servers/__init__.py", "import dbops.lineage", "No cycle", "No cycles are allowed in dbops"),
 ], ids=["upward-from-a-leaf", "upward-from-a-service", "into-another-steps-insides", "a-cycle"])
 def test_a_broken_floor_fails_the_check(package_copy: Path, module: str, statement: str, broken: str, message: str):
-    if module == "servers/__init__.py":  # lineage imports servers? make the cycle certain: servers -> lineage -> servers
+    # lineage imports servers? make the cycle certain: servers -> lineage -> servers
+    if module == "servers/__init__.py":
         add_lazy_import(package_copy / "dbops" / "lineage.py", "import dbops.servers")
     add_lazy_import(package_copy / "dbops" / module, statement)
     r = lint_imports(package_copy, package_copy)

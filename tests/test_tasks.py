@@ -39,6 +39,7 @@ def inv(*args: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Complet
         text=True,
         env=full,
         timeout=300,
+        check=False,
     )
 
 

@@ -55,11 +55,13 @@ def health() -> JSONResponse:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
             has_table = sa.inspect(conn).has_table("alembic_version")
-            current = sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()) if has_table else []
+            current = (sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
+                       if has_table else [])
             found = lineage.state_for(conn, heads, current, lineage.script_parents(script))
     except sa.exc.SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        return JSONResponse({"status": "error", "database": "unreachable", "detail": reason, "heads": heads}, status_code=503)
+        return JSONResponse({"status": "error", "database": "unreachable", "detail": reason, "heads": heads},
+                            status_code=503)
     body = {
         "status": "ok" if found.healthy else "error",
         "database": "ok",

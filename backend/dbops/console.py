@@ -1,4 +1,4 @@
-"""The terminal: the UI for people (plain lines, colour, prompts, a live progress line) and tables.
+"""The terminal: the UI for people (plain lines, colour, prompts, a live progress line).
 
 Only the front door (``tasks.py``) and the edge use this module; the core
 talks through the :class:`dbops.ui.UI` it is handed.  Colour and
@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
 
-from .formats import text_table
 from .ui import UI, Progress
 
 
@@ -28,10 +26,6 @@ def _color(code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m"
     return text
 
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table, columns padded to their widest cell (:func:`dbops.formats.text_table`)."""
-    return text_table(headers, rows)
 
 
 class TerminalProgress(Progress):

@@ -44,7 +44,8 @@ SAFER: dict[str, str] = {
     "concurrent-reindex": f"REINDEX ... CONCURRENTLY {_AUTOCOMMIT}",
     "concurrent-detach": f"ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY {_AUTOCOMMIT}",
     "autocommit-block": f"run CONCURRENTLY operations {_AUTOCOMMIT}",
-    "foreign-key-not-valid": f"add the foreign key with postgresql_not_valid=True (no scan, a brief lock), then {_VALIDATE}",
+    "foreign-key-not-valid": (f"add the foreign key with postgresql_not_valid=True (no scan, a brief lock), then "
+                              f"{_VALIDATE}"),
     "constraint-not-valid": f"add the constraint NOT VALID (postgresql_not_valid=True: no scan), then {_VALIDATE}",
     "set-not-null": ("add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT it in a later revision (SHARE UPDATE "
                      "EXCLUSIVE: blocks no query), then SET NOT NULL: PostgreSQL 12+ uses the validated check and "
@@ -53,7 +54,8 @@ SAFER: dict[str, str] = {
                         "(col IS NOT NULL) NOT VALID constraint, VALIDATE it, and SET NOT NULL in a later revision"),
     "unique-using-index": (f"CREATE UNIQUE INDEX CONCURRENTLY {_AUTOCOMMIT}, then ALTER TABLE ... ADD CONSTRAINT ... "
                            "UNIQUE USING INDEX"),
-    "primary-key-using-index": "create a unique index CONCURRENTLY first, then ALTER TABLE ... ADD PRIMARY KEY USING INDEX",
+    "primary-key-using-index": ("create a unique index CONCURRENTLY first, then ALTER TABLE ... ADD PRIMARY KEY "
+                                "USING INDEX"),
     "new-column-type": ("add a new column of the new type, backfill it in batches, move readers and writers, drop the "
                         "old column in a later release"),
     "volatile-default": ("add the column without the volatile default (a constant default or none: no rewrite), SET "
@@ -68,7 +70,8 @@ SAFER: dict[str, str] = {
     # -- the running code: drops, renames and narrower columns (expand/contract) --------------------------------
     "rename-column": "add the new column, write both, move readers, drop the old one in a later release",
     "rename-table": "create the new table (or a view with the new name), move readers, drop the old one later",
-    "drop-column": "first release code that no longer uses the column, then drop it in a later revision (expand/contract)",
+    "drop-column": ("first release code that no longer uses the column, then drop it in a later revision "
+                    "(expand/contract)"),
     "drop-table": "first release code that no longer uses the table, then drop it in a later revision",
     "drop-database": "never drop a database from a migration",
     "drop-not-null": "keep NOT NULL; release code that tolerates NULLs before relaxing it",

@@ -35,6 +35,14 @@ def to_json(data: object) -> str:
     return json.dumps(data, indent=2, default=str)
 
 
+def formatted(report: object, fmt: str, *, text: Callable[[], str], markdown: Callable[[], str]) -> str:
+    """A step's report as ``--format fmt``: its ``to_dict()`` as JSON, or the step's own text or markdown."""
+    check_format(fmt)
+    if fmt == "json":
+        return to_json(report.to_dict())  # type: ignore[attr-defined]
+    return markdown() if fmt == "markdown" else text()
+
+
 def show_report(ui: UI, report: str, annotations: Callable[[], str], *, fmt: str, github_actions: bool) -> None:
     """Say ``report``; under GitHub Actions first the workflow commands ``annotations()`` returns.
 
@@ -75,6 +83,6 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table, columns padded to their widest cell."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

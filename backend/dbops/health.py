@@ -22,7 +22,7 @@ import httpx
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_exponential
 
 from .errors import HealthCheckFailed
-from .redact import mask_url
+from .redact import mask_url, mask_url_in
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def check(url: str, *, expected_heads: list[str] | tuple[str, ...] | None = None
     try:
         resp = httpx.get(url, timeout=timeout, follow_redirects=True)
     except httpx.HTTPError as exc:
-        return HealthResult(shown, False, f"no answer ({type(exc).__name__}: {_clean(str(exc), url)})")
+        return HealthResult(shown, False, f"no answer ({type(exc).__name__}: {mask_url_in(str(exc), url)})")
     try:
         body = resp.json()
     except ValueError:
@@ -106,10 +106,6 @@ def check(url: str, *, expected_heads: list[str] | tuple[str, ...] | None = None
     return HealthResult(shown, True, "HTTP 200" + words, resp.status_code, body, revision, state, app_heads)
 
 
-def _clean(text: str, url: str) -> str:
-    return text.replace(url, mask_url(url))
-
-
 def wait_healthy(
     url: str, *, expected_heads: list[str] | tuple[str, ...] | None = None, within_s: float = 60, timeout: float = 5
 ) -> HealthResult:
@@ -125,5 +121,6 @@ def wait_healthy(
     except RetryError as exc:
         last: HealthResult = exc.last_attempt.result()
         raise HealthCheckFailed(
-            last.url, f"{last.reason} (still failing after {within_s:g}s of retries)", status=last.status, body=last.body
+            last.url, f"{last.reason} (still failing after {within_s:g}s of retries)",
+            status=last.status, body=last.body
         ) from None

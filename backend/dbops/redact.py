@@ -52,6 +52,11 @@ def mask_url(url: URL | str | None, *, secret_path: bool = False) -> str:
     return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
 
 
+def mask_url_in(text: str, url: str) -> str:
+    """``text`` with every copy of ``url`` shown as :func:`mask_url` shows it (an HTTP client's error names the URL)."""
+    return text.replace(url, mask_url(url))
+
+
 def reason(exc: BaseException, url: URL | None = None, *, typed: bool = False, unwrap: bool = True) -> str:
     """The first line of what ``exc`` says (a driver error's own text), the password of ``url`` masked.
 

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from deploy_fixtures import ADD_PHONE, BASE, add_revision
 from fastapi.testclient import TestClient
+from project_copy import copy_project
 
 from dbops import lineage
 from dbops.migrations import Project
-
-from deploy_fixtures import ADD_PHONE, BASE, add_revision
-from project_copy import copy_project
 
 
 @pytest.fixture

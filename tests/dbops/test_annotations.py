@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from dbops.annotations import Annotation
 from dbops.ui import UI
 

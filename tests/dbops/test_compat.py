@@ -12,14 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from deploy_fixtures import ADD_PHONE, BASE, App, add_revision, current, settings_for
 
 from dbops import compat, git
 from dbops.compat import findings
 from dbops.errors import CompatFailed, UsageError
 from dbops.settings import load_settings
-
-from deploy_fixtures import ADD_PHONE, BASE, App, add_revision, current, settings_for
-from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +63,8 @@ CASES = {
         [(findings.NARROWED, "Post.id", "posts", "id")], "changes from integer to smallint (a smaller integer)"),
     "add NOT NULL without default": (
         "op.add_column('users', sa.Column('tenant', sa.Text(), nullable=False))",
-        [(findings.NOT_NULL, "User", "users", "tenant")], "new column users.tenant (text) is NOT NULL without a default"),
+        [(findings.NOT_NULL, "User", "users", "tenant")],
+        "new column users.tenant (text) is NOT NULL without a default"),
 }
 
 
@@ -218,7 +217,7 @@ def test_widening_and_the_same_type_are_no_finding(old, new):
 # -- in the deploy: `inv deploy --compat` ------------------------------------------
 
 
-def test_deploy_compat_stops_before_the_backup_and_plan_shows_it(repo, db, app, deploy_env):  # noqa: F811
+def test_deploy_compat_stops_before_the_backup_and_plan_shows_it(repo, db, app, deploy_env):
     from dbops.deploy import pipeline
     from dbops.deploy.pipeline import DeployOptions
     from dbops.errors import DeployFailed
@@ -239,7 +238,7 @@ def test_deploy_compat_stops_before_the_backup_and_plan_shows_it(repo, db, app, 
     assert current(db) == [BASE]
 
 
-def test_deploy_compat_passes_a_compatible_revision(repo, db, app, deploy_env):  # noqa: F811
+def test_deploy_compat_passes_a_compatible_revision(repo, db, app, deploy_env):
     from dbops.deploy import pipeline
     from dbops.deploy.pipeline import DeployOptions
 

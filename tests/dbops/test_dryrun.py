@@ -1,4 +1,5 @@
-"""The dry run: each revision's SQL linted by Squawk; findings name their revision, new tables are not findings, safer ways are shown."""
+"""The dry run: each revision's SQL linted by Squawk; findings name their revision, new tables are not findings,
+safer ways are shown."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 from dbops import dryrun, squawk
 from dbops.console import Console
 from dbops.migrations import Project
-from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
 
 BASE = "dc524d74cab6"
 
@@ -48,7 +48,8 @@ def test_squawk_alone_sees_a_new_table_only_within_one_input():
     sql = "CREATE TABLE t (id bigint);\nCREATE INDEX ix_t ON t (id);\n"
     assert not [f for f in squawk.lint_sql(sql) if f.kind == "require-concurrent-index-creation"]
     # split across two inputs (what linting the whole dry run at once per statement would do), it is a finding
-    assert [f.kind for f in squawk.lint_sql("CREATE INDEX ix_t ON t (id);\n") if f.is_error] == ["require-concurrent-index-creation"]
+    assert ([f.kind for f in squawk.lint_sql("CREATE INDEX ix_t ON t (id);\n") if f.is_error]
+            == ["require-concurrent-index-creation"])
 
 
 def test_show_for_revision_file_prints_the_findings(project: Path, capsys):
@@ -65,7 +66,8 @@ def test_dry_run_sql_marks_revision_boundaries(project: Path):
     proj = Project(project / "alembic.ini")
     run = dryrun.lint_revisions(proj, ["n1", "n2"])
     text = dryrun.sql_text(run.revisions)
-    assert text.index("-- ==== revision n1") < text.index("ADD COLUMN a") < text.index("-- ==== revision n2") < text.index("ADD COLUMN b")
+    assert (text.index("-- ==== revision n1") < text.index("ADD COLUMN a") < text.index("-- ==== revision n2")
+            < text.index("ADD COLUMN b"))
     assert "ADD COLUMN b" not in run.sql["n1"]
 
 
@@ -85,7 +87,8 @@ def test_a_revision_reading_rows_is_one_line_and_the_others_are_still_linted(pro
     _revision(project, "n2", "d1", "op.drop_column('users', 'name')")
     run = dryrun.lint_revisions(Project(project / "alembic.ini"), ["d1", "n2"])
     d1, n2 = run.revisions
-    line = path.read_text().splitlines().index("    rows = op.get_bind().execute(sa.text(\"select id from users\")).fetchall()") + 1
+    line = path.read_text().splitlines().index(
+        "    rows = op.get_bind().execute(sa.text(\"select id from users\")).fetchall()") + 1
     assert d1.source == dryrun.NONE and d1.sql == "" and d1.error_line == line
     assert d1.offline_error.startswith(f"line {line}: it reads the database (op.get_bind())")
     assert "'NoneType' object has no attribute 'fetchall'" in d1.offline_error
@@ -126,13 +129,15 @@ op.execute("ALTER TABLE posts ALTER COLUMN title TYPE text")
     by_rule = {}
     for f in run.findings:
         by_rule.setdefault(f.kind, []).append(lines[f.line - 1].strip())
-    assert by_rule["require-concurrent-index-creation"] == ["op.create_index(f'ix_users_{name}', 'users', ['name'])"] * 2
+    assert (by_rule["require-concurrent-index-creation"]
+            == ["op.create_index(f'ix_users_{name}', 'users', ['name'])"] * 2)
     assert by_rule["changing-column-type"] == ['op.execute("ALTER TABLE posts ALTER COLUMN title TYPE text")']
     assert all(f.file == str(path) for f in run.findings)
 
 
 def test_a_broken_env_py_is_still_one_clean_error(project: Path):
     import pytest
+
     from dbops.errors import MigrationError
 
     env = project / "alembic" / "env.py"
@@ -185,6 +190,7 @@ op.add_column('users', sa.Column('note', sa.Text()))
 
 def test_a_broken_squawk_toml_is_an_error_not_silence(project: Path):
     import pytest
+
     from dbops.errors import DbopsError
 
     _revision(project, "n1", BASE, "op.drop_column('users', 'name')")
@@ -218,8 +224,9 @@ op.create_index('ix_users_email2', 'users', ['email'])
 
 def test_an_allow_comment_without_a_reason_or_with_an_unknown_rule_is_a_clear_error(project: Path):
     import pytest
-    from dbops.errors import BadAllowComment
     from test_tasks import inv
+
+    from dbops.errors import BadAllowComment
 
     path = _revision(project, "n1", BASE, "# dbops: allow ban-drop-column\nop.drop_column('users', 'name')")
     with pytest.raises(BadAllowComment) as info:
@@ -234,10 +241,11 @@ def test_an_allow_comment_without_a_reason_or_with_an_unknown_rule_is_a_clear_er
     assert "'ban-drop-colum' is not a squawk rule" in info.value.message
 
 
-def test_the_deploys_dry_run_says_the_one_line_and_the_deploy_goes_on(project: Path, db, deploy_env):  # noqa: F811
+def test_the_deploys_dry_run_says_the_one_line_and_the_deploy_goes_on(project: Path, db, deploy_env):
+    from deploy_fixtures import add_revision, current, settings_for
+
     from dbops.deploy import pipeline
     from dbops.deploy.pipeline import DeployOptions
-    from deploy_fixtures import add_revision, current, settings_for
 
     add_revision(project, "d1", BASE, READS_ROWS, "op.drop_index('ix_users_slug', table_name='users')\n"
                  "op.drop_column('users', 'slug')")

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from deploy_fixtures import ADD_PHONE, BASE, add_revision, columns, current, settings_for
+
 from dbops import backup, postgres
 from dbops.console import Console
 from dbops.deploy import history, pipeline
 from dbops.deploy.pipeline import DeployOptions
 from dbops.errors import UsageError
 from dbops.settings import load_settings
-from deploy_fixtures import ADD_PHONE, BASE, add_revision, columns, current, settings_for
-from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = ("op.add_column('users', sa.Column('phone', sa.Text()))\nop.execute('SELECT pg_sleep(60)')",
@@ -171,7 +171,8 @@ def test_a_damaged_manifest_beside_good_backups_blocks_nothing(project: Path, db
 
 
 def test_an_unwritable_backups_folder_still_leaves_the_report(project: Path, db, deploy_env):
-    """backups/ is a file here (the same OSError a full or read-only folder gives): the report goes beside the backup."""
+    """backups/ is a file here (the same OSError a full or read-only folder gives): the report goes beside the
+    backup."""
     add_revision(project, "a1", BASE, *ADD_PHONE)
     folder = project / "backups"
     for p in folder.iterdir():
@@ -205,7 +206,7 @@ class _Flaky:
         flaky = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 code = flaky.script.pop(0) if flaky.script else 200
                 self.send_response(code)
                 self.send_header("content-type", "application/json")
@@ -248,8 +249,8 @@ def test_monitoring_tolerates_isolated_blips_but_never_a_sustained_failure(db, p
 
 
 def test_an_in_place_restore_waits_for_the_deploy_lock(project: Path, db, deploy_env):
-    from dbops.postgres.lock import DeployLock
     from dbops.errors import LockBusy
+    from dbops.postgres.lock import DeployLock
 
     settings = settings_for(deploy_env)
     made = backup.create_backup(settings, db)
@@ -267,7 +268,8 @@ def test_an_in_place_restore_waits_for_the_deploy_lock(project: Path, db, deploy
     databases = postgres.make_engine(db)
     try:
         with databases.connect() as conn:
-            left = conn.execute(sa.text("SELECT count(*) FROM pg_database WHERE datname LIKE '%__restoring_%'")).scalar()
+            left = conn.execute(
+                sa.text("SELECT count(*) FROM pg_database WHERE datname LIKE '%__restoring_%'")).scalar()
     finally:
         databases.dispose()
     assert left == 0
@@ -283,7 +285,7 @@ def full_disk(tmp_path):
     def make(where: Path):
         where.mkdir(parents=True, exist_ok=True)
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)], capture_output=True,
-                           text=True, timeout=10)
+                           text=True, timeout=10, check=False)
         if r.returncode != 0:
             pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()}): no real full disk to test")
         mounted.append(where)
@@ -299,7 +301,7 @@ def full_disk(tmp_path):
 
     yield make
     for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10, check=False)
 
 
 @pytest.mark.parametrize("free", [0, 8192], ids=["no-room-for-the-dump", "no-room-for-the-manifest"])

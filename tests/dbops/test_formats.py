@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from dbops import formats
 from dbops.errors import UsageError
 

@@ -1,14 +1,14 @@
-"""The schema rule of the health contract (dbops.lineage, which the example app applies too) and the recorded lineage."""
+"""The schema rule of the health contract (dbops.lineage, which the example app applies too) and the recorded
+lineage."""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from deploy_fixtures import ADD_PHONE, BASE, add_revision
 
 from dbops import lineage
 from dbops.migrations import Project
-
-from deploy_fixtures import ADD_PHONE, BASE, add_revision
 
 #: a1 <- a2 <- a3 (main line); a2 <- x1 (a branch); m1 merges a3 and x1
 GRAPH = {"a1": (), "a2": ("a1",), "a3": ("a2",), "x1": ("a2",), "m1": ("a3", "x1")}

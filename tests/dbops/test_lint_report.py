@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from dbops.errors import LintFailed
-from dbops.settings import load_settings
 from test_annotations import Recorder, commands
 from test_tasks import inv
+
+from dbops.errors import LintFailed
+from dbops.settings import load_settings
 
 BASE = "dc524d74cab6"
 
@@ -43,7 +44,8 @@ def test_lint_annotations_parse_and_point_at_the_operation(project: Path):
     with pytest.raises(LintFailed):
         dryrun.lint_pending(settings, ["a1", "b1"], ui=ui)
     found = commands("\n".join(ui.lines))
-    lines = {rev: (project / "alembic" / "versions" / f"2027_{rev}.py").read_text().splitlines() for rev in ("a1", "b1")}
+    lines = {rev: (project / "alembic" / "versions" / f"2027_{rev}.py").read_text().splitlines()
+             for rev in ("a1", "b1")}
     by = {(c["title"], c["level"]): c for c in found}
     index = by[("squawk require-concurrent-index-creation (a1)", "error")]
     assert index["file"] == "alembic/versions/2027_a1.py"

@@ -15,7 +15,7 @@ from dbops.settings import load_settings
 from dbops.ui import UI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from render_api import RenderStandIn  # noqa: E402
+from render_api import RenderStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "rnd_TEST-k3y-d0-n0t-pr1nt"
@@ -38,7 +38,7 @@ def inv_render_job(stand_in: RenderStandIn, *args: str, key: str = KEY, service:
     env.update({"RENDER_API_KEY": key, "RENDER_API_URL": stand_in.url,
                 "RENDER_JOB_SERVICE_ID": service or stand_in.service_id})
     return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "render-job", "--poll", "0.05",
-                           *args], capture_output=True, text=True, env=env, timeout=120)
+                           *args], capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
 def test_render_job_succeeds_end_to_end_and_never_prints_the_key():
@@ -86,7 +86,7 @@ def test_an_unknown_service_is_a_404_naming_the_setting():
 def test_a_job_that_does_not_finish_in_time_is_canceled_at_the_deadline():
     with RenderStandIn(api_key=KEY, statuses=("pending", "running")) as api:
         config = render.RenderConfig(api_key=KEY, service_id=api.service_id, api_url=api.url)
-        with pytest.raises(render.RenderJobTimeout, match="still running after 0s .*: canceled it") as info:
+        with pytest.raises(render.RenderJobTimeout, match=r"still running after 0s .*: canceled it") as info:
             render.run_job(config, "inv deploy --env prod", timeout=0.3, poll_interval=0.05)
     assert info.value.canceled
     assert [r["path"] for r in api.seen("POST")][-1] == f"/v1/services/{api.service_id}/jobs/job-0001/cancel"

@@ -70,9 +70,11 @@ def test_bad_numbers_name_the_variable():
 
 
 def test_round_trip_knobs_come_from_the_environment():
-    assert (load_settings(environ={}).rollback_checkpoint_after, load_settings(environ={}).rollback_setup_timeout_s) == (5, 600)
+    assert (load_settings(environ={}).rollback_checkpoint_after,
+            load_settings(environ={}).rollback_setup_timeout_s) == (5, 600)
     env = {"DBOPS_ROLLBACK_CHECKPOINT_AFTER": "2", "DBOPS_ROLLBACK_SETUP_TIMEOUT": "30"}
-    assert (load_settings(environ=env).rollback_checkpoint_after, load_settings(environ=env).rollback_setup_timeout_s) == (2, 30)
+    assert (load_settings(environ=env).rollback_checkpoint_after,
+            load_settings(environ=env).rollback_setup_timeout_s) == (2, 30)
     with pytest.raises(ConfigError, match="DBOPS_ROLLBACK_CHECKPOINT_AFTER: must be at least 1, got 0"):
         load_settings(environ={"DBOPS_ROLLBACK_CHECKPOINT_AFTER": "0"})
 

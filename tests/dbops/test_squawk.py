@@ -1,4 +1,5 @@
-"""Squawk's rules, every one classified in dbops.squawk.RULES (error / warning / style / moot), checked against the real squawk."""
+"""Squawk's rules, every one classified in dbops.squawk.RULES (error / warning / style / moot), checked against
+the real squawk."""
 
 from __future__ import annotations
 
@@ -115,4 +116,5 @@ def test_a_statement_squawk_cannot_parse_does_not_hide_the_others():
     raw = _squawk("--reporter", "json", "--stdin-filepath", "s.sql", sql=sql)
     assert {i["rule_name"] for i in json.loads(raw.stdout)} == {"syntax-error"}  # squawk alone hides the drop
     findings = squawk.lint_sql(sql)
-    assert [(f.kind, f.level, f.sql_line) for f in findings] == [("syntax-error", "warning", 1), ("ban-drop-column", "error", 2)]
+    assert [(f.kind, f.level, f.sql_line) for f in findings] == [("syntax-error", "warning", 1),
+                                                                 ("ban-drop-column", "error", 2)]

@@ -109,5 +109,6 @@ def test_compose_migrate_profile_deploys_into_the_stack(stack):
     assert "stack removed with its volumes" in down.stdout
     from dbops.containers import engine as dockerctl
 
-    left = dockerctl.client().containers.list(all=True, filters={"label": f"com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}"})
+    left = dockerctl.client().containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={env['COMPOSE_PROJECT_NAME']}"})
     assert left == [], [c.name for c in left]

@@ -37,7 +37,8 @@ def test_image_is_small_non_root_and_holds_no_secrets(job_image):
     for layer in img.history():
         assert "PIP_CA_CERT" not in layer.get("CreatedBy", "") and "BEGIN CERTIFICATE" not in layer.get("CreatedBy", "")
     # no build tools, no repo leftovers, no dotenv, no build CA; who runs
-    r = run(job_image, ["-c", "id -u; ls -A /app; command -v gcc cc make pip || true; ls /etc/pip.conf /etc/build-ca.pem "
+    r = run(job_image, ["-c", "id -u; ls -A /app; command -v gcc cc make pip || true; "
+                              "ls /etc/pip.conf /etc/build-ca.pem "
                               "2>/dev/null; find / -xdev -name '.env*' -not -path '/proc/*' 2>/dev/null; true"], {},
             entrypoint=["/bin/sh"])
     assert r.exit_code == 0, r.output
@@ -53,11 +54,13 @@ def test_every_major_14_to_18_has_ssl_clients_and_a_server_in_the_image(job_imag
     code = ("from dbops.postgres import clients as c\n"
             "for m in (14, 15, 16, 17, 18):\n"
             "    p = c.choose('pg_dump', server_major=m)\n"
-            "    print(m, p.major, p.ssl, c.server_bin(m), c.choose('pg_restore', server_major=m, archive_major=m).major)\n")
+            "    print(m, p.major, p.ssl, c.server_bin(m), "
+            "c.choose('pg_restore', server_major=m, archive_major=m).major)\n")
     r = run(job_image, ["-c", code], {}, entrypoint=["python"])
     assert r.exit_code == 0, r.output
     rows = [line.split() for line in r.output.splitlines()]
-    assert rows == [[str(m), str(m), "True", f"/opt/pg-clients/{m}/bin", str(m)] for m in (14, 15, 16, 17, 18)], r.output
+    assert rows == [[str(m), str(m), "True", f"/opt/pg-clients/{m}/bin", str(m)]
+                    for m in (14, 15, 16, 17, 18)], r.output
     # every program links: nothing missing in the image (libssl3, libxml2/ICU, lz4, zstd, ...)
     r = run(job_image, ["-c", "for f in /opt/pg-clients/*/bin/* /opt/pg-clients/*/lib/*.so*; do ldd $f; done "
                               "| grep 'not found' || echo all-linked"], {}, entrypoint=["/bin/sh"])

@@ -17,10 +17,10 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from dbops import postgres
 from pg_servers import SSL_PASSWORD, SSLServer, ensure_clients
-
 from test_job_image import job_env, run, start_app, url_str
+
+from dbops import postgres
 
 pytestmark = pytest.mark.docker
 

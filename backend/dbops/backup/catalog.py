@@ -135,7 +135,7 @@ def list_backups(settings: Settings, *, store: Store | None = None) -> list[Back
             continue
         m = _NAME.match(key[len(prefix):])
         if m:
-            when = dt.datetime.strptime(m.group("stamp"), clock.STAMP).replace(tzinfo=dt.timezone.utc)
+            when = dt.datetime.strptime(m.group("stamp"), clock.STAMP).replace(tzinfo=dt.UTC)
             info = BackupInfo(key, obj.size, when, m.group("revision"))
         else:  # not named by us: its modification time, revision unknown
             info = BackupInfo(key, obj.size, obj.modified, "?")

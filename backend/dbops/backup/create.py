@@ -82,7 +82,7 @@ class _Prefetch(threading.Thread):
             try:
                 n = self.proc.readinto(buffer)
                 item: memoryview | BaseException = memoryview(buffer)[:n]
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            except BaseException as exc:
                 item = exc
             while not self._stopped.is_set():
                 try:

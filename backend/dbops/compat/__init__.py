@@ -87,7 +87,7 @@ def check(settings: Settings, *, ref: str | None = None, server_url: URL | None 
 def _known(project: Project, rev: str) -> bool:
     try:
         return project.script.get_revision(rev) is not None
-    except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown id
+    except Exception:
         return False
 
 

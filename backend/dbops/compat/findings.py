@@ -36,7 +36,8 @@ _TYPE = re.compile(r"^(?P<base>[a-z_ ][a-z0-9_ .\"]*?)\s*(?:\((?P<args>[^)]*)\))
 
 
 def normalize(type_: str) -> str:
-    """A type as the catalog snapshot writes it: ``VARCHAR(200)`` → ``varchar(200)``, ``NUMERIC(10, 2)`` → ``numeric(10,2)``."""
+    """A type as the catalog snapshot writes it: ``VARCHAR(200)`` → ``varchar(200)``,
+    ``NUMERIC(10, 2)`` → ``numeric(10,2)``."""
     text = " ".join(type_.strip().lower().split())
     m = _TYPE.match(text)
     if not m:

@@ -37,7 +37,7 @@ def _type(column) -> str:
 
     try:
         return column.type.compile(dialect=postgresql.dialect())
-    except Exception:  # noqa: BLE001 - a custom type without a PostgreSQL rendering: its repr, never compared as narrower
+    except Exception:
         return repr(column.type)
 
 
@@ -123,7 +123,7 @@ def main(argv: list[str]) -> int:
     try:
         result = load(ini)
         code = 0
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as data, never a traceback on a terminal
+    except BaseException as exc:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if "site-packages" not in f.filename]
         where = f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
         first = (str(exc).strip().splitlines() or [""])[0]

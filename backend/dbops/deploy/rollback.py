@@ -170,7 +170,6 @@ class _Rollback:
         r = self.report
         if self.run.url is not None and r.failed_step not in ("settings", "lock"):
             self.run.read_back()
-        if r.failed_step in ("downgrade", "verify") or isinstance(err, IrreversibleMigration):
-            if r.backup_key:
-                r.recovery += restore_commands(self.settings.env, r.backup_key,
-                                               self.run.url.database if self.run.url is not None else None)
+        if (r.failed_step in ("downgrade", "verify") or isinstance(err, IrreversibleMigration)) and r.backup_key:
+            r.recovery += restore_commands(self.settings.env, r.backup_key,
+                                           self.run.url.database if self.run.url is not None else None)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import io
 
-from alembic import command
 from alembic.util.exc import DatabaseNotAtHead
 from sqlalchemy.engine import Connection
+
+from alembic import command
 
 from .. import health
 from ..errors import CheckFailed

@@ -34,7 +34,7 @@ from .source import source_line_for
 
 def lint_revisions(project: Project, revisions: Iterable[str], *, pg_version: str | None = None,
                    captured: dict[str, Sequence[str]] | None = None,
-                   config: str | Path | None | bool = True) -> DryRun:
+                   config: str | Path | bool | None = True) -> DryRun:
     """Each revision's SQL (:func:`~dbops.dryrun.offline.render_sql`) and its findings, oldest first as given.
 
     ``captured``: revision -> statements a rehearsal captured, linted instead of the offline SQL.

@@ -1,4 +1,5 @@
-"""What the dry run hands back: each revision's SQL (:class:`RevisionSql`) and Squawk's findings on it (:class:`DryRun`)."""
+"""What the dry run hands back: each revision's SQL (:class:`RevisionSql`) and Squawk's findings on it
+(:class:`DryRun`)."""
 
 from __future__ import annotations
 

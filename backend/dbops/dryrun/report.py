@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..annotations import Annotation, annotations, repo_path
-from ..formats import check_format, markdown_table, md_cell, md_code, to_json
+from ..formats import formatted, markdown_table, md_cell, md_code
 from ..squawk import render_findings, tally
 from .model import CAPTURED, DryRun, RevisionSql
 
@@ -26,11 +26,10 @@ def sql_text(revisions: Sequence[RevisionSql]) -> str:
 
 def lint_report(run: DryRun, fmt: str = "text") -> str:
     """A dry run as text (the SQL, then the findings), json or markdown."""
-    check_format(fmt)
-    if fmt == "json":
-        return to_json(run.to_dict())
-    if fmt == "markdown":
-        return _markdown(run)
+    return formatted(run, fmt, text=lambda: _text(run), markdown=lambda: _markdown(run))
+
+
+def _text(run: DryRun) -> str:
     if not run.revisions:
         return "nothing pending: no SQL to lint"
     parts = [sql_text(run.revisions).rstrip()]

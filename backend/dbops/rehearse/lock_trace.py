@@ -227,14 +227,14 @@ class Tracer:
 
     # -- the events -----------------------------------------------------------
     def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
-        if self._busy or conn is not self.conn and conn.connection.dbapi_connection is not self._dbapi():
+        if self._busy or (conn is not self.conn and conn.connection.dbapi_connection is not self._dbapi()):
             return
         t0 = time.perf_counter()
         try:
             params = parameters[0] if executemany and parameters else parameters
             try:
                 sql = cursor.mogrify(statement, params).decode(errors="replace")
-            except Exception:  # noqa: BLE001 - a statement mogrify cannot render: the text as sent
+            except Exception:
                 sql = statement
             stmt = Statement(len(self.statements) + 1, None, sql.strip(),
                              batch=len(parameters) if executemany and parameters else 1)
@@ -284,7 +284,7 @@ class Tracer:
                 self._sample(stmt, seen)
                 if stmt.is_version_write and stmt.revision and not stmt.autocommit:
                     self.snapshots[stmt.revision] = schema_snapshot.snapshot_text(self.conn)
-        except Exception as exc:  # noqa: BLE001 - the tracer must never break the upgrade it watches
+        except Exception as exc:
             log.warning("rehearsal trace: could not sample after statement %d: %s", stmt.index, exc)
         finally:
             self._busy = False

@@ -48,7 +48,7 @@ class LockObserver:
                                           connect_timeout=10, **{k: v for k, v in u.query.items()
                                                                  if isinstance(v, str)})
             self._conn.autocommit = True
-        except Exception as exc:  # noqa: BLE001 - without an observer the after-statement samples remain
+        except Exception as exc:
             log.warning("rehearsal: the lock observer could not connect: %s", exc)
             self._conn = None
             return
@@ -72,7 +72,7 @@ class LockObserver:
             try:
                 cur.execute(_OBSERVE_SQL, (self.pid,))
                 rows = cur.fetchall()
-            except Exception as exc:  # noqa: BLE001 - a dead observer only loses the in-flight samples
+            except Exception as exc:
                 log.warning("rehearsal: the lock observer stopped: %s", exc)
                 return
             if self._current is current:  # still the same statement: its locks
@@ -85,5 +85,5 @@ class LockObserver:
         if self._conn is not None:
             try:
                 self._conn.close()
-            except Exception as exc:  # noqa: BLE001 - closing a connection that already broke
+            except Exception as exc:
                 log.debug("rehearsal: closing the observer: %s", exc)

@@ -43,7 +43,8 @@ def deploy_decision(settings: Settings, wanted: bool | None, backup_key: str | N
         info, _ = choose_backup(settings, store, backup_key)
     except DbopsError as exc:
         if backup_key is None:  # --plan before the first backup: nothing to restore yet
-            return False, f"no backup to rehearse on yet ({exc.message}); the deploy rehearses on the one it takes", None
+            return False, (f"no backup to rehearse on yet ({exc.message}); the deploy rehearses on the one it "
+                           "takes"), None
         raise
     size, limit = info.size, settings.rehearse_auto_mb
     shown = human_size(size)
@@ -53,13 +54,14 @@ def deploy_decision(settings: Settings, wanted: bool | None, backup_key: str | N
         return False, "off by default (DBOPS_REHEARSE_AUTO_MB=0); --rehearse runs it", info
     if size > limit * 1024 * 1024:
         return False, (f"the backup is {shown}, above DBOPS_REHEARSE_AUTO_MB={limit:g} MiB, so restoring it is not "
-                       f"cheap; --rehearse runs it anyway, or `inv rehearse --env {settings.env} --schema-only` rehearses on the "
-                       "schema with production's sizes"), info
+                       f"cheap; --rehearse runs it anyway, or `inv rehearse --env {settings.env} --schema-only` "
+                       "rehearses on the schema with production's sizes"), info
     if server_url is None:
         major = info.manifest.server_major
         if not major or clients.server_bin(major, settings.client_places) is None:
             return False, (f"on by default for a backup of {shown}, but no PostgreSQL {major or '?'} server programs "
-                           f"are installed here (`inv pg-clients --major {major or 'N'}`, or --rehearse-server URL)"), info
+                           f"are installed here (`inv pg-clients --major {major or 'N'}`, or --rehearse-server "
+                           "URL)"), info
     return True, f"on by default: the backup is {shown}, at most DBOPS_REHEARSE_AUTO_MB={limit:g} MiB", info
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import formats
 from ..annotations import annotations as workflow_commands
-from ..formats import check_format, markdown_table, md_cell, md_code, show_report, to_json
+from ..formats import markdown_table, md_cell, md_code, show_report, to_json
 from ..settings import Settings
 from ..ui import SILENT, UI
 from ..units import duration, truncate
@@ -26,12 +27,14 @@ def render(r: RehearsalReport) -> str:
     timed = not r.schema_only
     lines = [f"rehearsal of {r.env} on {r.server} (PostgreSQL {r.server_version})",
              f"  backup {r.backup_key} ({'verified' if r.backup_verified else 'not verified'}), restored in "
-             f"{r.restore_s:.1f}s" + (" - schema only: durations and hold times are NOT measured" if r.schema_only else ""),
+             f"{r.restore_s:.1f}s"
+             + (" - schema only: durations and hold times are NOT measured" if r.schema_only else ""),
              f"  revision {', '.join(r.revision_before) or '(empty)'} -> {', '.join(r.revision_after) or '(unknown)'}"]
     if r.thresholds:
-        lines.append(f"  rules: a lock blocking reads or writes held >= {duration(r.thresholds.max_block_s)} is an error "
-                     f"(DBOPS_REHEARSE_MAX_BLOCK_MS, default lock_timeout); a rewrite or validating scan of a table "
-                     f">= {r.thresholds.large_table_bytes / 1024 / 1024:g} MiB is an error (DBOPS_REHEARSE_LARGE_TABLE_MB)")
+        lines.append(f"  rules: a lock blocking reads or writes held >= {duration(r.thresholds.max_block_s)} "
+                     f"is an error (DBOPS_REHEARSE_MAX_BLOCK_MS, default lock_timeout); a rewrite or validating scan "
+                     f"of a table >= {r.thresholds.large_table_bytes / 1024 / 1024:g} MiB is an error "
+                     "(DBOPS_REHEARSE_LARGE_TABLE_MB)")
     for w in r.warnings:
         lines.append(f"  warning: {w}")
     for rev in r.revisions:
@@ -88,8 +91,9 @@ def render(r: RehearsalReport) -> str:
         if worst is None:
             lines.append(f"longest wait of application {what}: none (no lock blocks them)")
         elif timed:
-            lines.append(f"longest wait of application {what}: {duration(worst[0])} (on {worst[1]}, revision {worst[2]})"
-                         " - plus up to lock_timeout while the migration itself queues for a busy table")
+            lines.append(f"longest wait of application {what}: {duration(worst[0])} (on {worst[1]}, "
+                         f"revision {worst[2]}) - plus up to lock_timeout while the migration itself queues for a "
+                         "busy table")
         else:
             lines.append(f"longest wait of application {what}: blocked on {worst[1]} (revision {worst[2]}), "
                          "for a time not measured (--schema-only)")
@@ -149,18 +153,20 @@ def markdown(report: RehearsalReport) -> str:
             lines += ["", "Schema difference: " + "; ".join(md_code(d) for d in rev.schema_diff)]
     lines.append("")
     if not report.revisions:
-        lines.append(f"Nothing to rehearse: the backup is at {md_cell(', '.join(report.revision_before) or '(empty)')}, "
-                     "the head.")
+        lines.append("Nothing to rehearse: the backup is at "
+                     f"{md_cell(', '.join(report.revision_before) or '(empty)')}, the head.")
         return "\n".join(lines)
     if report.failure:
         lines.append(f"- **The upgrade FAILED on the copy**: {md_cell(report.failure)}")
     lines.append(f"- Expected deploy duration: {duration(report.upgrade_s)} (measured on the copy)"
-                 if timed and report.upgrade_s is not None else "- Expected deploy duration: not measured (--schema-only)")
+                 if timed and report.upgrade_s is not None
+                 else "- Expected deploy duration: not measured (--schema-only)")
     for what in ("reads", "writes"):
         worst = report.longest_wait.get(what)
         lines.append(f"- Longest wait of application {what}: " + (
             "none (no lock blocks them)" if worst is None else
-            f"{duration(worst[0]) if timed else 'not measured'} (on {md_cell(worst[1])}, revision {md_code(worst[2])})"))
+            f"{duration(worst[0]) if timed else 'not measured'} (on {md_cell(worst[1])}, "
+            f"revision {md_code(worst[2])})"))
     lines.append(f"- {errors} error(s), {len(report.findings) - errors} other finding(s)")
     return "\n".join(lines)
 
@@ -173,12 +179,7 @@ def annotations(report: RehearsalReport, *, root: str | Path | None = None) -> s
 
 def formatted(report: RehearsalReport, fmt: str = "text") -> str:
     """The report as text, json or markdown."""
-    check_format(fmt)
-    if fmt == "json":
-        return to_json(report.to_dict())
-    if fmt == "markdown":
-        return markdown(report)
-    return render(report)
+    return formats.formatted(report, fmt, text=lambda: render(report), markdown=lambda: markdown(report))
 
 
 def write_json(report: RehearsalReport, path: Path) -> Path:

@@ -29,12 +29,15 @@ from sqlalchemy.engine import URL, Connection
 from ..errors import MigrationError, RoundTripFailed, RoundTripToolError, UsageError
 from ..formats import check_format, show_report
 from ..migrations import Project, describe_diff
+from ..migrations.runner import env_is_async, foreign_env, frozen_gc
 from ..postgres import schema_snapshot
 from ..redact import mask_url, reason
+from ..servers.throwaway import given_or_throwaway, throwaway_database
 from ..settings import Settings
 from ..ui import SILENT, UI
 from . import graph, irreversible
-from ..servers.throwaway import given_or_throwaway, throwaway_database
+from .irreversible import Irreversible  # for inv rollback (dbops.deploy)
+from .irreversible import check as irreversible_downgrade
 from .report import (
     DATA_ONLY,
     DOWNGRADES,
@@ -49,11 +52,9 @@ from .report import (
     annotations,
     formatted,
 )
-from ..migrations.runner import env_is_async, foreign_env, frozen_gc
 from .stairway import Stairway
-from .irreversible import Irreversible, check as irreversible_downgrade  # for inv rollback (dbops.deploy)
 
-__all__ = ["run", "Irreversible", "RoundTripReport", "RoundTripFailed", "RoundTripToolError", "irreversible_downgrade"]
+__all__ = ["Irreversible", "RoundTripFailed", "RoundTripReport", "RoundTripToolError", "irreversible_downgrade", "run"]
 
 
 def run(

@@ -11,9 +11,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .. import formats
 from ..annotations import Annotation, function_line, repo_path
 from ..annotations import annotations as workflow_commands
-from ..formats import check_format, markdown_table, md_cell, md_code, text_table, to_json
+from ..formats import markdown_table, md_cell, md_code, text_table
 from ..units import millis, truncate
 
 OK = "ok"
@@ -153,11 +154,11 @@ class RoundTripReport:
 
 def formatted(report: RoundTripReport, fmt: str = "text") -> str:
     """The report as text, json or markdown."""
-    check_format(fmt)
-    if fmt == "json":
-        return to_json(report.to_dict())
-    if fmt == "text":
-        return report.render()
+    return formats.formatted(report, fmt, text=report.render, markdown=lambda: markdown(report))
+
+
+def markdown(report: RoundTripReport) -> str:
+    """The report as a pull-request comment."""
     verdict = "✅ every check passed" if report.ok else "❌ round-trip checks failed"
     lines = [f"## dbops test-rollback: {verdict}", "",
              markdown_table(("revision", "message", "up ms", "down ms", "result"),

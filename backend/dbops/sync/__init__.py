@@ -12,8 +12,8 @@ Every mode works on whichever server the provider selection gives
 
 from __future__ import annotations
 
+from .loop import SyncResult, sync
 from .recreate import force_recreate
 from .status import Status, check, render_status, status
-from .loop import SyncResult, sync
 
 __all__ = ["Status", "SyncResult", "check", "force_recreate", "render_status", "status", "sync"]

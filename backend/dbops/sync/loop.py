@@ -146,7 +146,7 @@ def _apply(project: Project, conn: Connection) -> None:
             now = ", ".join(project.current(conn)) or "(empty: no revision applied)"
             if conn.in_transaction():
                 conn.rollback()
-        except Exception as read_exc:  # noqa: BLE001 - the failure is still the revision's; say what is unknown
+        except Exception as read_exc:
             now = f"unknown (reading it back failed: {type(read_exc).__name__})"
         orig = getattr(exc, "orig", None) or exc
         code = getattr(orig, "pgcode", None)
@@ -196,7 +196,9 @@ def _round_trip(project: Project, conn: Connection, revision: str, before: schem
                   f"revision {revision}: upgrading again after the downgrade gives a different schema")
 
 
-def _require_same(a: schema_snapshot.Snapshot, b: schema_snapshot.Snapshot, labels: tuple[str, str], message: str) -> None:
+def _require_same(
+    a: schema_snapshot.Snapshot, b: schema_snapshot.Snapshot, labels: tuple[str, str], message: str
+) -> None:
     differences = schema_snapshot.diff(a, b, before=labels[0], after=labels[1])
     if differences:
         raise CheckFailed(

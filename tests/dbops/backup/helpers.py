@@ -116,7 +116,7 @@ def inv(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.endswith(("DATABASE_URL", "BACKUP_URL")) and k != "DBOPS_DB"}
     full.update(env)
     return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
-                          capture_output=True, text=True, env=full, timeout=300)
+                          capture_output=True, text=True, env=full, timeout=300, check=False)
 
 
 def cli_env(project: Path, url, s3, **extra) -> dict[str, str]:

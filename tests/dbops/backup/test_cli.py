@@ -14,8 +14,19 @@ from s3_server import SECRET_KEY
 
 from dbops import postgres
 
-from .helpers import (BUCKET, DB_PASSWORD, FIRST_REV, ROOT, assert_no_secrets, cli_env, databases, inv, keys,
-                      snapshot, uploads)
+from .helpers import (
+    BUCKET,
+    DB_PASSWORD,
+    FIRST_REV,
+    ROOT,
+    assert_no_secrets,
+    cli_env,
+    databases,
+    inv,
+    keys,
+    snapshot,
+    uploads,
+)
 
 
 def test_cli_backup_list_verify_restore_prune(project, app_db, s3, pg_server):
@@ -52,7 +63,8 @@ def test_cli_backup_list_verify_restore_prune(project, app_db, s3, pg_server):
     "case, extra, code, expect",
     [
         ("wrong credentials", {"AWS_SECRET_ACCESS_KEY": "wrong-" + SECRET_KEY}, 3, "access denied"),
-        ("missing bucket", {"STAGING_BACKUP_URL": "s3://no-such-bucket/x"}, 3, "bucket 'no-such-bucket' does not exist"),
+        ("missing bucket", {"STAGING_BACKUP_URL": "s3://no-such-bucket/x"}, 3,
+         "bucket 'no-such-bucket' does not exist"),
         ("unreachable db", {"STAGING_DATABASE_URL": f"postgresql://app:{DB_PASSWORD}@127.0.0.1:1/app"}, 3,
          "cannot connect to postgresql+psycopg2://app:***@127.0.0.1:1/app"),
         ("version mismatch", {"DBOPS_PG_BIN": "/usr/lib/postgresql/15/bin"}, 2,

@@ -13,12 +13,12 @@ import subprocess
 import uuid
 
 import pytest
+from pg_servers import SSLServer, ensure_clients
 
 from dbops import backup, postgres
 from dbops.errors import CompressionUnsupported, ConfigError, UsageError
 from dbops.postgres import clients
 from dbops.settings import load_settings
-from pg_servers import SSLServer, ensure_clients
 
 from .helpers import BUCKET, assert_no_secrets, cli_env, inv, keys, migrate, seed, settings_for, snapshot, uploads
 

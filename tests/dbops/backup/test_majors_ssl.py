@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from deploy_fixtures import ADD_PHONE, BASE, App, add_revision, current
+from pg_servers import SSL_PASSWORD, SSLServer, ensure_clients, make_ca
+
 from dbops import postgres
 from dbops.errors import DbopsError
 from dbops.postgres import clients, programs
-from deploy_fixtures import ADD_PHONE, BASE, App, add_revision, current
-from pg_servers import SSL_PASSWORD, SSLServer, ensure_clients, make_ca
 
 from .helpers import ROOT, migrate, seed, snapshot
 

@@ -32,8 +32,9 @@ def test_local_folder_store_and_pruning_rules(project, app_db):
 
     import datetime as dt
 
-    recent = clone((dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).strftime("%Y%m%dT%H%M%S.%fZ"))
-    old_verified = [clone("20200101T000000.000000Z"), clone("20200102T000000.000000Z"), clone("20200103T000000.000000Z")]
+    recent = clone((dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).strftime("%Y%m%dT%H%M%S.%fZ"))
+    old_verified = [clone("20200101T000000.000000Z"), clone("20200102T000000.000000Z"),
+                    clone("20200103T000000.000000Z")]
     old_unverified = clone("20200104T000000.000000Z", verified=False)
     old_incomplete = clone("20200105T000000.000000Z", manifest=False, verified=False)
     outside = folder / "prod" / "20200101T000000Z_x.dump"  # another environment's prefix
@@ -58,7 +59,7 @@ def test_local_folder_store_and_pruning_rules(project, app_db):
 
     kept = backup.prune_backups(settings, keep=3, confirm=False)  # newest, recent and old_unverified count
     assert [b.key for b in kept.delete] == old_verified[::-1]
-    assert dict((b.key, why) for b, why in kept.keep)[old_unverified] == "within --keep 3"
+    assert {b.key: why for b, why in kept.keep}[old_unverified] == "within --keep 3"
     assert [b.key for b in backup.prune_backups(settings, keep=4).delete] == old_verified[::-1][1:]
 
     done = backup.prune_backups(settings, keep=1, confirm=True)

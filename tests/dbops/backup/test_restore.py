@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbops import backup, postgres
-from dbops.errors import ChecksumMismatch, CheckFailed, ConfirmationRequired
+from dbops.errors import CheckFailed, ChecksumMismatch, ConfirmationRequired
 from dbops.migrations import Project
 
 from .helpers import BUCKET, FIRST_REV, LATER_MIGRATION, databases, keys, migrate, seed, settings_for, snapshot

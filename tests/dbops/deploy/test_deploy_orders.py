@@ -25,9 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from deploy_fixtures import ADD_PHONE, BASE, SECRET, App, add_revision, current
-from deploy_fixtures import db  # noqa: F401  (fixture)
 from project_copy import copy_project
 
 pytestmark = pytest.mark.slow

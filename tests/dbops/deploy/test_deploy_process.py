@@ -10,12 +10,10 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, columns, current
 
 from dbops import postgres
 from dbops.postgres.lock import DeployLock
-
-from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, columns, current
-from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -27,7 +25,7 @@ def inv_argv(*args: str) -> list[str]:
 def run_inv(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL") and k != "DBOPS_DB"}
     full.update(env)
-    return subprocess.run(inv_argv(*args), capture_output=True, text=True, env=full, timeout=300)
+    return subprocess.run(inv_argv(*args), capture_output=True, text=True, env=full, timeout=300, check=False)
 
 
 def test_unknown_env_is_a_usage_error():
@@ -94,7 +92,8 @@ def test_sigkill_during_the_upgrade_leaves_the_old_revision(project: Path, db, d
             proc.wait(10)
             while time.monotonic() < deadline:
                 left = conn.execute(sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'dbops %' AND pid <> pg_backend_pid()"
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'dbops %' "
+                    "AND pid <> pg_backend_pid()"
                 )).scalar()
                 conn.rollback()
                 if not left:

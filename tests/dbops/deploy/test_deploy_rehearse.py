@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, columns, current, settings_for
+
 from dbops import backup
 from dbops.console import Console
 from dbops.deploy import pipeline
 from dbops.deploy.pipeline import DeployOptions
 from dbops.errors import DeployFailed, RehearsalFailed
-from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, app, columns, current, db, deploy_env, settings_for  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, columns, current, settings_for
 
 from dbops.console import Console
 from dbops.deploy import pipeline
 from dbops.deploy.pipeline import DeployOptions
 from dbops.errors import DeployFailed
-
-from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, columns, current, settings_for
-from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

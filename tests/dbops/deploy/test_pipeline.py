@@ -6,14 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, backup_file, columns, current, settings_for
 
 from dbops.console import Console
 from dbops.deploy import checksums, pipeline, rollback
 from dbops.deploy.pipeline import DeployOptions
 from dbops.errors import DeployFailed
-
-from deploy_fixtures import ADD_PHONE, BASE, SECRET, add_revision, backup_file, columns, current, settings_for
-from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
 
 
 def test_clean_deploy_end_to_end(project: Path, db, app, deploy_env, capsys):
@@ -25,7 +23,8 @@ def test_clean_deploy_end_to_end(project: Path, db, app, deploy_env, capsys):
     assert report.outcome == "success"
     assert current(db) == ["a1"]
     assert "phone" in columns(db, "users")
-    assert [s.name for s in report.steps] == ["settings", "lock", "preflight", "backup", "dry-run", "upgrade", "verify", "monitor"]
+    assert [s.name for s in report.steps] == ["settings", "lock", "preflight", "backup", "dry-run", "upgrade", "verify",
+                                              "monitor"]
     assert all(s.status == "ok" for s in report.steps)
     assert report.revision_before == [BASE] and report.revision_after == ["a1"]
     # the backup exists where BACKUP_URL says, and its checksum is the file's
@@ -70,8 +69,10 @@ def test_edited_applied_migration_is_refused_until_accepted(project: Path, db, d
     first = add_revision(project, "a1", BASE, *ADD_PHONE)
     pipeline.deploy(settings, DeployOptions(monitor_seconds=0))
     first.write_text(first.read_text().replace("nullable=True", "nullable=True, comment='x'"))
-    add_revision(project, "a2", "a1", "op.create_index('ix_users_name', 'users', ['name'], postgresql_concurrently=True)"
-                 if False else "op.add_column('users', sa.Column('nick', sa.Text()))", "op.drop_column('users', 'nick')")
+    add_revision(project, "a2", "a1",
+                 "op.create_index('ix_users_name', 'users', ['name'], postgresql_concurrently=True)"
+                 if False else "op.add_column('users', sa.Column('nick', sa.Text()))",
+                 "op.drop_column('users', 'nick')")
     with pytest.raises(DeployFailed) as info:
         pipeline.deploy(settings, DeployOptions(monitor_seconds=0))
     err = info.value
@@ -89,7 +90,8 @@ def test_edited_applied_migration_is_refused_until_accepted(project: Path, db, d
 def test_two_pending_need_allow_multiple(project: Path, db, deploy_env):
     settings = settings_for(deploy_env)
     add_revision(project, "a1", BASE, *ADD_PHONE)
-    add_revision(project, "a2", "a1", "op.add_column('users', sa.Column('nick', sa.Text()))", "op.drop_column('users', 'nick')")
+    add_revision(project, "a2", "a1", "op.add_column('users', sa.Column('nick', sa.Text()))",
+                 "op.drop_column('users', 'nick')")
     with pytest.raises(DeployFailed) as info:
         pipeline.deploy(settings, DeployOptions(monitor_seconds=0))
     assert "2 revisions are pending (a1, a2)" in info.value.message
@@ -120,6 +122,7 @@ def test_a_second_deploy_waits_then_names_the_holder(project: Path, db, deploy_e
 
 def test_a_long_transaction_makes_the_upgrade_fail_fast_retried_and_unchanged(project: Path, db, deploy_env):
     import sqlalchemy as sa
+
     from dbops import postgres
 
     add_revision(project, "a1", BASE, *ADD_PHONE)
@@ -292,9 +295,10 @@ def test_webhook_gets_the_outcome_and_its_failure_never_fails_a_good_deploy(proj
     assert len(hook.texts) == 1 and "inv deploy --env prod: success" in hook.texts[0] and "-> a1" in hook.texts[0]
 
     hook.status = 500
-    add_revision(project, "a2", "a1", "op.add_column('users', sa.Column('nick', sa.Text()))", "op.drop_column('users', 'nick')")
-    report = pipeline.deploy(settings_for(deploy_env, PROD_NOTIFY_WEBHOOK_URL=hook.url), DeployOptions(monitor_seconds=0),
-                             ui=Console())
+    add_revision(project, "a2", "a1", "op.add_column('users', sa.Column('nick', sa.Text()))",
+                 "op.drop_column('users', 'nick')")
+    report = pipeline.deploy(settings_for(deploy_env, PROD_NOTIFY_WEBHOOK_URL=hook.url),
+                             DeployOptions(monitor_seconds=0), ui=Console())
     assert report.outcome == "success" and current(db) == ["a2"]
     assert "HTTP 500" in report.notify_error
     out = capsys.readouterr().out

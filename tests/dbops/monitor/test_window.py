@@ -9,15 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from deploy_fixtures import ADD_PHONE, BASE, add_revision, settings_for
+from project_copy import copy_project
 
 from dbops import lineage, monitor, postgres
 from dbops.console import Console
 from dbops.errors import MonitorFailed
 from dbops.migrations import Project
-
-from deploy_fixtures import ADD_PHONE, BASE, add_revision, settings_for
-from deploy_fixtures import app, db, deploy_env  # noqa: F401  (fixtures)
-from project_copy import copy_project
 
 
 def test_monitor_on_its_own_watches_and_fails_when_the_db_is_behind(project: Path, db, deploy_env, capsys):

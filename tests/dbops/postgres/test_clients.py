@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from dbops.errors import ClientTooOld, DbopsError, UsageError
-from dbops.postgres import client_install, clients
 from pg_servers import ensure_clients
 from sqlalchemy.engine import URL
+
+from dbops.errors import ClientTooOld, DbopsError, UsageError
+from dbops.postgres import client_install, clients
 
 ROOT = Path(__file__).resolve().parents[3]
 ALL = clients.SUPPORTED_MAJORS

@@ -1,4 +1,5 @@
-"""dbops.postgres.dump and .clients against the real PostgreSQL 18 and the real client programs (18 from the wheel, 15 from the system)."""
+"""dbops.postgres.dump and .clients against the real PostgreSQL 18 and the real client programs
+(18 from the wheel, 15 from the system)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
 from dbops import postgres
 from dbops.errors import ClientTooOld, ToolFailed
 from dbops.postgres import clients

@@ -42,7 +42,8 @@ def test_snapshot_covers_every_kind_of_object(conn):
                             CONSTRAINT ck_posts_id CHECK (id > 0));
         CREATE VIEW v_users AS SELECT id FROM users;
         CREATE FUNCTION f(x integer) RETURNS integer LANGUAGE sql AS 'SELECT x';
-        CREATE TRIGGER t_users BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
+        CREATE TRIGGER t_users BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION \
+suppress_redundant_updates_trigger();
         CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);
         """,
     )
@@ -121,7 +122,8 @@ def test_snapshot_text_equals_only_identical_schemas_and_diffs_like_a_snapshot(c
     assert "enum type mood: only after downgrade" in lines
 
     # an index that differs only in its definition, same name: still caught
-    conn.exec_driver_sql("DROP TYPE mood; DROP INDEX ix_users_phone; CREATE INDEX ix_users_phone ON users (lower(phone))")
+    conn.exec_driver_sql("DROP TYPE mood; DROP INDEX ix_users_phone; "
+                         "CREATE INDEX ix_users_phone ON users (lower(phone))")
     changed = schema_snapshot.diff(leftover, schema_snapshot.snapshot_text(conn))
     assert "enum type mood: only before" in changed
     assert any(line.startswith("index ix_users_phone on users definition:") for line in changed)
@@ -167,7 +169,7 @@ def test_snapshot_reader_gives_up_on_a_server_that_stopped_answering(fresh_db):
     try:
         reader.start()
         began = time.monotonic()
-        with pytest.raises(TimeoutError, match="no answer within 0.5 s"):
+        with pytest.raises(TimeoutError, match=r"no answer within 0.5 s"):
             reader.result()
         assert 0.4 < time.monotonic() - began < 5
     finally:

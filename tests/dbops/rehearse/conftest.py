@@ -7,12 +7,13 @@ import uuid
 
 import pytest
 from conftest import S3_ENV_VARS
-from dbops import backup, postgres
-from dbops.migrations import Project
-from dbops.settings import load_settings
 from deploy_fixtures import BASE
 from project_copy import copy_project, forget_app_modules
 from s3_server import ACCESS_KEY, BUCKETS, SECRET_KEY
+
+from dbops import backup, postgres
+from dbops.migrations import Project
+from dbops.settings import load_settings
 
 from .scenarios import add_cases, seed
 

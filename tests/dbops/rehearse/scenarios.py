@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from dbops import postgres
 from deploy_fixtures import BASE, add_revision
+
+from dbops import postgres
 
 #: enough rows that an index build, a rewrite and a validating scan take measurable time (~35 MB)
 ROWS = 200_000

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
+from deploy_fixtures import BASE, current
+
 from dbops import backup, postgres, rehearse
 from dbops.settings import load_settings
-from deploy_fixtures import BASE, current
 
 from .scenarios import ROWS
 from .test_rehearse import rev
@@ -50,7 +51,8 @@ def test_schema_only_takes_the_sizes_from_production_and_measures_no_duration(se
     r4 = rev(report, "r4volatile")
     assert "users" in r4.statements[0].rewrites
     finding = next(f for f in r4.findings if f.kind == "rewrite")
-    assert finding.is_error and "hold time not measured" in finding.message and "(a table of at least" in finding.message
+    assert (finding.is_error and "hold time not measured" in finding.message
+            and "(a table of at least" in finding.message)
     assert not any("(limit " in f.message for f in report.findings if f.kind in ("lock", "rewrite", "scan"))
     text = rehearse.render(report)
     assert "schema only: durations and hold times are NOT measured" in text

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from deploy_fixtures import BASE, current
+
 from dbops import rehearse
 from dbops.rehearse.findings import blocks
 from dbops.settings import load_settings
-from deploy_fixtures import BASE, current
 
 from .scenarios import ROWS
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
 from dbops import roundtrip
 from dbops.roundtrip.report import DATA_ONLY, MODELS, OK
 from dbops.settings import load_settings
@@ -62,7 +63,8 @@ CONFIGURE = dict(
 )
 '''
 
-ATTRIBUTES_ENV = '''"""env.py that takes the caller's connection from config.attributes (the cookbook's connection sharing)."""
+ATTRIBUTES_ENV = '''"""env.py that takes the caller's connection from config.attributes \
+(the cookbook's connection sharing)."""
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
@@ -174,7 +176,8 @@ def make_project(tmp_path: Path, shape: str, labels=("new", "done")) -> Path:
     else:  # the template's own env.py, with models and options put where its comments say
         text = env.read_text()
         text = text.replace("target_metadata = None", models)
-        text, count = re.subn(r"target_metadata=target_metadata(?!,\s*\*\*)", "target_metadata=target_metadata, **CONFIGURE", text)
+        text, count = re.subn(r"target_metadata=target_metadata(?!,\s*\*\*)",
+                              "target_metadata=target_metadata, **CONFIGURE", text)
         assert count >= 2, "the template's env.py changed shape"
         env.write_text(text)
     _revisions(root / "migrations" / "versions", run_async=shape == "async")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+
 from dbops import postgres, roundtrip
 from dbops.errors import RoundTripToolError, UsageError
 from dbops.postgres import clients, programs
@@ -26,7 +27,8 @@ def test_async_template_env_passes_every_check(scenario, check):
 def test_async_template_env_bug_is_found_and_blamed_on_the_revision(scenario, check):
     ini = scenario("async_env")
     path = ini.parent / "versions" / "as02.py"
-    path.write_text(path.read_text().replace('op.drop_index("ix_tasks_title", table_name="tasks")', "op.execute('SELECT 1')"))
+    path.write_text(path.read_text().replace('op.drop_index("ix_tasks_title", table_name="tasks")',
+                                             "op.execute('SELECT 1')"))
     report, error = check(ini)
     assert error is not None
     assert report.revision("as02").problems[:2] == [
@@ -88,7 +90,7 @@ def test_pg_dump_schema_only_output_works_as_setup_sql(scenario, check, pg_serve
 def test_a_custom_format_dump_works_as_setup_sql(scenario, check, pg_server, tmp_path):
     dump = _dump(pg_server, tmp_path, custom=True)
     assert dump.read_bytes().startswith(b"PGDMP")
-    report, error = check(scenario("needs_setup"), setup_sql=dump)
+    _report, error = check(scenario("needs_setup"), setup_sql=dump)
     assert error is None, error.render()
 
 
@@ -141,7 +143,7 @@ def test_a_data_only_revision_that_does_change_the_schema_still_fails(scenario, 
 
 
 def test_each_problem_is_printed_once(scenario, check):
-    report, error = check(scenario("forgot_index"))
+    report, _error = check(scenario("forgot_index"))
     text = report.render()
     assert text.count("index ix_users_email on users: only after downgrade") == 1
     stairway = report.check(STAIRWAY)
@@ -210,8 +212,9 @@ def test_the_snapshot_reads_the_same_on_an_asyncpg_connection(fresh_db):
     """Issue 11.1's crash: psycopg2's paramstyle sent through another driver. Any driver gets the same text."""
     import asyncio
 
-    from dbops.postgres import schema_snapshot
     from sqlalchemy.ext.asyncio import create_async_engine
+
+    from dbops.postgres import schema_snapshot
 
     with postgres.connect(fresh_db) as conn:
         conn.execute(sa.text("CREATE TYPE mood AS ENUM ('a', 'b'); CREATE TABLE t (id int PRIMARY KEY, m mood)"))

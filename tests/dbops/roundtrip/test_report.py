@@ -8,10 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dbops import roundtrip
-from dbops.settings import load_settings
 from test_annotations import Recorder, commands
 from test_tasks import inv
+
+from dbops import roundtrip
+from dbops.settings import load_settings
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -20,7 +21,8 @@ def _failing_async_project(tmp_path: Path) -> Path:
     dest = tmp_path / "async_env"
     shutil.copytree(SCENARIOS / "async_env", dest, ignore=shutil.ignore_patterns("__pycache__"))
     path = dest / "versions" / "as02.py"
-    path.write_text(path.read_text().replace('op.drop_index("ix_tasks_title", table_name="tasks")', "op.execute('SELECT 1')"))
+    path.write_text(path.read_text().replace('op.drop_index("ix_tasks_title", table_name="tasks")',
+                                             "op.execute('SELECT 1')"))
     return dest
 
 
@@ -36,7 +38,8 @@ def test_test_rollback_formats_and_annotations(tmp_path: Path, pg_server):
         results[fmt] = ui.lines
     (doc,) = results["json"]  # one document, no annotations in it
     data = json.loads(doc)
-    assert data["ok"] is False and {r["revision"]: r["result"] for r in data["revisions"]} == {"as01": "ok", "as02": "failed"}
+    assert data["ok"] is False and ({r["revision"]: r["result"] for r in data["revisions"]}
+                                    == {"as01": "ok", "as02": "failed"})
     text = "\n".join(results["markdown"])
     (error,) = commands(text)
     assert error["level"] == "error" and error["file"] == "versions/as02.py"

@@ -106,7 +106,7 @@ def test_models_that_differ_from_the_database_at_head(scenario, check):
 
 
 def test_env_without_metadata_skips_the_models_check(scenario, check):
-    report, error = check(scenario("merge_ok"))
+    report, _error = check(scenario("merge_ok"))
     assert report.check(MODELS).status == SKIPPED
 
 
@@ -116,7 +116,8 @@ def _inv_test_rollback(ini, server):
     from pathlib import Path
 
     return subprocess.run([sys.executable, "-m", "invoke", "test-rollback", "--config", str(ini), "--server", server],
-                          cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=300)
+                          cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 def test_models_that_fail_to_import_stop_the_run_naming_the_file_not_a_revision(scenario, pg_server):
@@ -126,7 +127,8 @@ def test_models_that_fail_to_import_stop_the_run_naming_the_file_not_a_revision(
     for broken, error in (("import bm_not_installed", "No module named 'bm_not_installed'"),
                           ('raise RuntimeError("models broke")', "RuntimeError: models broke")):
         models.write_text(models.read_text().replace(
-            next(line for line in models.read_text().splitlines() if line.startswith(("import bm_", "raise "))), broken))
+            next(line for line in models.read_text().splitlines() if line.startswith(("import bm_", "raise "))),
+            broken))
         line = models.read_text().splitlines().index(broken) + 1
         done = _inv_test_rollback(ini, server)
         assert done.returncode == 2, done.stdout + done.stderr

@@ -12,7 +12,8 @@ from dbops.settings import load_settings, normalize_database_url
 
 
 def test_explicit_provider_wins():
-    assert choose_provider(load_settings(provider="embedded", environ={"DATABASE_URL": "postgres://u@h/d"})) == "embedded"
+    assert choose_provider(load_settings(provider="embedded",
+                                         environ={"DATABASE_URL": "postgres://u@h/d"})) == "embedded"
 
 
 def test_database_url_selects_url_provider():

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from project_copy import forget_app_modules
+
 from dbops import sync
 from dbops.console import Console
 from dbops.errors import (
@@ -21,7 +23,6 @@ from dbops.errors import (
 )
 from dbops.servers import UrlServer
 from dbops.settings import load_settings, normalize_database_url
-from project_copy import forget_app_modules
 
 PHONE = "    phone: Mapped[str | None] = mapped_column(String(20))\n"
 
