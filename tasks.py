@@ -67,10 +67,11 @@ def db_shell(c, db=None):
 def pg_clients(c, major=None):
     """Install PostgreSQL client tools with SSL (one folder per major) that dbops picks from per server."""
     from dbops.postgres import client_install, clients
+    from dbops.settings import client_places  # only where the clients go: no other setting can stop an install
 
     ui = Console()
     majors = [number("--major", m, whole=True, minimum=1) for m in major] if major else list(clients.SUPPORTED_MAJORS)
-    for client in client_install.install(majors, places=load_settings().client_places):
+    for client in client_install.install(majors, places=client_places()):
         ui.ok(f"PostgreSQL {client.major}: {client.path.parent} "
               f"({client.version}, SSL {'on' if client.ssl else 'off'})")
 

@@ -27,7 +27,7 @@ from .model import RehearsalReport, RevisionRehearsal
 from .policy import check, choose_backup, deploy_decision
 from .rehearsal import rehearse
 from .report import render, show, write_json
-from .scratch import parse_server
+from .restored_copy import parse_server
 
 __all__ = [
     "RehearsalReport",

@@ -30,7 +30,7 @@ from .findings import TableFacts, Thresholds
 from .lock_trace import Tracer, qualified
 from .model import RehearsalReport, RevisionRehearsal
 from .policy import choose_backup
-from .scratch import scratch_database, stamp_revisions
+from .restored_copy import scratch_database, stamp_revisions
 
 
 def rehearse(settings: Settings, *, backup: str | None = None, server_url: URL | None = None,
