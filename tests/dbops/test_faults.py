@@ -27,6 +27,7 @@ from dbops.deploy import history, pipeline
 from dbops.deploy.pipeline import DeployOptions
 from dbops.errors import UsageError
 from dbops.settings import load_settings
+from dbops.ui import UI
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = ("op.add_column('users', sa.Column('phone', sa.Text()))\nop.execute('SELECT pg_sleep(60)')",
@@ -160,7 +161,16 @@ def test_a_damaged_manifest_beside_good_backups_blocks_nothing(project: Path, db
     assert [b.damaged for b in listed] == ["not valid JSON", None]
     assert "DAMAGED (not valid JSON)" in backup.render_backups(listed)
     # latest skips it, the good one restores by its key, prune runs, naming the damaged one by key is refused
-    assert backup.find_backup(settings, "latest", store=backup.catalog.checked_store(settings)).key == good.key
+    assert backup.find_backup(settings, "latest", store=backup.checked_store(settings)).key == good.key
+    # the person restoring "latest" hears of the damaged one passed over, through the UI
+    warned: list[str] = []
+
+    class Heard(UI):
+        def warn(self, text: str) -> None:
+            warned.append(text)
+
+    assert backup.find_backup(settings, "latest", store=backup.checked_store(settings), ui=Heard()).key == good.key
+    assert warned == [f"{bad.key}: damaged manifest (not valid JSON); skipped"]
     restored = backup.restore_backup(settings, good.key, None, source_url=db)
     assert restored.key == good.key
     result = backup.prune_backups(settings, keep=1, confirm=True)

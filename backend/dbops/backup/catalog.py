@@ -28,6 +28,7 @@ from ..errors import StorageError, UsageError
 from ..formats import text_table
 from ..settings import Settings
 from ..storage import Store, open_store
+from ..ui import SILENT, UI
 from ..units import human_size
 from .manifest import Manifest, Verification
 
@@ -186,11 +187,15 @@ def unfinished_uploads(settings: Settings, *, store: Store | None = None):
     return store.incomplete_uploads(env_prefix(store, settings))
 
 
-def find_backup(settings: Settings, key_or_latest: str | None, *, store: Store) -> BackupInfo:
-    """The backup named by key (full key or file name) or ``latest``: the newest complete one."""
+def find_backup(settings: Settings, key_or_latest: str | None, *, store: Store, ui: UI = SILENT) -> BackupInfo:
+    """The backup named by key (full key or file name) or ``latest``: the newest complete one (``ui`` hears of
+    each damaged one passed over)."""
     backups = list_backups(settings, store=store)
     where = f"{store.describe()} ({settings.env})"
     if key_or_latest in (None, "", "latest"):
+        for b in backups:
+            if b.damaged:
+                ui.warn(f"{b.key}: damaged manifest ({b.damaged}); skipped")
         complete = [b for b in backups if b.complete]
         if not complete:
             raise UsageError(f"no complete backup in {where}", hint=f"run `inv backup --env {settings.env}` first")

@@ -58,10 +58,10 @@ def restore_commands(env: str, key: str, database: str | None) -> list[str]:
     return [cmd] + ([f"{cmd} --yes-i-know {database}"] if database else [])
 
 
-def open_backup(settings: Settings, key_or_latest: str | None) -> tuple[Store, BackupInfo]:
+def open_backup(settings: Settings, key_or_latest: str | None, *, ui: UI = SILENT) -> tuple[Store, BackupInfo]:
     """The checked store and the complete backup named (or the latest); pg_restore must read its pg_dump's archive."""
     store = checked_store(settings)
-    info = find_backup(settings, key_or_latest, store=store)
+    info = find_backup(settings, key_or_latest, store=store, ui=ui)
     pgdump.check_restore_client(archive_major(info), compression=info.manifest.compression,
                                 places=settings.client_places)
     return store, info
@@ -190,7 +190,7 @@ def restore_backup(
     if in_place and target_url is not None:
         raise UsageError("--in-place and --target-url name two different targets",
                          hint="--in-place replaces the environment's own database; leave out one of them")
-    store, info = open_backup(settings, key_or_latest)
+    store, info = open_backup(settings, key_or_latest, ui=ui)
     if in_place:
         target = source_url or environment_url(settings)
     elif target_url is None:

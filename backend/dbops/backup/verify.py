@@ -48,7 +48,7 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
     tables, each with the manifest's row count.  Writes ``<stem>.verified.json``.
     """
     store = checked_store(settings)
-    info = find_backup(settings, key_or_latest, store=store)
+    info = find_backup(settings, key_or_latest, store=store, ui=ui)
     source_major = info.manifest.server_major
     bin_dir = programs_for_major(source_major, f"backup {info.key} was not verified", settings.client_places)
     client = restore_client(info, URL.create("postgresql"), source_major, settings.client_places)

@@ -9,19 +9,21 @@ from ..errors import DbopsError, RehearsalFailed
 from ..postgres import clients
 from ..settings import Settings
 from ..storage import Store
+from ..ui import SILENT, UI
 from ..units import human_size
 from .model import RehearsalReport
 
 
-def choose_backup(settings: Settings, store: Store, key: str | None) -> tuple[BackupInfo, str | None]:
+def choose_backup(settings: Settings, store: Store, key: str | None, *,
+                  ui: UI = SILENT) -> tuple[BackupInfo, str | None]:
     """The backup named, else the newest verified one, else the newest complete one; (backup, a warning or None)."""
     if key not in (None, "", "latest"):
-        return find_backup(settings, key, store=store), None
+        return find_backup(settings, key, store=store, ui=ui), None
     backups = [b for b in list_backups(settings, store=store) if b.complete]
     verified = [b for b in backups if b.verified]
     if verified:
         return verified[0], None
-    info = find_backup(settings, None, store=store)  # the newest complete one, or the "no backup" error
+    info = find_backup(settings, None, store=store, ui=ui)  # the newest complete one, or the "no backup" error
     return info, (f"no verified backup of {settings.env}: rehearsing on {info.key}, the newest complete one "
                   f"(its checksum is checked while it is restored; `inv verify-backup --env {settings.env}` "
                   "marks one verified)")

@@ -43,7 +43,7 @@ def rehearse(settings: Settings, *, backup: str | None = None, server_url: URL |
     """
     project = Project(settings.alembic_ini)
     store = checked_store(settings)
-    info, warning = choose_backup(settings, store, backup)
+    info, warning = choose_backup(settings, store, backup, ui=ui)
     ui.say(f"rehearse {settings.env}: backup {info.key} ({'verified' if info.verified else 'not verified'})"
            + (", schema only" if schema_only else ""))
     report = RehearsalReport(settings.env, info.key, info.verified, "", "", schema_only)
