@@ -168,7 +168,7 @@ class _Deploy:
                   f"expected upgrade {found.upgrade_s}s")
         if found.errors:
             if not (opts.allow_unsafe or opts.plan):
-                rehearse.check(found)
+                rehearse.stop_if_unsafe(found)
             verb = "a deploy stops here unless --allow-unsafe" if opts.plan else "deployed with --allow-unsafe"
             r.warnings.append(f"the rehearsal found {len(found.errors)} error-level finding(s): {verb}")
             ui.warn(r.warnings[-1])

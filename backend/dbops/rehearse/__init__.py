@@ -24,7 +24,7 @@ The rest, one module per job: :mod:`.model` (the report), :mod:`.policy`
 from __future__ import annotations
 
 from .model import RehearsalReport, RevisionRehearsal
-from .policy import check, choose_backup, deploy_decision
+from .policy import choose_backup, deploy_decision, stop_if_unsafe
 from .rehearsal import rehearse
 from .report import render, show, write_json
 from .restored_copy import parse_server
@@ -32,12 +32,12 @@ from .restored_copy import parse_server
 __all__ = [
     "RehearsalReport",
     "RevisionRehearsal",
-    "check",
     "choose_backup",
     "deploy_decision",
     "parse_server",
     "rehearse",
     "render",
     "show",
+    "stop_if_unsafe",
     "write_json",
 ]

@@ -67,7 +67,7 @@ def deploy_decision(settings: Settings, wanted: bool | None, backup_key: str | N
     return True, f"on by default: the backup is {shown}, at most DBOPS_REHEARSE_AUTO_MB={limit:g} MiB", info
 
 
-def check(report: RehearsalReport, *, allow_unsafe: bool = False) -> None:
+def stop_if_unsafe(report: RehearsalReport, *, allow_unsafe: bool = False) -> None:
     """Raise RehearsalFailed when the report has error-level findings (unless ``allow_unsafe``)."""
     if report.errors and not allow_unsafe:
         raise RehearsalFailed(report)

@@ -36,8 +36,10 @@ from ..servers.throwaway import given_or_throwaway, throwaway_database
 from ..settings import Settings
 from ..ui import SILENT, UI
 from . import graph, irreversible
-from .irreversible import Irreversible  # for inv rollback (dbops.deploy)
-from .irreversible import check as irreversible_downgrade
+from .irreversible import (
+    Irreversible,  # for inv rollback (dbops.deploy)
+    irreversible_downgrade,
+)
 from .report import (
     DATA_ONLY,
     DOWNGRADES,
@@ -180,7 +182,7 @@ def _downgrades(selected, report: RoundTripReport) -> CheckResult:
 
     Each problem is told once, under its revision; this check names the revisions.
     """
-    found = [irr for irr in (irreversible.check(s) for s in selected) if irr is not None]
+    found = [irr for irr in (irreversible.irreversible_downgrade(s) for s in selected) if irr is not None]
     data_only = {r.revision for r in report.revisions if r.result == DATA_ONLY}
     unmarked = [irr for irr in found if not irr.marked and irr.revision not in data_only]
     marked = [irr for irr in found if irr.marked]

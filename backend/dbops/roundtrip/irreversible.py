@@ -64,7 +64,7 @@ def _marked(tree: ast.Module, source: str) -> bool:
     return False
 
 
-def check(script: Script) -> Irreversible | None:
+def irreversible_downgrade(script: Script) -> Irreversible | None:
     """None when ``downgrade()`` does something; else why it is irreversible and whether it is marked."""
     path = Path(script.path)
     stat = path.stat()

@@ -212,7 +212,7 @@ class Stairway(Workbench):
         done while the next step starts (:meth:`_check_last`).
         """
         rev = script.revision
-        irr = irreversible.check(script)
+        irr = irreversible.irreversible_downgrade(script)
         self._progress(j, script, "up")
         while True:
             try:
