@@ -355,7 +355,7 @@ def rehearse(c, env="local", backup=None, server=None, schema_only=False, json=N
                            schema_only=schema_only, ui=ui if check_format(format) == "text" else SILENT)
     step.write_json(report, Path(json) if json else settings.backups_dir / f"rehearse_{env}_{report.stamp}.json")
     step.show(settings, report, format, ui=ui)
-    step.check(report)
+    step.stop_if_unsafe(report)
 
 
 @task(help={"env": DEPLOY_ENV_HELP, "to": "downgrade to this revision (default: the revision before the last deploy)",
