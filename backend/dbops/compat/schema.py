@@ -64,7 +64,8 @@ def build(project: Project, start: list[str], *, server_url: URL | None = None,
     result = SchemaSteps(start)
     first = _upto(project, start)
     pending = project.pending(start)
-    with given_or_throwaway(server_url, prefix="dbops-compat-", places=places) as server, \
+    with given_or_throwaway(server_url, prefix="dbops-compat-", places=places,
+                            purpose="inv compat's throwaway PostgreSQL server") as server, \
             throwaway_database(server, prefix="dbops_compat") as db:
         engine = postgres.make_engine(db.url)
         try:

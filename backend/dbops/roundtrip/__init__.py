@@ -97,7 +97,8 @@ def run(
 
     checks: list[CheckResult] = [_single_head(directory)]
     bar = ui.progress()
-    with given_or_throwaway(server_url, prefix="dbops-roundtrip-", places=settings.client_places) as server, \
+    with given_or_throwaway(server_url, prefix="dbops-roundtrip-", places=settings.client_places,
+                            purpose="the round trip's throwaway PostgreSQL server") as server, \
             throwaway_database(server) as db:
         report = RoundTripReport(config=str(project.ini), server=mask_url(server), database=db.name)
         with foreign_env(project, db.url, modules_before=modules_before), frozen_gc():

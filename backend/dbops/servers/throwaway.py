@@ -61,14 +61,15 @@ class ThrowawayDatabase:
 
 @contextmanager
 def throwaway_server(bin_dir: Path | None = None, *, prefix: str = "dbops-throwaway-",
+                     purpose: str = "a throwaway PostgreSQL server",
                      places: ClientPlaces | None = None) -> Iterator[EmbeddedServer]:
     """A private PostgreSQL on a free loopback port, durability off (``FAST_OPTIONS``), deleted afterwards.
 
     ``bin_dir``: the server programs to run (a major chosen by :func:`programs_for_major`); None: the
     embedded wheel's PostgreSQL (without the wheel: the newest server of ``places``, the settings'
-    ``client_places``).
+    ``client_places``).  ``purpose``: whose server it is, in the error when no folder can hold it.
     """
-    with scratch.temporary_directory(prefix, purpose="a throwaway PostgreSQL server") as tmp:
+    with scratch.temporary_directory(prefix, purpose=purpose) as tmp:
         os.chmod(tmp, 0o711)  # the server runs as an unprivileged user when we are root
         server = EmbeddedServer(tmp / "pg", port=0, options=FAST_OPTIONS, bin_dir=bin_dir, places=places)
         try:
@@ -80,12 +81,13 @@ def throwaway_server(bin_dir: Path | None = None, *, prefix: str = "dbops-throwa
 
 @contextmanager
 def given_or_throwaway(server_url: URL | None, *, prefix: str = "dbops-throwaway-",
+                       purpose: str = "a throwaway PostgreSQL server",
                        places: ClientPlaces | None = None) -> Iterator[URL]:
     """The URL of the server to use: ``server_url``, or a :func:`throwaway_server`'s, destroyed at the end."""
     if server_url is not None:
         yield server_url
         return
-    with throwaway_server(prefix=prefix, places=places) as server:
+    with throwaway_server(prefix=prefix, purpose=purpose, places=places) as server:
         yield server.url()
 
 
