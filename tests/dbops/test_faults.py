@@ -42,32 +42,30 @@ def start_deploy(env: dict[str, str]) -> subprocess.Popen:
                             text=True)
 
 
-def wait_for_sleep(conn, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
+def wait_for_activity(conn, where: str, never: str, *, proc: subprocess.Popen | None = None,
+                      within_s: float = 60) -> None:
+    """Until a session of ``pg_stat_activity`` matches ``where``; ``proc`` (the deploy) must live meanwhile."""
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        sleeping = conn.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'"
-        )).scalar()
+        found = conn.execute(sa.text(f"SELECT count(*) FROM pg_stat_activity WHERE {where}")).scalar()
         conn.rollback()
-        if sleeping:
+        if found:
             return
-        assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.1)
-    raise AssertionError("the upgrade never started")
+        assert proc is None or proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    raise AssertionError(never)
+
+
+def wait_for_sleep(conn, proc: subprocess.Popen) -> None:
+    """Until the migration's ``pg_sleep(60)`` runs."""
+    wait_for_activity(conn, "query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'", "the upgrade never started",
+                      proc=proc)
 
 
 def wait_for_lock_wait(conn) -> None:
     """Until a session waits for a lock on ``users`` (the app query queued behind the migration)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        waiting = conn.execute(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM users%'"
-        )).scalar()
-        conn.rollback()
-        if waiting:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the app query never queued behind the migration's lock")
+    wait_for_activity(conn, "wait_event_type = 'Lock' AND query LIKE '%FROM users%'",
+                      "the app query never queued behind the migration's lock", within_s=30)
 
 
 def app_query_wait(db) -> float:
