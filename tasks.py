@@ -439,9 +439,9 @@ def image(c, tag="dbops-job:latest", python_image=None, s3=False):
 
     settings = load_settings()
     base = python_image or settings.python_image
-    built = [images.build_job_image(settings.root, tag=tag, python_image=base, build_ca=settings.build_ca)]
+    built = [images.build_job_image(settings.root, tag=tag, python_image=base, ca_setting=settings.build_ca)]
     if s3:
-        built.append(images.build_s3_image(settings.root, python_image=base, build_ca=settings.build_ca))
+        built.append(images.build_s3_image(settings.root, python_image=base, ca_setting=settings.build_ca))
     for b in built:
         Console().ok(f"{b.tag}: {b.size_mb:.0f} MB ({b.id[7:19]}), built in {b.seconds:.0f}s")
 

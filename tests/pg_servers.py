@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL
 
 from dbops import postgres
 from dbops.postgres import client_install, clients
-from dbops.servers.embedded import FAST_OPTIONS, EmbeddedServer, _run_as
+from dbops.servers.embedded import FAST_OPTIONS, EmbeddedServer, run_as
 
 #: the password of ``postgres`` on SSL servers (tests assert it never prints)
 SSL_PASSWORD = "Tls-0nly-Pa55-qwz"
@@ -89,7 +89,7 @@ class SSLServer(EmbeddedServer):
         self.ca = make_ca(self.certs, "test-ca")[0]
         crt, key = make_server_cert(self.certs, (self.ca, self.certs / "test-ca.key"))
         key.chmod(0o600)
-        self._chown(_run_as(), self.directory)
+        self._chown(run_as(), self.directory)
         (self.pgdata / "pg_hba.conf").write_text(
             "# SSL only: no 'host' or 'local' lines\n"
             "hostssl all all 127.0.0.1/32 scram-sha-256\n"

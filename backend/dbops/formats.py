@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .errors import UsageError
 from .ui import UI
@@ -33,6 +34,13 @@ def check_format(fmt: str) -> str:
 
 def to_json(data: object) -> str:
     return json.dumps(data, indent=2, default=str)
+
+
+def write_json(path: Path, data: object) -> Path:
+    """``data`` as :func:`to_json` at ``path`` (its folder made), ending in a newline."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_json(data) + "\n", encoding="utf-8")
+    return path
 
 
 def formatted(report: object, fmt: str, *, text: Callable[[], str], markdown: Callable[[], str]) -> str:

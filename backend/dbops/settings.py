@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -38,6 +39,8 @@ _PLACEHOLDER_SECRETS = {"changeme", "changethis", "secret", "password", "postgre
 PG_CLIENTS_VAR = "DBOPS_PG_CLIENTS"
 #: a PostgreSQL bin folder: while it is set, the only one dbops takes programs from
 PG_BIN_VAR = "DBOPS_PG_BIN"
+#: a PEM file of the CAs pip trusts in image builds (``none``: none; unset: this host's local CAs)
+BUILD_CA_VAR = "DBOPS_BUILD_CA"
 #: the base of the job image: Debian bookworm, whose libssl3 / libxml2 / libicu72 the PostgreSQL programs link
 DEFAULT_PYTHON_IMAGE = "python:3.11-slim-bookworm"
 
@@ -234,7 +237,12 @@ def default_clients_dir(environ: Mapping[str, str] | None = None) -> Path:
     environ = os.environ if environ is None else environ
     if os.geteuid() == 0:
         return Path("/var/cache/dbops/pg-clients")
-    cache = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = environ.get("XDG_CACHE_HOME")
+    if not cache:
+        try:
+            cache = str(Path.home() / ".cache")
+        except RuntimeError:  # no HOME and no passwd entry (a bare container user): every setting still loads
+            cache = str(Path(tempfile.gettempdir()) / f"dbops-{os.geteuid()}")
     return Path(cache) / "dbops" / "pg-clients"
 
 
@@ -548,7 +556,7 @@ def load_settings(
         github_actions=environ.get("GITHUB_ACTIONS", "").strip().lower() == "true",
         pg_bin=places.pg_bin,
         pg_clients=places.clients_dir,
-        build_ca=environ.get("DBOPS_BUILD_CA", "").strip() or None,
+        build_ca=environ.get(BUILD_CA_VAR, "").strip() or None,
         render_api_key=get("RENDER_API_KEY")[0],
         render_job_service_id=service_id,
         render_job_service_var=service_var,

@@ -58,8 +58,6 @@ class Rule:
     level: str  # error | warning | style | moot
     #: the safer way (from :data:`dbops.findings.SAFER`)
     safer: str = ""
-    #: why a moot rule is moot
-    why: str = ""
 
 
 #: every rule squawk 2.70 knows -> its level and the safer way (the one classification table)
@@ -113,12 +111,12 @@ RULES: dict[str, Rule] = {
     "require-enum-value-ordering": Rule(STYLE, SAFER["enum-ordering"]),
     "require-table-schema": Rule(STYLE, SAFER["table-schema"]),
     # -- moot: the deploy already does it ------------------------------------------------------------------------
-    "prefer-robust-stmts": Rule(MOOT, why="each revision runs in its own transaction: a failed one leaves nothing"),
-    "require-lock-timeout": Rule(MOOT, why="the deploy sets lock_timeout for the session"),
-    "require-statement-timeout": Rule(MOOT, why="the deploy sets statement_timeout for the session"),
-    "require-timeout-settings": Rule(MOOT, why="the deploy sets lock_timeout and statement_timeout"),
-    "transaction-nesting": Rule(MOOT, why="alembic writes the BEGIN/COMMIT of each revision itself"),
-    "ban-uncommitted-transaction": Rule(MOOT, why="alembic commits each revision itself"),
+    "prefer-robust-stmts": Rule(MOOT),  # each revision runs in its own transaction: a failed one leaves nothing
+    "require-lock-timeout": Rule(MOOT),  # the deploy sets lock_timeout for the session
+    "require-statement-timeout": Rule(MOOT),  # the deploy sets statement_timeout for the session
+    "require-timeout-settings": Rule(MOOT),  # the deploy sets lock_timeout and statement_timeout
+    "transaction-nesting": Rule(MOOT),  # alembic writes the BEGIN/COMMIT of each revision itself
+    "ban-uncommitted-transaction": Rule(MOOT),  # alembic commits each revision itself
 }
 
 #: rules whose risk the deploy itself removes (never passed to squawk)

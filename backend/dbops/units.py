@@ -8,7 +8,6 @@ from __future__ import annotations
 
 KiB = 1024
 MiB = 1024 * KiB
-GiB = 1024 * MiB
 
 
 def human_size(n: int) -> str:

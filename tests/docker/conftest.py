@@ -34,7 +34,7 @@ def python_base() -> str:
 @pytest.fixture(scope="session")
 def job_image() -> image.BuiltImage:
     """The job image, built once per session (tag dbops-job:test)."""
-    return image.build_job_image(ROOT, tag=TAG, python_image=python_base(), build_ca=load_settings().build_ca)
+    return image.build_job_image(ROOT, tag=TAG, python_image=python_base(), ca_setting=load_settings().build_ca)
 
 
 @pytest.fixture(scope="session")

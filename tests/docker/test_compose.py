@@ -53,7 +53,7 @@ def inv(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.Com
 def stack(job_image):
     """A private compose project (COMPOSE_PROJECT_NAME, free ports, fresh volumes): `inv compose-up`, removed after."""
     base = os.environ.get("DBOPS_PYTHON_IMAGE") or image.DEFAULT_PYTHON_IMAGE
-    s3_image = image.build_s3_image(ROOT, tag="dbops-s3:test", python_image=base, build_ca=load_settings().build_ca)
+    s3_image = image.build_s3_image(ROOT, tag="dbops-s3:test", python_image=base, ca_setting=load_settings().build_ca)
     project = f"dbopstest{uuid.uuid4().hex[:6]}"
     app_port = free_port()
     secrets = {"POSTGRES_PASSWORD": PASSWORD, "S3_ACCESS_KEY": "compose-access", "S3_SECRET_KEY": S3_SECRET}

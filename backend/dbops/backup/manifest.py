@@ -18,8 +18,11 @@ FORMAT = "dbops-backup/1"
 
 
 def _int(value: Any) -> int:
-    """A number of a record, 0 when missing (how every reader of an older manifest took it)."""
-    return int(value or 0)
+    """A number of a record, 0 when missing or unreadable (unknown: how every reader of an older manifest took it)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 @dataclass
@@ -81,7 +84,7 @@ class Manifest:
             started_at=data.get("started_at"),
             finished_at=data.get("finished_at"),
             duration_s=data.get("duration_s"),
-            tables=dict(data.get("tables") or {}),
+            tables=dict(data["tables"]) if isinstance(data.get("tables"), dict) else {},
         )
 
     def to_dict(self) -> dict:

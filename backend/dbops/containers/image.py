@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..settings import DEFAULT_PYTHON_IMAGE
+from ..settings import BUILD_CA_VAR, DEFAULT_PYTHON_IMAGE
 from . import engine
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TAG = "dbops-job:latest"
 S3_TAG = "dbops-s3:latest"
 #: the variable naming a PEM file of CA certificates for pip inside the build
-CA_VAR = "DBOPS_BUILD_CA"
 #: where Debian keeps the CAs a machine trusts beyond the defaults (update-ca-certificates)
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
@@ -67,11 +66,12 @@ def build_ca(setting: str | None) -> str | None:
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(CA_VAR, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
-                              hint=f"point {CA_VAR} at a PEM file of CA certificates, or set it to none") from None
+            raise ConfigError(BUILD_CA_VAR, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}",
+                              hint=f"point {BUILD_CA_VAR} at a PEM file of CA certificates, or set it to none",
+                              ) from None
         if PEM_MARK not in text:
-            raise ConfigError(CA_VAR, f"{path} holds no PEM certificate ({PEM_MARK} ...)",
-                              hint=f"point {CA_VAR} at a PEM file of CA certificates, or set it to none")
+            raise ConfigError(BUILD_CA_VAR, f"{path} holds no PEM certificate ({PEM_MARK} ...)",
+                              hint=f"point {BUILD_CA_VAR} at a PEM file of CA certificates, or set it to none")
         return text
     texts = []
     for crt in sorted(LOCAL_CA_DIR.glob("*.crt")):
@@ -96,16 +96,18 @@ def build_args(python_image: str, ca_setting: str | None, environ: Mapping[str, 
     return args
 
 
-def build_job_image(root: Path, *, build_ca: str | None, tag: str = DEFAULT_TAG,
+def build_job_image(root: Path, *, ca_setting: str | None, tag: str = DEFAULT_TAG,
                     python_image: str = DEFAULT_PYTHON_IMAGE, environ: Mapping[str, str] | None = None) -> BuiltImage:
-    """``docker build`` of ``root`` with its ``Dockerfile``: the job image (``build_ca``: the settings')."""
-    return _build(root, "Dockerfile", tag, build_args(python_image, build_ca, environ))
+    """``docker build`` of ``root`` with its ``Dockerfile``: the job image (``ca_setting``: the settings'
+    ``build_ca``)."""
+    return _build(root, "Dockerfile", tag, build_args(python_image, ca_setting, environ))
 
 
-def build_s3_image(root: Path, *, build_ca: str | None, tag: str = S3_TAG, python_image: str = DEFAULT_PYTHON_IMAGE,
+def build_s3_image(root: Path, *, ca_setting: str | None, tag: str = S3_TAG, python_image: str = DEFAULT_PYTHON_IMAGE,
                    environ: Mapping[str, str] | None = None) -> BuiltImage:
-    """The SeaweedFS image of the compose ``s3`` service (``docker/s3/Dockerfile``; ``build_ca``: the settings')."""
-    return _build(root, "docker/s3/Dockerfile", tag, build_args(python_image, build_ca, environ))
+    """The SeaweedFS image of the compose ``s3`` service (``docker/s3/Dockerfile``; ``ca_setting``: the settings'
+    ``build_ca``)."""
+    return _build(root, "docker/s3/Dockerfile", tag, build_args(python_image, ca_setting, environ))
 
 
 def _build(root: Path, dockerfile: str, tag: str, buildargs: dict[str, str]) -> BuiltImage:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import compat, dryrun, lineage, monitor, rehearse, squawk
+from .. import dryrun, lineage, monitor, rehearse, squawk
 from ..errors import DbopsError, LintFailed, MonitorFailed, UpgradeFailed
 from ..migrations import Project, upgrade
 from ..redact import mask_url
@@ -121,6 +121,8 @@ class _Deploy:
 
     def check_compat(self) -> str:
         """--compat: the code now serving must survive the schema the pending revisions produce."""
+        from .. import compat  # start-up: old code's models (git, httpx, a subprocess) load only for --compat
+
         detail, warnings = compat.gate(self.settings, self.project, ref=self.opts.compat_ref,
                                        allow_unsafe=self.opts.allow_unsafe, plan=self.opts.plan, ui=self.ui)
         self.report.warnings += warnings

@@ -237,11 +237,9 @@ class DeployReport:
         return formats.to_json(self.to_dict()) + "\n"
 
     def write(self, directory: Path, stem: str) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{stem}.json"
         self.path = str(path)
-        path.write_text(self.to_json())
-        return path
+        return formats.write_json(path, self.to_dict())
 
     def summary(self) -> str:
         before = ", ".join(self.revision_before) or "(empty)"

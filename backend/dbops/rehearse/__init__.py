@@ -2,7 +2,7 @@
 
 :func:`rehearse` restores the newest verified backup (or the one named) into
 a throwaway PostgreSQL of the source's major version, or into a scratch
-database on ``--server`` (:mod:`.scratch`); then runs the pending revisions
+database on ``--server`` (:mod:`.restored_copy`); then runs the pending revisions
 there exactly as ``inv deploy`` does (:func:`dbops.migrations.upgrade.run`: the
 same ``lock_timeout`` and ``statement_timeout``, one transaction per revision,
 autocommit blocks), with the :mod:`.lock_trace` tracer on the connection

@@ -1,7 +1,7 @@
 """The rehearsal itself: restore, run the pending revisions traced, and judge what was measured.
 
 :func:`rehearse` restores the backup into the scratch database
-(:mod:`.scratch`), runs the pending revisions there exactly as ``inv deploy``
+(:mod:`.restored_copy`), runs the pending revisions there exactly as ``inv deploy``
 does (:func:`dbops.migrations.upgrade.run`) with the :mod:`.lock_trace` tracer
 on the connection, then turns the statements into findings (:mod:`.findings`)
 and lints the SQL that really ran (:mod:`dbops.dryrun`).

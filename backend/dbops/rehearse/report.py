@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import formats
 from ..annotations import annotations as workflow_commands
-from ..formats import markdown_table, md_cell, md_code, show_report, to_json
+from ..formats import markdown_table, md_cell, md_code, show_report
 from ..settings import Settings
 from ..ui import SILENT, UI
 from ..units import duration, truncate
@@ -184,8 +184,7 @@ def formatted(report: RehearsalReport, fmt: str = "text") -> str:
 
 def write_json(report: RehearsalReport, path: Path) -> Path:
     """The report as JSON at ``path``; sets ``report.path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_json(report.to_dict()) + "\n")
+    formats.write_json(path, report.to_dict())
     report.path = str(path)
     return path
 

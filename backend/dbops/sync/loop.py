@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, Connection
 
-from .. import backup, dryrun, roundtrip
+from .. import dryrun, roundtrip
 from ..errors import Aborted, CheckFailed, DbopsError, MigrationError, MultipleHeads
 from ..migrations import Project, describe_diff, message_for
 from ..postgres import schema_snapshot
@@ -177,6 +177,8 @@ def local_backup(settings: Settings, url: URL) -> Path:
     Same format and manifest as every other backup, so ``inv backups`` lists
     it and ``inv restore --env local --backup KEY`` brings it back.
     """
+    from .. import backup  # start-up: inv status and inv sync load the backup step only when a backup is taken
+
     local = settings.with_(env="local", backup_url=str(settings.backups_dir))
     result = backup.create_backup(local, url)
     return settings.backups_dir / result.key
