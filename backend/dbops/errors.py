@@ -129,6 +129,25 @@ class ServerError(DbopsError):
     exit_code = 3
 
 
+class ExtensionUnavailable(ServerError):
+    """The server dbops runs revisions (or a restore) on lacks an extension they create: a limit of that server,
+    never the revision's fault.  Carries the extension, the host library its module lacks (None: the extension
+    is not installed there), the server and what needed it. Exit 3."""
+
+    def __init__(self, extension: str, *, library: str | None = None, server: str = "the server",
+                 needed_by: str | None = None, hint: str | None = None, details: str | None = None):
+        why = (f"its module needs {library}, a library this host does not have" if library else
+               "it is not installed there")
+        by = f" that {needed_by} creates" if needed_by else ""
+        whose = ", not a fault of the revision" if needed_by and needed_by.startswith("revision") else ""
+        super().__init__(f'{server} lacks the PostgreSQL extension "{extension}"{by} ({why}): a limit of the '
+                         f"server{whose}", hint=hint, details=details)
+        self.extension = extension
+        self.library = library
+        self.server = server
+        self.needed_by = needed_by
+
+
 class ToolFailed(DbopsError):
     """An external program (pg_dump, pg_restore, psql, squawk) exited non-zero or timed out."""
 
@@ -169,6 +188,43 @@ class UpgradeInterrupted(UpgradeFailed):
             sqlstate=sqlstate, attempts=attempts,
             hint="the report says which revision the database is at now; deploy again to finish",
         )
+
+
+class ForeignDatabase(UsageError):
+    """The project's env.py opened a connection to a database dbops did not choose for the step; refused.
+
+    Carries what env.py tried and what dbops meant (``host:port/database``, never a password), and the
+    step that ran env.py.
+    """
+
+    def __init__(self, tried: str, meant: str, step: str, *, how: str = "", variables: tuple[str, ...] = ()):
+        meant_text = f"dbops meant {meant}" if meant else "dbops runs it with no database (offline SQL)"
+        set_vars = ", ".join(variables) if variables else "DATABASE_URL"
+        super().__init__(
+            f"env.py tried to connect to {tried} while dbops ran {step}; {meant_text}; "
+            "refused before any statement ran, nothing was changed",
+            details=(f"{how}\n" if how else "") + f"checked: the host, port and database of every connection "
+            f"env.py opened, and which server it reached; dbops set {set_vars} to the database it meant",
+            hint="let env.py use the connection dbops hands it (config.attributes['connection'], the Alembic "
+            "cookbook), or build its URL from DATABASE_URL / sqlalchemy.url; if it reads another variable, "
+            "name it in pyproject.toml: [tool.dbops] url-variables = [\"NAME\"]",
+        )
+        self.tried = tried
+        self.meant = meant
+        self.step = step
+
+
+class ReadOnlyViolation(UsageError):
+    """During a read-only command, env.py or a revision asked for something that would commit; refused."""
+
+    def __init__(self, what: str, step: str):
+        super().__init__(
+            f"{step} changes nothing, but {what}; refused, nothing was committed",
+            hint="this runs when the revision runs for real (inv sync, inv deploy); a read-only command cannot "
+            "evaluate it",
+        )
+        self.what = what
+        self.step = step
 
 
 class ModelImportError(UsageError):
@@ -424,7 +480,7 @@ class DeployFailed(DbopsError):
             f"{report.command} --env {report.env} failed at step '{step}': {reason}",
             details=cause.details if cause is not None else None,
             hint=report.recovery_hint() if report.recovery or cause is None or not cause.hint
-            else f"{cause.hint}\n(nothing was changed by this run)" if report.db_changed is False else cause.hint,
+            else f"{cause.hint}\n{report.unchanged_note()}" if report.db_changed is False else cause.hint,
             exit_code=cause.exit_code if cause is not None else None,
         )
 
@@ -634,3 +690,72 @@ class RehearsalFailed(CheckFailed):
             "deployed), or pass --allow-unsafe to `inv deploy` after deciding the risk is acceptable",
         )
         self.report = report
+
+
+# -- what dbops measured itself, never through env.py ----------------------------------------------------------
+
+
+def _revisions(revs) -> str:
+    return ", ".join(revs) if revs else "(empty: no revision)"
+
+
+#: why env.py is the likely cause when the target did not move or nothing was captured, and the way out
+ENV_PY_OWN_CONNECTION = (
+    "env.py most likely ran the migration on a connection of its own (an engine built from its own settings, "
+    "e.g. a DATABASE_URL or settings module of another environment) instead of the one dbops handed it"
+)
+#: where the statements of a revision of which nothing was captured ran instead
+NOT_SEEN = (
+    "its SQL ran where dbops cannot see it: on a connection env.py opened itself (an engine built from its own "
+    "settings, perhaps to another database) instead of the one dbops handed it, or on a raw DBAPI cursor"
+)
+ENV_PY_FIX = (
+    "make env.py's run_migrations_online() use the connection dbops passes in config.attributes['connection'] "
+    "(the Alembic cookbook: `connection = config.attributes.get('connection')`, building an engine only when it "
+    "is None)"
+)
+
+
+class RevisionNotReached(CheckFailed):
+    """After a step that should have moved it, the target's revision, read on dbops' own connection, is not where
+    the step meant. Carries the step, the target (masked) and the measured revisions. Exit 1."""
+
+    def __init__(self, step: str, database: str, before, after, expected, *, hint: str | None = None):
+        before, after, expected = list(before), list(after), list(expected)
+        moved = ("did not move at all" if sorted(after) == sorted(before)
+                 else f"moved from {_revisions(before)} but stopped short")
+        super().__init__(
+            f"after the {step} the database {database} is at {_revisions(after)}, not at {_revisions(expected)}: "
+            f"its revision {moved}",
+            details=f"measured on dbops' own connection to {database} (alembic_version), not through env.py:\n"
+            f"before:   {_revisions(before)}\nafter:    {_revisions(after)}\nexpected: {_revisions(expected)}\n"
+            f"{ENV_PY_OWN_CONNECTION}; the database "
+            "env.py's settings point at may now be at the new revision - check it",
+            hint=hint or f"{ENV_PY_FIX}; then run the command again",
+        )
+        self.step = step
+        self.database = database
+        self.before = before
+        self.after = after
+        self.expected = expected
+
+
+class NothingCaptured(CheckFailed):
+    """Revisions whose ``upgrade()`` does something, of which no statement was captured to judge: never a clean
+    result. Carries ``[(revision, file, line of the first operation)]`` and what held no statement. Exit 1."""
+
+    def __init__(self, revisions: list[tuple[str, str, int | None]], where: str, *, why: str, hint: str):
+        names = ", ".join(f"{rev} ({_file_name(path)})" for rev, path, _line in revisions)
+        super().__init__(
+            f"nothing was captured for revision {names}: its upgrade() has operations, but {where} holds no "
+            "statement of it, so nothing was checked - that is not a clean result",
+            details="\n".join(f"{rev}: {path}" + (f", line {line}: an operation" if line else "")
+                              + ", 0 statements captured" for rev, path, line in revisions) + f"\nwhy: {why}",
+            hint=hint,
+        )
+        self.revisions = revisions
+        self.where = where
+
+
+def _file_name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1]

@@ -23,8 +23,6 @@ from __future__ import annotations
 import gc
 import importlib.util
 import logging
-import os
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -39,23 +37,15 @@ from sqlalchemy.engine import URL, Connection
 
 from . import Project
 
-#: what marks an env.py that opens an asyncio engine (it needs an async driver in its URL)
-_ASYNC_ENV = re.compile(r"\b(async_engine_from_config|create_async_engine|AsyncEngine|AsyncConnection)\b")
-
 
 def env_is_async(project: Project) -> bool:
     """Whether the project's env.py builds an asyncio engine (Alembic's ``async`` template and its kind)."""
-    directory = Path(project.script.dir)
-    env = directory / "env.py"
-    try:
-        return bool(_ASYNC_ENV.search(env.read_text(encoding="utf-8")))
-    except OSError:
-        return False
+    return project.env_is_async
 
 
 def env_url(project: Project, url: URL) -> URL:
     """The URL env.py is offered: ours (psycopg2), or the asyncpg one for an async env.py."""
-    return url.set(drivername="postgresql+asyncpg") if env_is_async(project) else url
+    return url.set(drivername="postgresql+asyncpg") if project.env_is_async else url
 
 
 class StepRunner:
@@ -67,6 +57,7 @@ class StepRunner:
         self.conn = conn
         self.script = project.script
         self.config = project.config(connection=conn, url=env_url(project, url))
+        self.sections = tuple((sections or {}).values())
         # a multi-database project: each engine's section gets the URL of its own throwaway database
         for name, section_url in (sections or {}).items():
             rendered = env_url(project, section_url).render_as_string(hide_password=False).replace("%", "%%")
@@ -139,7 +130,9 @@ class StepRunner:
         return diffs, seen[0] if seen else None
 
     def _run_env(self, fn, destination, *, guarded: bool = True, **kwargs) -> None:
-        with self.project.guard() if guarded else nullcontext():
+        fence = self.project.fence(self.url, own=self.conn, extra=self.sections,
+                                   step="migrations on a throwaway database")
+        with self.project.guard() if guarded else nullcontext(), fence:
             with EnvironmentContext(
                 self.config,
                 self.script,
@@ -207,8 +200,8 @@ def frozen_gc() -> Iterator[None]:
 def foreign_env(project: Project, url: URL, *, modules_before: set[str] | None = None) -> Iterator[None]:
     """What a foreign env.py may need, undone afterwards.
 
-    ``DATABASE_URL`` points at the throwaway database (asyncpg for an async
-    env.py); Alembic's INFO lines ("Running upgrade ...") are silenced even
+    (Its variables and connections are the fence's, around each run: :meth:`Project.fence`.)
+    Alembic's INFO lines ("Running upgrade ...") are silenced even
     when env.py calls ``fileConfig``; ``sys.path`` and the modules imported
     from the project (its models) are restored, so several projects can be
     tested in one process.  ``modules_before``: the modules there were before
@@ -216,14 +209,12 @@ def foreign_env(project: Project, url: URL, *, modules_before: set[str] | None =
     too); default, those at entry.
     """
     project_dir = project.ini.parent
-    saved_env = os.environ.get("DATABASE_URL")
     saved_path = list(sys.path)
     saved_modules = set(sys.modules) if modules_before is None else set(modules_before)
     saved_disable = logging.root.manager.disable
     # fileConfig() disables every logger that exists (ours too) unless told otherwise: undone below
     saved_disabled = {name: lg.disabled for name, lg in logging.root.manager.loggerDict.items()
                       if isinstance(lg, logging.Logger)}
-    os.environ["DATABASE_URL"] = env_url(project, url).render_as_string(hide_password=False)
     logging.disable(logging.INFO)
     try:
         yield
@@ -231,10 +222,6 @@ def foreign_env(project: Project, url: URL, *, modules_before: set[str] | None =
         logging.disable(saved_disable)
         for name, disabled in saved_disabled.items():
             logging.getLogger(name).disabled = disabled
-        if saved_env is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = saved_env
         sys.path[:] = saved_path
         root = str(project_dir.resolve())
         for name in set(sys.modules) - saved_modules:
