@@ -508,11 +508,14 @@ def load_settings(
             )
 
     root = Path(environ["DBOPS_PROJECT_ROOT"]).resolve() if environ.get("DBOPS_PROJECT_ROOT") else project_root()
-    ini = Path(alembic_ini).resolve() if alembic_ini else None
+    # --config wins; then Alembic's own variable, as `alembic -c` reads it (relative to the working folder)
+    chosen = alembic_ini or environ.get("ALEMBIC_CONFIG", "").strip() or None
+    ini = Path(chosen).resolve() if chosen else None
     if ini is not None and not ini.is_file():
         raise UsageError(
             f"alembic config {ini} does not exist",
-            hint="pass --config with the path of an alembic.ini",
+            details=f"checked: {'--config' if alembic_ini else 'ALEMBIC_CONFIG'} ({chosen})",
+            hint="pass --config (or set ALEMBIC_CONFIG) with the path of an alembic.ini",
         )
 
     backup_url, _ = get("BACKUP_URL")

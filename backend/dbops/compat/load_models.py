@@ -114,12 +114,39 @@ def load(ini: str) -> dict:
     return {"heads": heads, "tables": describe(metadatas)}
 
 
+#: the variables an env.py builds its URL from: all name the offline placeholder here
+_URL_VARIABLES = ("DATABASE_URL", "SQLALCHEMY_DATABASE_URI")
+_PART_VARIABLES = {"POSTGRES_SERVER": "localhost", "POSTGRES_HOST": "localhost", "POSTGRES_PORT": "5432",
+                   "POSTGRES_USER": "offline", "POSTGRES_PASSWORD": "offline", "POSTGRES_DB": "offline"}
+
+
+def _offline_only() -> None:
+    """No database for the old env.py: its URL variables name a placeholder and every connection is refused
+    (the parent's environment may hold production's URL under any name)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    for name in _URL_VARIABLES:
+        os.environ[name] = OFFLINE_URL
+    os.environ.update(_PART_VARIABLES)
+    for name in [n for n in os.environ if n.endswith("DATABASE_URL") and n not in _URL_VARIABLES]:
+        os.environ[name] = OFFLINE_URL
+
+    def refuse(dialect, _record, _cargs, cparams) -> None:
+        database = cparams.get("dbname") or cparams.get("database")
+        where = f"{cparams.get('host', '?')}:{cparams.get('port', '?')}/{database}"
+        raise RuntimeError(f"env.py tried to connect to {where}; the serving commit's models load offline, "
+                           "with no database")
+
+    event.listen(Engine, "do_connect", refuse)
+
+
 def main(argv: list[str]) -> int:
     ini, out, excluded = argv[1], argv[2], argv[3:]
     # keep the interpreter's own folders (a virtualenv may live inside an excluded tree)
     sys.path[:] = [p for p in sys.path if _under(p, sys.prefix) or _under(p, sys.base_prefix)
                    or not any(_under(p, e) for e in excluded)]
-    os.environ["DATABASE_URL"] = OFFLINE_URL
+    _offline_only()
     try:
         result = load(ini)
         code = 0
