@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL, Connection
 
 from alembic import command
 
-from ..errors import MigrationError, ModelImportError, MultipleHeads, UsageError
+from ..errors import MigrationError, ModelImportError, MultipleHeads, ReadOnlyViolation, UsageError
 from ..redact import reason
 from .fence import Fence, fenced, project_names, target_variables
 
@@ -355,6 +355,8 @@ class Project:
         trans = conn.begin()
         try:
             state.diffs = self._compare(conn, upgrade=bool(pending))
+        except ReadOnlyViolation as exc:  # a pending revision needs an autocommit block: not run read-only
+            state.diff_error = exc.message
         except (MigrationError, sa.exc.SQLAlchemyError) as exc:
             state.diff_error = reason(exc)
         finally:

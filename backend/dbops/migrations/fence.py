@@ -33,6 +33,7 @@ threads (the rehearsal's observer) are not env.py's.
 from __future__ import annotations
 
 import getpass
+import importlib
 import os
 import sys
 import threading
@@ -246,7 +247,9 @@ def target_variables(url: URL | None, *, names: Sequence[str] = (), async_driver
     values: dict[str, str | None] = {}
     ssl = {k: str(v) for k, v in url.query.items() if k in SSL_VARIABLES}
     plain = url.set(drivername="postgresql")
-    for name in (*URL_VARIABLES, *names):
+    # dbops' own per-environment variables (PROD_DATABASE_URL ...) too: env.py may read the one it knows
+    scoped = [n for n in environ if n.endswith("_DATABASE_URL") and n.isupper()]
+    for name in dict.fromkeys((*URL_VARIABLES, *names, *scoped)):
         driver = "postgresql+asyncpg" if async_driver else _driver_of(environ.get(name))
         chosen = plain.set(drivername=driver)
         if driver.endswith("asyncpg"):  # asyncpg takes TLS from PGSSL*, not from libpq's query words
@@ -327,6 +330,11 @@ def evict(names: Mapping[str, Path], *, shadows_only: bool = False) -> list[str]
         gone.append(name)
     if gone:
         _forget_mappings(set(gone))
+    # a relative sys.path entry ("." from prepend_sys_path) has a finder bound to the folder it was first
+    # used from: forget those, so the modules come from the working folder of now
+    for entry in [p for p in sys.path_importer_cache if not os.path.isabs(p)]:
+        del sys.path_importer_cache[entry]
+    importlib.invalidate_caches()
     return gone
 
 
