@@ -15,6 +15,7 @@ A failure writes ``{"error": ..., "where": ...}`` and exits 3.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -96,6 +97,8 @@ def load(ini: str) -> dict:
     cfg = Config(ini, toml_file=toml_file, stdout=io.StringIO(), output_buffer=io.StringIO())
     cfg.set_main_option("sqlalchemy.url", OFFLINE_URL)
     cfg.attributes["skip_logging_config"] = True
+    if not cfg.get_alembic_option("script_location"):  # Flask-Migrate's ini: the scripts are beside it
+        cfg.set_main_option("script_location", os.path.dirname(os.path.abspath(ini)).replace("%", "%%"))
     script = ScriptDirectory.from_config(cfg)
     heads = sorted(script.get_heads())
     seen: list = []
@@ -105,13 +108,40 @@ def load(ini: str) -> dict:
         return []
 
     head = heads[0] if heads else None
-    with EnvironmentContext(cfg, script, fn=fn, as_sql=True, starting_rev=head, destination_rev=head, tag=None):
+    with _flask_app(script.dir), \
+            EnvironmentContext(cfg, script, fn=fn, as_sql=True, starting_rev=head, destination_rev=head, tag=None):
         script.run_env()
     metadata = seen[0] if seen else None
     if metadata is None:
         raise LookupError("env.py gives no target_metadata (context.configure(target_metadata=...))")
     metadatas = list(metadata) if isinstance(metadata, (list, tuple)) else [metadata]
     return {"heads": heads, "tables": describe(metadatas)}
+
+
+@contextlib.contextmanager
+def _flask_app(script_dir: str):
+    """A Flask-Migrate env.py (it reads ``current_app``) runs in its app's context, the app found as
+    ``flask`` finds it (``FLASK_APP``, else app.py / wsgi.py beside the migrations folder)."""
+    try:
+        with open(os.path.join(script_dir, "env.py"), encoding="utf-8") as f:
+            flask = "current_app" in f.read()
+    except OSError:
+        flask = False
+    if not flask:
+        yield
+        return
+    from flask.cli import ScriptInfo
+
+    root = os.path.dirname(os.path.abspath(script_dir))
+    cwd = os.getcwd()
+    os.chdir(root)
+    sys.path.insert(0, root)
+    try:
+        app = ScriptInfo(app_import_path=os.environ.get("FLASK_APP"), load_dotenv_defaults=False).load_app()
+    finally:
+        os.chdir(cwd)
+    with app.app_context():
+        yield
 
 
 #: the variables an env.py builds its URL from: all name the offline placeholder here

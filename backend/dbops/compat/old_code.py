@@ -147,7 +147,11 @@ def load(settings: Settings, project: Project, *, ref: str | None = None, workdi
         raise UsageError(f"the alembic config {settings.alembic_ini} is outside the git repository {repo}",
                          hint="run from the repository the project lives in")
     ini_rel = settings.alembic_ini.resolve().relative_to(repo)
-    project_rel = ini_rel.parent.as_posix()
+    # the project's folder when alembic.ini lies under it (Flask-Migrate's migrations/ beside the app), else the ini's
+    root = settings.root.resolve()
+    base = root if settings.alembic_ini.resolve().is_relative_to(root) and root.is_relative_to(repo) \
+        else settings.alembic_ini.resolve().parent
+    project_rel = base.relative_to(repo).as_posix()
     git.archive(repo, commit, workdir / "tree", "" if project_rel == "." else project_rel)
     old_ini = workdir / "tree" / ini_rel
     if not old_ini.is_file():

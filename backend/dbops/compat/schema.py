@@ -20,6 +20,7 @@ from .. import postgres
 from ..migrations import Project
 from ..migrations.runner import StepRunner, foreign_env
 from ..postgres import schema_snapshot
+from ..postgres.extensions import created_in
 from ..servers.throwaway import given_or_throwaway, throwaway_database
 from ..settings import ClientPlaces
 
@@ -64,7 +65,8 @@ def build(project: Project, start: list[str], *, server_url: URL | None = None,
     result = SchemaSteps(start)
     first = _upto(project, start)
     pending = project.pending(start)
-    with given_or_throwaway(server_url, prefix="dbops-compat-", places=places,
+    needs = created_in("\n".join(Path(s.path).read_text(errors="replace") for s in [*first, *pending]))
+    with given_or_throwaway(server_url, prefix="dbops-compat-", places=places, needs=needs,
                             purpose="inv compat's throwaway PostgreSQL server") as server, \
             throwaway_database(server, prefix="dbops_compat") as db:
         engine = postgres.make_engine(db.url)

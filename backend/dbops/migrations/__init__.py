@@ -118,6 +118,9 @@ class Project:
         if connection is not None:
             cfg.attributes["connection"] = connection
         cfg.attributes["skip_logging_config"] = True
+        if not cfg.get_alembic_option("script_location"):
+            # Flask-Migrate's migrations/alembic.ini names none: the scripts are in the ini's own folder
+            cfg.set_main_option("script_location", str(self.ini.parent).replace("%", "%%"))
         return cfg
 
     @cached_property
