@@ -254,3 +254,61 @@ def test_the_deploys_dry_run_says_the_one_line_and_the_deploy_goes_on(project: P
     (notice,) = [w for w in report.warnings if "no offline SQL" in w]
     assert notice.startswith("revision d1 (") and "op.get_bind()" in notice and "\n" not in notice
     assert "-- no offline SQL: line" in Path(report.dry_run_sql).read_text()
+
+
+# -- an empty capture is not a clean result -----------------------------------------------------------------------
+
+def test_first_operation_tells_an_empty_upgrade_from_one_that_does_something(project: Path):
+    empty = _revision(project, "e1", BASE, '"""nothing to do"""\npass  # a merge\n...\nreturn')
+    assert dryrun.first_operation(str(empty)) is None
+    busy = _revision(project, "e2", "e1", "pass\nif True:\n    op.execute('SELECT 1')")
+    assert dryrun.first_operation(str(busy)) == busy.read_text().splitlines().index("    if True:") + 1
+
+
+def test_offline_sql_that_env_py_sends_elsewhere_is_an_error_naming_the_revision(project: Path, capsys):
+    import pytest
+
+    from dbops.errors import NothingCaptured
+
+    env = project / "alembic" / "env.py"  # offline, env.py writes the SQL to a buffer of its own
+    env.write_text(env.read_text().replace("literal_binds=True,", "literal_binds=True, output_buffer=__import__('io')"
+                                           ".StringIO(),"))
+    merge = _revision(project, "m1", BASE, "pass")
+    path = _revision(project, "n1", "m1", "op.create_index('ix_users_name', 'users', ['name'])")
+    with pytest.raises(NothingCaptured) as info:
+        dryrun.lint_revisions(Project(project / "alembic.ini"), ["m1", "n1"])
+    err = info.value
+    assert err.exit_code == 1 and [rev for rev, _file, _line in err.revisions] == ["n1"]  # m1 does nothing
+    assert f"nothing was captured for revision n1 ({path.name})" in err.message and merge.name not in err.message
+    assert "the offline SQL (alembic upgrade --sql through env.py)" in err.message
+    assert "output_buffer" in err.render() and "no findings" not in err.render()
+    # inv sync's lint of the revision it just wrote only advises: the same words as a warning, never "no findings"
+    assert dryrun.lint_revision_file(path, project / "alembic.ini", ui=Console()) == []
+    out = capsys.readouterr().out
+    assert "nothing was captured for revision n1" in out and "no findings" not in out
+
+
+def test_a_rehearsals_empty_capture_of_a_revision_that_does_something_is_an_error(project: Path):
+    import pytest
+
+    from dbops.errors import NothingCaptured
+
+    path = _revision(project, "n1", BASE, "op.create_index('ix_users_name', 'users', ['name'])")
+    _revision(project, "m1", "n1", "pass")
+    with pytest.raises(NothingCaptured) as info:
+        dryrun.lint_revisions(Project(project / "alembic.ini"), ["n1", "m1"], captured={"n1": [], "m1": []})
+    assert info.value.revisions == [("n1", str(path), dryrun.first_operation(str(path)))]
+    assert "the rehearsal's capture" in info.value.message and "raw DBAPI cursor" in info.value.render()
+
+
+def test_a_revision_that_skips_offline_mode_is_not_linted_and_never_no_findings(project: Path):
+    path = _revision(project, "n1", BASE, "if context.is_offline_mode():\n    return\n"
+                     "op.create_index('ix_users_name', 'users', ['name'])")
+    path.write_text(path.read_text().replace("from alembic import op\n", "from alembic import context, op\n"))
+    run = dryrun.lint_revisions(Project(project / "alembic.ini"), ["n1"])
+    (rev,) = run.revisions
+    assert rev.source == dryrun.NONE and rev.sql == "" and run.findings == []
+    assert "wrote no statement in offline mode" in rev.notice and "not linted" in rev.notice
+    text = dryrun.lint_report(run)
+    assert "squawk: no findings in the SQL that was linted; not linted: n1" in text
+    assert "squawk: no findings\n" not in text + "\n"

@@ -10,7 +10,7 @@ One module per step; :mod:`.pipeline` lists the steps and hands them to :mod:`.r
 - :mod:`.checksums`    applied migration files must not change; ``accept_migration_change()``
 - :mod:`.history`      ``dbops.deploys``: what each run did (for rollback)
 - :mod:`.backup_step`  the backup step: hands off to :mod:`dbops.backup`
-- :mod:`.verify`       at head (``alembic current --check-heads``) and the app healthy
+- :mod:`.verify`       at head (read on dbops' own connection, never through env.py) and the app healthy
 - :mod:`.plan`         the ``--plan`` text
 - :mod:`.failure`      after a failed step: the state read back, the recovery commands, ``--auto-rollback``
 - :mod:`.rollback`     ``inv rollback``: plan, reversibility check, fresh backup, downgrade, verify

@@ -164,12 +164,16 @@ class _Deploy:
         rh.errors, rh.findings, rh.failure = len(found.errors), len(found.findings), found.failure
         rh.expected_upgrade_s, rh.longest_wait_s = found.upgrade_s, found.to_dict()["longest_wait_s"]
         rh.text = self.run.save(f"{self.run.stem}.rehearse.txt", text + "\n")
+        # every revision the copy's upgrade reached or should have (it did not fail): an empty capture of one that
+        # does something is an error of the dry run, never "no findings"
         self.captured = {rev.revision: [s.sql for s in rev.statements if not s.is_version_write]
-                         for rev in found.revisions}
+                         for rev in found.revisions if rev.reached or found.failure is None}
         detail = (f"{len(found.revisions)} revision(s) on {info.key}: {len(found.errors)} error(s), "
                   f"expected upgrade {found.upgrade_s}s")
         if found.errors:
-            if not (opts.allow_unsafe or opts.plan):
+            # nothing rehearsed (env.py ran the migration elsewhere) is no risk --allow-unsafe can accept
+            nothing_ran = any(f.kind in rehearse.NOTHING_RAN for f in found.errors)
+            if not opts.plan and (nothing_ran or not opts.allow_unsafe):
                 rehearse.stop_if_unsafe(found)
             verb = "a deploy stops here unless --allow-unsafe" if opts.plan else "deployed with --allow-unsafe"
             r.warnings.append(f"the rehearsal found {len(found.errors)} error-level finding(s): {verb}")
@@ -190,7 +194,7 @@ class _Deploy:
         for line in found.notices:  # a revision without offline SQL (a data migration): one line, not a crash
             ui.warn(line)
             r.warnings.append(line)
-        ui.say(squawk.render_findings(found.findings))
+        ui.say(dryrun.findings_text(found))
         if found.errors:
             if not (opts.allow_unsafe or opts.plan):
                 raise LintFailed(
@@ -227,17 +231,18 @@ class _Deploy:
         except UpgradeFailed as exc:
             r.upgrade_attempts = exc.attempts
             raise
+        # what env.py did is measured, not believed: the target's revision on dbops' own connection
+        verify.upgraded(conn, r, self.project.heads())
         checksums.record(conn, self.project, [p.revision for p in r.pending] + pf.unrecorded)
-        detail = f"applied {len(r.pending)} revision(s) in {r.upgrade_attempts} attempt(s)"
+        detail = (f"applied {len(r.pending)} revision(s) in {r.upgrade_attempts} attempt(s): "
+                  f"{', '.join(r.revision_before) or '(empty)'} -> {', '.join(r.revision_after)}")
         self.ui.ok(detail)
         return detail
 
     def check(self) -> str:
         r, settings, conn = self.report, self.settings, self.run.conn
-        out = verify.database_at_head(conn, self.project)
-        r.revision_after = list(self.project.current(conn))
-        conn.rollback()
-        detail = [f"database at head ({out or self.pf.head})"]
+        r.revision_after = verify.database_at_head(conn, self.project)
+        detail = [f"database at head {', '.join(r.revision_after)}"]
         if settings.health_url:
             h = verify.app_healthy(settings.health_url, list(self.project.heads()),
                                    within_s=settings.verify_timeout_s, timeout=settings.health_timeout_s)

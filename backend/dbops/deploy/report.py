@@ -158,6 +158,8 @@ class DeployReport:
     monitor: MonitorResult | MonitorFailure | None = None
     failed_step: str | None = None
     error: str | None = None
+    #: whether the run changed the target, from its revision read on dbops' own connection before and after
+    #: (never from what a step believed it did); None: not known
     db_changed: bool | None = None
     recovery: list[str] = field(default_factory=list)
     rollback: AutoRollback | None = None
@@ -194,7 +196,35 @@ class DeployReport:
     def recovery_hint(self) -> str:
         if self.recovery:
             return "recover with:\n" + "\n".join(f"    {c}" for c in self.recovery)
-        return "nothing was changed; fix the cause above and run the command again"
+        if self.db_changed:
+            return f"the database changed ({self._measured()}) and no recovery command applies; see the steps above"
+        return f"fix the cause above and run the command again\n{self.unchanged_note()}"
+
+    def unchanged_note(self) -> str:
+        """The line under a failure's hint saying the target did not change, from what was measured on it."""
+        if self.db_changed is None:
+            return "(whether the database changed is unknown: its revision could not be read back)"
+        if not self._migrated():  # no step ran a migration yet: nothing could change
+            return "(nothing was changed by this run)"
+        return f"(nothing was changed in the target database by this run: {self._measured()})"
+
+    def changed_line(self) -> str:
+        """The summary's "db changed" value: yes / no / unknown, with the revisions measured on the target."""
+        if self.db_changed is None:
+            return "unknown (its revision could not be read back)"
+        if not self.db_changed and not self._migrated():
+            return "no (the run stopped before any migration ran)"
+        return f"{'yes' if self.db_changed else 'no'} ({self._measured()})"
+
+    def _migrated(self) -> bool:
+        return any(st.name in ("upgrade", "downgrade") for st in self.steps)
+
+    def _measured(self) -> str:
+        before = ", ".join(self.revision_before) or "(empty)"
+        after = ", ".join(self.revision_after or []) or "(empty)"
+        if before == after:
+            return f"its revision, read on dbops' own connection, is {after} before and after"
+        return f"its revision, read on dbops' own connection, went {before} -> {after}"
 
     def finish(self, outcome: Outcome) -> None:
         self.outcome = outcome
@@ -258,8 +288,7 @@ class DeployReport:
             lines.append(f"  lint       {errors} error(s), {len(self.lint) - errors} warning(s)")
         if self.failed_step:
             lines.append(f"  failed at  {self.failed_step}: {self.error}")
-            changed = "yes" if self.db_changed else "no" if self.db_changed is not None else "unknown"
-            lines.append(f"  db changed {changed}")
+            lines.append(f"  db changed {self.changed_line()}")
         if self.rollback:
             lines.append(f"  rollback   {self.rollback.outcome}: {self.rollback.detail}".rstrip())
         for w in self.warnings:

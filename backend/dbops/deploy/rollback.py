@@ -17,13 +17,13 @@ from pathlib import Path
 from sqlalchemy.engine import URL, Connection
 
 from ..backup import restore_commands
-from ..errors import DbopsError, IrreversibleMigration, UsageError
+from ..errors import DbopsError, IrreversibleMigration, RevisionNotReached, UsageError
 from ..migrations import Project, upgrade
 from ..redact import mask_url
 from ..roundtrip import irreversible_downgrade
 from ..settings import Settings
 from ..ui import SILENT, UI
-from . import backup_step, history, preflight
+from . import backup_step, history, preflight, verify
 from .report import DeployReport, Outcome
 from .run import Run, Skipped, Steps
 
@@ -156,11 +156,12 @@ class _Rollback:
 
     def check(self) -> str:
         r, conn, target = self.report, self.run.conn, self.planned.target
-        r.revision_after = list(self.project.current(conn))
-        conn.rollback()
+        # measured on the run's own connection, never through env.py (which may reach another database)
+        r.revision_after = verify.measured(conn)
+        r.db_changed = sorted(r.revision_after) != sorted(r.revision_before)
         expected = [] if target == "base" else [target]
         if sorted(r.revision_after) != expected:
-            raise DbopsError(f"after the downgrade the database is at {r.revision_after}, expected {expected}")
+            raise RevisionNotReached("downgrade", r.database, r.revision_before, r.revision_after, expected)
         r.warnings.append("a downgrade restores the schema, not data; redeploy the app release that matches "
                           f"{target} (until then the serving release, whose code expects the newer head, "
                           "answers 503 'behind')")

@@ -1,7 +1,12 @@
 """Verify after the upgrade: the database is at the deploy's target head and the app answers 200.
 
-The database side is ``alembic current --check-heads`` with the deploying
-code.  The app side is the expand/contract health contract
+The database side is read on dbops' own connection to the target
+(``alembic_version`` through :meth:`Project.current
+<dbops.migrations.Project.current>`), never through the project's env.py: an
+env.py that builds its own engine from its settings would answer for whatever
+database those settings name.  :func:`upgraded` right after the upgrade step
+measures the revision there; :func:`database_at_head` checks it again at the
+verify step.  The app side is the expand/contract health contract
 (docs/production.md): 200 means the app's database is at or ahead of the head
 the *app's* code expects, so an old release still serving (schema first) and
 the new one (code first, once upgraded) both pass; the app's own head need not
@@ -11,36 +16,45 @@ be the one just verified (otherwise HEALTH_URL is another environment's app).
 
 from __future__ import annotations
 
-import io
+from collections.abc import Sequence
 
-from alembic.util.exc import DatabaseNotAtHead
 from sqlalchemy.engine import Connection
 
-from alembic import command
-
 from .. import health
-from ..errors import CheckFailed
+from ..errors import CheckFailed, RevisionNotReached
 from ..migrations import Project
+from .report import DeployReport
 
 
-def database_at_head(conn: Connection, project: Project) -> str:
-    """``alembic current`` with the heads check, through alembic's own API; returns its output."""
-    out = io.StringIO()
+def measured(conn: Connection) -> list[str]:
+    """The target's revision(s), read on dbops' own connection (no transaction is left open)."""
     try:
-        with project.guard():
-            command.current(project.config(connection=conn, stdout=out), check_heads=True)
-    except Exception as exc:  # DatabaseNotAtHead arrives wrapped by Project.guard()
-        if isinstance(exc, DatabaseNotAtHead) or isinstance(exc.__cause__, DatabaseNotAtHead):
-            current = project.current(conn)
-            raise CheckFailed(
-                f"the database is at {', '.join(current) or '(empty)'}, not at head {', '.join(project.heads())}",
-                hint="see the upgrade step above; `inv status`-style details: alembic current / alembic heads",
-            ) from None
-        raise
+        return list(Project.current(conn))
     finally:
         if conn.in_transaction():
             conn.rollback()
-    return out.getvalue().strip()
+
+
+def upgraded(conn: Connection, r: DeployReport, heads: Sequence[str]) -> None:
+    """After the upgrade step: the target's revision, measured, must be the heads; fills ``r.revision_after`` and
+    ``r.db_changed`` from the measurement. Raises RevisionNotReached (did not move, or stopped short)."""
+    r.revision_after = measured(conn)
+    r.db_changed = sorted(r.revision_after) != sorted(r.revision_before)
+    if sorted(r.revision_after) != sorted(heads):
+        raise RevisionNotReached("upgrade", r.database, r.revision_before, r.revision_after, heads)
+
+
+def database_at_head(conn: Connection, project: Project) -> list[str]:
+    """The target's revision, read on dbops' own connection, is the scripts' head(s); returns it."""
+    current, heads = measured(conn), project.heads()
+    if sorted(current) != sorted(heads):
+        raise CheckFailed(
+            f"the database is at {', '.join(current) or '(empty)'}, not at head {', '.join(heads)} "
+            "(read on dbops' own connection)",
+            hint="the upgrade step above measured the head: something moved the database since (another "
+            "deploy, a manual downgrade); find out what before deploying again",
+        )
+    return current
 
 
 def app_healthy(url: str, heads: list[str], *, within_s: float, timeout: float) -> health.HealthResult:

@@ -7,7 +7,8 @@ it is handed.  One module per job:
 
 - :mod:`.model` — :class:`RevisionSql` (one revision's SQL and where it came from) and :class:`DryRun`;
 - :mod:`.offline` — offline rendering, each statement with the line of the revision file that wrote it;
-- :mod:`.source` — the line of the operation for captured SQL (a search of ``upgrade()``'s calls);
+- :mod:`.source` — the line of the operation for captured SQL (a search of ``upgrade()``'s calls), and
+  whether ``upgrade()`` does anything (an empty capture of one that does is an error, never "no findings");
 - :mod:`.lint` — Squawk on each revision (:func:`lint_revisions`), ``inv lint`` (:func:`lint_pending`),
   ``inv sync``'s hook (:func:`lint_revision_file`);
 - :mod:`.report` — ``inv lint``'s text, JSON and markdown and its GitHub annotations.
@@ -18,8 +19,8 @@ from __future__ import annotations
 from .lint import lint_pending, lint_revision_file, lint_revisions, pending_revisions, revision_id
 from .model import CAPTURED, NONE, OFFLINE, DryRun, RevisionSql
 from .offline import OFFLINE_URL, captured_sql, render_sql
-from .report import lint_annotations, lint_report, sql_text
-from .source import source_line_for
+from .report import findings_text, lint_annotations, lint_report, sql_text
+from .source import first_operation, source_line_for
 
 __all__ = [
     "CAPTURED",
@@ -29,6 +30,8 @@ __all__ = [
     "DryRun",
     "RevisionSql",
     "captured_sql",
+    "findings_text",
+    "first_operation",
     "lint_annotations",
     "lint_pending",
     "lint_report",

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .. import postgres, squawk
-from ..errors import LintFailed, UsageError
+from ..errors import LintFailed, NothingCaptured, UsageError
 from ..findings import Finding
 from ..formats import check_format, show_report
 from ..migrations import Project
@@ -28,7 +28,7 @@ from ..settings import Settings
 from ..ui import SILENT, UI
 from .model import OFFLINE, DryRun
 from .offline import render_sql
-from .report import lint_annotations, lint_report
+from .report import findings_text, lint_annotations, lint_report
 from .source import source_line_for
 
 
@@ -109,18 +109,25 @@ def lint_pending(settings: Settings, revisions: list[str] | None = None, *, fmt:
 
 
 def lint_revision_file(path: str | Path, ini: str | Path, *, ui: UI = SILENT) -> list[Finding]:
-    """Squawk's findings for a freshly generated revision file (``inv sync`` calls this), shown through ``ui``."""
+    """Squawk's findings for a freshly generated revision file (``inv sync`` calls this), shown through ``ui``.
+
+    Advice only: a revision of which nothing was captured is a warning here (``inv lint`` and the deploy stop).
+    """
     path = Path(path).resolve()
     project = Project(ini)
     script = next((s for s in project.script.walk_revisions() if Path(s.path).resolve() == path), None)
     if script is None:
         ui.warn(f"lint: {path} is not a revision of {project.ini}; not linted")
         return []
-    run = lint_revisions(project, [script.revision])
+    try:
+        run = lint_revisions(project, [script.revision])
+    except NothingCaptured as exc:  # this lint only advises; inv lint and the deploy stop on it
+        ui.warn(f"lint: {exc.message}; {exc.hint}")
+        return []
     for line in run.notices:
         ui.warn(line)
     if run.findings:
-        ui.say(squawk.render_findings(run.findings))
+        ui.say(findings_text(run))
     elif not run.notices:
         ui.ok(f"squawk: no findings in {script.revision}")
     return run.findings

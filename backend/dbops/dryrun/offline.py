@@ -11,6 +11,17 @@ to an output buffer while the revision's ``upgrade()`` runs; the buffer here
 looks up the call stack at every write for the frame in the revision file, so
 each statement knows the line of the ``op.*`` call that produced it (exact,
 loops and helpers included).
+
+**An empty capture is not a clean result.**  A revision whose ``upgrade()``
+does something (:func:`~.source.first_operation`) must leave statements of its
+own: offline, in this buffer; from a rehearsal, in what its connection ran.
+When alembic did not even write its ``-- Running upgrade ... -> REV`` line here
+(env.py sent the offline SQL elsewhere), or a rehearsal's capture of it is
+empty (env.py ran it on a connection of its own), :func:`render_sql` raises
+:class:`~dbops.errors.NothingCaptured` naming the revision: nothing was
+checked, so nothing may pass for "no findings".  A revision that ran here but
+wrote nothing offline (its code skips offline mode) gets the one-line notice
+of a revision without offline SQL, as one that fails offline does.
 """
 
 from __future__ import annotations
@@ -18,15 +29,17 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from ..errors import DbopsError, MigrationError, ModelImportError
+from ..errors import ENV_PY_FIX, NOT_SEEN, DbopsError, MigrationError, ModelImportError, NothingCaptured
 from ..migrations import Project
 from .model import CAPTURED, NONE, RevisionSql
+from .source import first_operation
 
 #: the URL offline SQL is rendered for: never connected to
 OFFLINE_URL = URL.create("postgresql+psycopg2", username="offline", host="localhost", database="offline")
@@ -110,7 +123,18 @@ def _offline(project: Project, rev: str, url: URL) -> RevisionSql:
         result.offline_error = f"line {line}: {_why(script.path, line, cause)}: {type(cause).__name__}: {first}"
         return result
     result.lines = buffer.lines()
+    line = first_operation(script.path)
+    if line is not None and not result.lines and _ran(result.sql, script.revision):
+        # alembic ran it into this buffer, but its own code wrote nothing: it skips offline mode
+        result.error_line, result.source, result.sql = line, NONE, ""
+        result.offline_error = (f"line {line}: upgrade() has operations but wrote no statement in offline mode "
+                                "(alembic upgrade --sql): its code skips it")
     return result
+
+
+def _ran(sql: str, revision: str) -> bool:
+    """Whether alembic wrote its ``-- Running upgrade ... -> REV`` line for ``revision`` into the buffer."""
+    return re.search(rf"^-- Running upgrade .*-> {re.escape(revision)}\s*$", sql, re.MULTILINE) is not None
 
 
 def _why(path: str, line: int, exc: BaseException) -> str:
@@ -130,16 +154,38 @@ def render_sql(project: Project, revisions: Iterable[str], *, captured: dict[str
     A revision that fails offline gets ``offline_error`` (one line) and ``source="none"``; one in
     ``captured`` (revision -> the statements a rehearsal captured) is given those statements as its SQL
     (``source="captured"``), whether or not offline SQL exists.  A failure outside the revisions' own code
-    (env.py, a model import) still raises its DbopsError.
+    (env.py, a model import) still raises its DbopsError; a revision with operations of which nothing was
+    captured (module docstring) raises NothingCaptured.
     """
     captured = {project.revision(k).revision: v for k, v in (captured or {}).items()}
-    out = []
+    out, lost, empty = [], [], []
     for rev in revisions:
         result = _offline(project, rev, url)
+        line = first_operation(result.path)
         if result.revision in captured:
             result.sql = captured_sql(captured[result.revision])
             result.source, result.lines = CAPTURED, {}
+            if line is not None and not result.sql:
+                empty.append((result.revision, result.path, line))
+        elif line is not None and result.offline_error is None and not _ran(result.sql, result.revision):
+            lost.append((result.revision, result.path, line))
         out.append(result)
+    if empty:
+        raise NothingCaptured(
+            empty, "the rehearsal's capture (every statement run on dbops' connection to the copy)",
+            why=NOT_SEEN,
+            hint=f"{ENV_PY_FIX}; in the revision, run SQL through op.execute() or op.get_bind(), not a raw DBAPI "
+            "cursor; then rehearse again. Nothing was linted, and nothing was changed",
+        )
+    if lost:
+        raise NothingCaptured(
+            lost, "the offline SQL (alembic upgrade --sql through env.py)",
+            why="alembic wrote no `-- Running upgrade ... -> REV` line into the buffer dbops handed env.py: env.py "
+            "sent the offline SQL elsewhere (an output_buffer of its own) or did not run the migrations offline",
+            hint="let env.py's run_migrations_offline() call context.configure(url=..., literal_binds=True) "
+            "without an output_buffer of its own, then context.run_migrations(); nothing was linted, and nothing "
+            "was changed",
+        )
     return out
 
 

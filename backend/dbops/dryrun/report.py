@@ -8,7 +8,7 @@ from pathlib import Path
 from ..annotations import Annotation, annotations, repo_path
 from ..formats import formatted, markdown_table, md_cell, md_code
 from ..squawk import render_findings, tally
-from .model import CAPTURED, DryRun, RevisionSql
+from .model import CAPTURED, NONE, DryRun, RevisionSql
 
 
 def sql_text(revisions: Sequence[RevisionSql]) -> str:
@@ -24,6 +24,18 @@ def sql_text(revisions: Sequence[RevisionSql]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def findings_text(run: DryRun) -> str:
+    """Squawk's findings as text; with a revision that was not linted, never a bare "no findings"."""
+    text = render_findings(run.findings)
+    unlinted = [r.revision for r in run.revisions if r.source == NONE]
+    if not unlinted:
+        return text
+    skipped = f"not linted: {', '.join(unlinted)} (no SQL to lint, see above)"
+    if not run.findings:
+        return f"squawk: no findings in the SQL that was linted; {skipped}"
+    return f"{text}\nsquawk: {skipped}"
+
+
 def lint_report(run: DryRun, fmt: str = "text") -> str:
     """A dry run as text (the SQL, then the findings), json or markdown."""
     return formatted(run, fmt, text=lambda: _text(run), markdown=lambda: _markdown(run))
@@ -34,7 +46,7 @@ def _text(run: DryRun) -> str:
         return "nothing pending: no SQL to lint"
     parts = [sql_text(run.revisions).rstrip()]
     parts += [f"! {line}" for line in run.notices]
-    parts.append(render_findings(run.findings))
+    parts.append(findings_text(run))
     for a in run.unused_allows:
         parts.append(f"note: {Path(a.path).name} line {a.line}: `# dbops: allow {a.rule}` matched no finding "
                      "(remove it)")

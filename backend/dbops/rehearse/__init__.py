@@ -24,12 +24,13 @@ The rest, one module per job: :mod:`.model` (the report), :mod:`.policy`
 from __future__ import annotations
 
 from .model import RehearsalReport, RevisionRehearsal
-from .policy import choose_backup, deploy_decision, stop_if_unsafe
+from .policy import NOTHING_RAN, choose_backup, deploy_decision, stop_if_unsafe
 from .rehearsal import rehearse
 from .report import render, show, write_json
 from .restored_copy import parse_server
 
 __all__ = [
+    "NOTHING_RAN",
     "RehearsalReport",
     "RevisionRehearsal",
     "choose_backup",

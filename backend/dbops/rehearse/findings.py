@@ -31,6 +31,13 @@ A finding comes from what the rehearsal measured on a copy of production:
 
 Each finding names the revision, the file and line of the operation and the
 safer sequence.
+
+**An empty capture is an error, never "no findings".**  A revision whose
+``upgrade()`` does something but of which the copy's connection ran no
+statement (``nothing-captured``), or an upgrade that ended without an error
+while the copy's revision, read on dbops' own connection, is not the head
+(``not-applied``): the migration ran somewhere else (an env.py with an engine
+of its own), so nothing was measured.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..errors import ENV_PY_FIX, NOT_SEEN
 from ..findings import ERROR, REHEARSE, SAFER, WARNING, Finding
 from ..units import human_size
 from .lock_trace import Lock, Statement
@@ -166,6 +174,23 @@ def upgrade_failed(revision: str, file: str, failure: str) -> Finding:
     """The upgrade failed on the copy and no statement's failure says where: a finding on the last revision."""
     return Finding(REHEARSE, ERROR, "failed", f"the upgrade failed on the copy: {failure}", SAFER["upgrade-failed"],
                    revision, file)
+
+
+def nothing_captured(revision: str, file: str, line: int) -> Finding:
+    """A revision whose ``upgrade()`` does something, of which the copy's connection ran no statement."""
+    return Finding(REHEARSE, ERROR, "nothing-captured",
+                   f"nothing was captured: upgrade() has operations (line {line}), but dbops' connection to the copy "
+                   "ran no statement of this revision, so nothing was measured or linted - that is not a clean "
+                   f"result; {NOT_SEEN}", f"{ENV_PY_FIX}; in the revision, run SQL through op.execute() or "
+                   "op.get_bind(), not a raw DBAPI cursor", revision, file, line)
+
+
+def not_applied(revision: str, file: str, before: list[str], after: list[str], heads: list[str]) -> Finding:
+    """The upgrade on the copy ended without an error, but the copy's revision is not the head."""
+    return Finding(REHEARSE, ERROR, "not-applied",
+                   f"the upgrade ended without an error, but the copy's revision, read on dbops' own connection, is "
+                   f"{', '.join(after) or '(empty)'} (before: {', '.join(before) or '(empty)'}), not the head "
+                   f"{', '.join(heads)}: the pending revisions did not run on the copy", ENV_PY_FIX, revision, file)
 
 
 def _index_of(relation: str, stmt: Statement, table_oid: int) -> bool:

@@ -6,6 +6,17 @@ the cursor really ran (``op.execute``, ``op.get_bind().execute(...)`` in a
 data migration, Alembic's own ``alembic_version`` updates), rendered with its
 parameters by the driver (``cursor.mogrify``).
 
+**env.py's own connection is followed.**  Most env.py files build an engine of
+their own from their settings instead of using the connection dbops hands
+them; dbops' fence points those settings at the copy.  With ``follow`` (the
+copy's URL), the events are heard on every engine, and a statement on a
+connection to the copy, run on the thread that runs the upgrade, is traced
+like one on dbops' connection: the lock sample and the schema snapshot run on
+that statement's own connection (its backend, its transaction), and the
+observer watches that backend.  What still escapes (a raw DBAPI cursor, a
+connection to another database) is caught by the rehearsal: a revision that
+does something but left no statement is an error.
+
 For each statement it records:
 
 - where it came from: the frame of the Python stack that is in a revision
@@ -37,6 +48,7 @@ import linecache
 import logging
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,11 +180,20 @@ class Transaction:
 
 
 class Tracer:
-    """Attach to ``conn`` (the migration connection, on an engine of its own) while the upgrade runs."""
+    """Attach to ``conn`` (the migration connection, on an engine of its own) while the upgrade runs.
 
-    def __init__(self, conn: Connection, revision_files: dict[str, str], *, observer_url: URL | None = None):
+    ``follow``: the copy's URL; connections env.py opens to it (same port and database) are traced too.
+    """
+
+    def __init__(self, conn: Connection, revision_files: dict[str, str], *, observer_url: URL | None = None,
+                 follow: URL | None = None):
         self.conn = conn
         self.engine = conn.engine
+        self._follow = (follow.port or 5432, follow.database) if follow is not None else None
+        #: the thread that runs the upgrade (set on entry): only its connections are env.py's
+        self._thread: int | None = None
+        #: id(DBAPI connection) -> its backend's pid, for each connection seen
+        self._pids: dict[int, int] = {}
         #: resolved revision file path -> revision id
         self.revision_files = revision_files
         self._frame_cache: dict[str, str | None] = {}
@@ -185,9 +206,11 @@ class Tracer:
         self.snapshots: dict[str, schema_snapshot.SnapshotText] = {}
         self.before: schema_snapshot.SnapshotText | None = None
         self.overhead_s = 0.0
-        self._tx: Transaction | None = None
+        #: id(DBAPI connection) -> its open transaction
+        self._txs: dict[int, Transaction] = {}
         self._busy = False
-        self._pending: Statement | None = None
+        #: the statement running now, with the connection it runs on (SQLAlchemy's and the DBAPI's)
+        self._pending: tuple[Statement, Connection, object] | None = None
         self._observer = LockObserver(observer_url) if observer_url is not None else None
         self.pid: int | None = None
 
@@ -202,35 +225,70 @@ class Tracer:
         for oid, schema, name, kind, filenode, table_oid, _rows, _size in rows:
             self.relations[oid] = Relation(oid, qualified(schema, name), kind, filenode, table_oid, True)
         self.pid = self._raw("SELECT pg_backend_pid()")[0][0]
+        self._pids[id(self._dbapi())] = self.pid
         self.before = schema_snapshot.snapshot_text(self.conn)
         if self.conn.in_transaction():
             self.conn.commit()
         return rows
 
+    def _events(self) -> list[tuple[object, str, object]]:
+        target = sa.engine.Engine if self._follow is not None else self.engine  # every engine: env.py's too
+        return [(target, "before_cursor_execute", self._before), (target, "after_cursor_execute", self._after),
+                (target, "handle_error", self._error), (target, "commit", self._commit),
+                (target, "rollback", self._rollback)]
+
     def __enter__(self) -> Self:
-        sa.event.listen(self.engine, "before_cursor_execute", self._before)
-        sa.event.listen(self.engine, "after_cursor_execute", self._after)
-        sa.event.listen(self.engine, "handle_error", self._error)
-        sa.event.listen(self.engine, "commit", self._commit)
-        sa.event.listen(self.engine, "rollback", self._rollback)
+        self._thread = threading.get_ident()
+        for target, name, fn in self._events():
+            sa.event.listen(target, name, fn)
         if self._observer is not None:
             self._observer.start(self.pid)
         return self
 
     def __exit__(self, *exc) -> None:
-        for name, fn in (("before_cursor_execute", self._before), ("after_cursor_execute", self._after),
-                         ("handle_error", self._error), ("commit", self._commit), ("rollback", self._rollback)):
-            sa.event.remove(self.engine, name, fn)
+        for target, name, fn in self._events():
+            sa.event.remove(target, name, fn)
         if self._observer is not None:
             self._observer.stop()
-        self._end_transaction()
+        for key in list(self._txs):
+            self._end_transaction(key)
+
+    def _traced(self, conn) -> bool:
+        """A statement on ``conn`` is the migration's: dbops' connection, or (following) env.py's to the copy."""
+        try:
+            dbapi = conn.connection.dbapi_connection
+        except Exception:  # closed or invalidated: nothing to trace on it
+            return False
+        if conn is self.conn or dbapi is self._dbapi():
+            return True
+        if self._follow is None or threading.get_ident() != self._thread:
+            return False
+        url = conn.engine.url
+        return (url.port or 5432, url.database) == self._follow
+
+    def _pid(self, dbapi) -> int | None:
+        """The backend pid of a connection (from the driver, else asked once); the observer watches it."""
+        key = id(dbapi)
+        if key not in self._pids:
+            pid = getattr(getattr(dbapi, "info", None), "backend_pid", None)  # psycopg2, psycopg 3
+            if pid is None:
+                try:
+                    pid = self._raw("SELECT pg_backend_pid()", dbapi=dbapi)[0][0]
+                except Exception as exc:
+                    log.warning("rehearsal trace: the backend of env.py's connection is unknown: %s", exc)
+            self._pids[key] = pid
+        return self._pids[key]
 
     # -- the events -----------------------------------------------------------
     def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
-        if self._busy or (conn is not self.conn and conn.connection.dbapi_connection is not self._dbapi()):
+        if self._busy or not self._traced(conn):
             return
         t0 = time.perf_counter()
         try:
+            dbapi = conn.connection.dbapi_connection
+            pid = self._pid(dbapi)
+            if self._observer is not None and pid is not None:
+                self._observer.pid = pid
             params = parameters[0] if executemany and parameters else parameters
             try:
                 sql = cursor.mogrify(statement, params).decode(errors="replace")
@@ -239,11 +297,11 @@ class Tracer:
             stmt = Statement(len(self.statements) + 1, None, sql.strip(),
                              batch=len(parameters) if executemany and parameters else 1)
             self._locate(stmt)
-            stmt.autocommit = bool(getattr(self._dbapi(), "autocommit", False))
-            if self._tx is None and not stmt.autocommit:
-                self._tx = Transaction()
+            stmt.autocommit = bool(getattr(dbapi, "autocommit", False))
+            if not stmt.autocommit:
+                self._txs.setdefault(id(dbapi), Transaction())
             self.statements.append(stmt)
-            self._pending = stmt
+            self._pending = (stmt, conn, dbapi)
         finally:
             self.overhead_s += time.perf_counter() - t0
         stmt.started = self.clock()
@@ -251,29 +309,28 @@ class Tracer:
             self._observer.begin()
 
     def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
-        stmt = self._pending
-        if self._busy or stmt is None:
+        if self._busy or self._pending is None:
             return
-        self._finish(stmt)
+        self._finish(*self._pending)
 
     def _error(self, context) -> None:
-        stmt = self._pending
-        if stmt is None or self._busy:
+        if self._pending is None or self._busy:
             return
+        stmt = self._pending[0]
         lines = str(getattr(context, "original_exception", "") or "").strip().splitlines()
         stmt.error = lines[0] if lines else "failed"
-        self._finish(stmt, failed=True)
+        self._finish(*self._pending, failed=True)
 
     def _commit(self, conn) -> None:
-        if not self._busy:
-            self._end_transaction()
+        if not self._busy and self._traced(conn):
+            self._end_transaction(id(conn.connection.dbapi_connection))
 
     def _rollback(self, conn) -> None:
-        if not self._busy:
-            self._end_transaction()
+        if not self._busy and self._traced(conn):
+            self._end_transaction(id(conn.connection.dbapi_connection))
 
     # -- the work -------------------------------------------------------------
-    def _finish(self, stmt: Statement, *, failed: bool = False) -> None:
+    def _finish(self, stmt: Statement, conn: Connection, dbapi, *, failed: bool = False) -> None:
         stmt.duration_s = max(self.clock() - stmt.started, 0.0)
         self._pending = None
         seen = self._observer.end() if self._observer is not None else set()
@@ -281,9 +338,9 @@ class Tracer:
         self._busy = True
         try:
             if not failed:
-                self._sample(stmt, seen)
+                self._sample(stmt, seen, dbapi)
                 if stmt.is_version_write and stmt.revision and not stmt.autocommit:
-                    self.snapshots[stmt.revision] = schema_snapshot.snapshot_text(self.conn)
+                    self.snapshots[stmt.revision] = schema_snapshot.snapshot_text(conn)
         except Exception as exc:
             log.warning("rehearsal trace: could not sample after statement %d: %s", stmt.index, exc)
         finally:
@@ -293,10 +350,11 @@ class Tracer:
             for lock in stmt.locks:
                 lock.held_s = stmt.duration_s
 
-    def _sample(self, stmt: Statement, seen_running: set[tuple[int, str]]) -> None:
-        tx = self._tx if not stmt.autocommit else Transaction()
-        rows = self._raw(_LOCKS_SQL)
-        self._resolve({oid for oid, *_ in rows} | {oid for oid, _ in seen_running})
+    def _sample(self, stmt: Statement, seen_running: set[tuple[int, str]], dbapi) -> None:
+        """The locks, rewrites and scans after ``stmt``, read on its own connection (``dbapi``: its backend)."""
+        tx = self._txs.setdefault(id(dbapi), Transaction()) if not stmt.autocommit else Transaction()
+        rows = self._raw(_LOCKS_SQL, dbapi=dbapi)
+        self._resolve({oid for oid, *_ in rows} | {oid for oid, _ in seen_running}, dbapi)
         now_held = set()
         for oid, mode, filenode, scans in rows:
             rel = self.relations.get(oid)
@@ -325,17 +383,17 @@ class Tracer:
                                        while_running=True, new=not rel.existing))
                 stmt.table_oids.add(rel.table_oid)
 
-    def _resolve(self, oids: set[int]) -> None:
+    def _resolve(self, oids: set[int], dbapi) -> None:
         """Name the relations first seen locked (created by the run); system and TOAST ones are left out for good."""
         unknown = [oid for oid in oids if oid not in self.relations and oid not in self._ignored]
         if not unknown:
             return
-        for oid, schema, name, kind, table_oid, filenode in self._raw(_NAMES_SQL, (unknown,)):
+        for oid, schema, name, kind, table_oid, filenode in self._raw(_NAMES_SQL, (unknown,), dbapi=dbapi):
             self.relations[oid] = Relation(oid, qualified(schema, name), kind, filenode, table_oid, False)
         self._ignored.update(oid for oid in unknown if oid not in self.relations)
 
-    def _end_transaction(self) -> None:
-        tx, self._tx = self._tx, None
+    def _end_transaction(self, key: int) -> None:
+        tx = self._txs.pop(key, None)
         if tx is None:
             return
         end = self.clock()
@@ -374,9 +432,10 @@ class Tracer:
     def _dbapi(self):
         return self.conn.connection.dbapi_connection
 
-    def _raw(self, sql: str, params: tuple | None = None) -> list[tuple]:
-        """A query on the migration connection's own DBAPI cursor: no SQLAlchemy events, same transaction."""
-        cur = self._dbapi().cursor()
+    def _raw(self, sql: str, params: tuple | None = None, *, dbapi=None) -> list[tuple]:
+        """A query on a DBAPI cursor of the migration connection (``dbapi``: the statement's own; default dbops'):
+        no SQLAlchemy events, same transaction."""
+        cur = (dbapi or self._dbapi()).cursor()
         try:
             cur.execute(sql, params)
             return cur.fetchall()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import URL
 
 from ..backup import BackupInfo, checked_store, find_backup, list_backups
-from ..errors import DbopsError, RehearsalFailed
+from ..errors import ENV_PY_FIX, DbopsError, RehearsalFailed
 from ..postgres import clients
 from ..settings import Settings
 from ..storage import Store
@@ -67,7 +67,14 @@ def deploy_decision(settings: Settings, wanted: bool | None, backup_key: str | N
     return True, f"on by default: the backup is {shown}, at most DBOPS_REHEARSE_AUTO_MB={limit:g} MiB", info
 
 
+#: the findings that say nothing was rehearsed at all (env.py ran the migration elsewhere): the fix is env.py's
+NOTHING_RAN = ("nothing-captured", "not-applied")
+
+
 def stop_if_unsafe(report: RehearsalReport, *, allow_unsafe: bool = False) -> None:
     """Raise RehearsalFailed when the report has error-level findings (unless ``allow_unsafe``)."""
     if report.errors and not allow_unsafe:
+        if any(f.kind in NOTHING_RAN for f in report.errors):
+            raise RehearsalFailed(report, hint=f"{ENV_PY_FIX}; then run it again (nothing was rehearsed: "
+                                  "this is not a risk that --allow-unsafe accepts)")
         raise RehearsalFailed(report)

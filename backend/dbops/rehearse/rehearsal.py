@@ -4,7 +4,10 @@
 (:mod:`.restored_copy`), runs the pending revisions there exactly as ``inv deploy``
 does (:func:`dbops.migrations.upgrade.run`) with the :mod:`.lock_trace` tracer
 on the connection, then turns the statements into findings (:mod:`.findings`)
-and lints the SQL that really ran (:mod:`dbops.dryrun`).
+and lints the SQL that really ran (:mod:`dbops.dryrun`).  The copy's revision,
+before (the baseline) and after, is read on that same connection of dbops',
+never through env.py; a revision with operations of which nothing was
+captured, or a copy left short of the head, is an error finding.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def _run(settings: Settings, project: Project, info: BackupInfo, url: URL, repor
                 return
             ui.say("rehearsing: " + ", ".join(f"{s.revision} ({s.doc})" for s in pending))
             files = {str(Path(s.path).resolve()): s.revision for s in project.script.walk_revisions()}
-            tracer = Tracer(conn, files, observer_url=url)
+            tracer = Tracer(conn, files, observer_url=url, follow=url)  # env.py's own engine too
             baseline = tracer.baseline()
             facts = _facts(settings, info, baseline, report, ui)
             t0 = time.perf_counter()
@@ -163,7 +166,16 @@ def _collect(project: Project, pending, tracer: Tracer, facts: dict[int, TableFa
         if after is not None and previous is not None:
             rev.schema_diff = schema_snapshot.diff(previous, after, before="before", after="after")
             previous = after
+        line = dryrun.first_operation(rev.file)
+        if line is not None and (report.failure is None or rev.reached) \
+                and not any(not s.is_version_write for s in rev.statements):
+            rev.findings.append(rules.nothing_captured(rev.revision, rev.file, line))
         report.revisions.append(rev)
+    heads = list(project.heads())
+    if report.failure is None and report.revisions and sorted(report.revision_after) != sorted(heads):
+        last = report.revisions[-1]
+        last.findings.append(rules.not_applied(last.revision, last.file, report.revision_before,
+                                               report.revision_after, heads))
     _lint(project, report.revisions, pg_version)
     if report.failure and not any(f.kind == "failed" for f in report.findings):
         last = report.revisions[-1] if report.revisions else None
@@ -183,7 +195,12 @@ def _lint(project: Project, revisions: list[RevisionRehearsal], pg_version: str 
             count = stmt.sql.strip().rstrip(";").strip().count("\n") + 1
             spans[rev.revision].append((line, line + count - 1, stmt))
             line += count
-    run = dryrun.lint_revisions(project, [r.revision for r in revisions], pg_version=pg_version, captured=captured)
+    # a revision of which nothing was captured is a finding of its own (nothing-captured), not linted here
+    linted = [r.revision for r in revisions if captured[r.revision]]
+    if not linted:
+        return
+    run = dryrun.lint_revisions(project, linted, pg_version=pg_version,
+                                captured={rev: captured[rev] for rev in linted})
     by_rev = {r.revision: r for r in revisions}
     for f in run.findings:
         rev = by_rev.get(f.revision)

@@ -40,9 +40,11 @@ def render(r: RehearsalReport) -> str:
     for rev in r.revisions:
         lines.append("")
         lines.append(f"== revision {rev.revision}: {rev.doc} ({rev.file})")
-        if not rev.reached:
+        if not rev.reached and not rev.findings:
             lines.append("  not rehearsed: the upgrade stopped before it")
             continue
+        if not rev.reached:
+            lines.append("  no statement of it ran on the copy")
         for s in rev.statements:
             if s.is_version_write:
                 continue
@@ -117,7 +119,7 @@ def markdown(report: RehearsalReport) -> str:
     lines += [f"> ⚠️ {md_cell(w)}" for w in report.warnings]
     for rev in report.revisions:
         lines += ["", f"### {md_code(rev.revision)} {md_cell(rev.doc)} ({md_code(Path(rev.file).name)})"]
-        if not rev.reached:
+        if not rev.reached and not rev.findings:
             lines.append("Not rehearsed: the upgrade stopped before it.")
             continue
         rows = []
@@ -140,7 +142,8 @@ def markdown(report: RehearsalReport) -> str:
                          (duration(s.duration_s) if timed else "not timed") + (" (autocommit)" if s.autocommit else ""),
                          locks or "none", changed or "no", tables, (f"FAILED: {s.error}; " if s.error else "") + found))
         lines += ["", markdown_table(("#", "line", "statement", "duration", "locks: what they block, hold time",
-                                      "rewrite / scan", "tables: rows, size", "findings"), rows)]
+                                      "rewrite / scan", "tables: rows, size", "findings"), rows)
+                  if rows else "No statement of it ran on the copy."]
         if rev.findings:
             lines += ["", markdown_table(
                 ("level", "finding", "where", "what was measured", "safer way"),
