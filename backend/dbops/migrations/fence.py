@@ -35,6 +35,7 @@ from __future__ import annotations
 import getpass
 import importlib
 import os
+import re
 import sys
 import threading
 import warnings
@@ -62,6 +63,9 @@ SSL_VARIABLES = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcer
                  "sslkey": "PGSSLKEY"}
 #: hosts that are this machine
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+#: what dbops sets on its own connection that must hold on env.py's too (migrations.upgrade.set_timeouts)
+SESSION_SETTINGS = ("lock_timeout", "statement_timeout", "client_connection_check_interval")
+_SAFE_VALUE = re.compile(r"[0-9A-Za-z]+")
 #: who a connection reaches: the database, the server's start, its port
 _IDENTITY_SQL = "SELECT current_database(), pg_postmaster_start_time()::text, current_setting('port')"
 
@@ -151,6 +155,8 @@ class Fence:
     identity: tuple | None = None
     #: the variables this fence set, for messages
     variables: tuple[str, ...] = ()
+    #: dbops' session settings (timeouts, the dead-client check) on its own connection: env.py's get them too
+    session: tuple[tuple[str, str], ...] = ()
     thread: int = field(default_factory=threading.get_ident)
     _muted: list = field(default_factory=list)
 
@@ -188,6 +194,9 @@ class Fence:
         key = "dbops_fence_identity"
         if key not in info:
             info[key] = _identity(conn.connection)
+        if self.session and info.get("dbops_fence_session") != self.session:
+            _apply_session(conn.connection, self.session)  # dbops' timeouts hold on env.py's connection too
+            info["dbops_fence_session"] = self.session
         database, started, port = info[key]
         if (started, port) != tuple(self.identity[1:]) or database not in {e.database for e in self.endpoints}:
             raise self.refuse(f"database {database} on the server at port {port}",
@@ -224,6 +233,25 @@ def _identity(dbapi_connection) -> tuple:
         cursor.close()
     dbapi_connection.rollback()
     return row
+
+
+def _apply_session(dbapi_connection, settings: tuple[tuple[str, str], ...]) -> None:
+    """``set_config(name, value, false)`` for each setting, committed at once (a session setting, no data)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        for name, value in settings:
+            cursor.execute(f"SELECT set_config('{name}', '{value}', false)")
+    finally:
+        cursor.close()
+    dbapi_connection.commit()
+
+
+def session_settings(conn: Connection) -> tuple[tuple[str, str], ...]:
+    """The settings of dbops' own connection that env.py's connections must share (unset ones left out)."""
+    rows = conn.execute(sa.text(
+        "SELECT name, current_setting(name, true) FROM unnest(CAST(:names AS text[])) AS name"),
+        {"names": list(SESSION_SETTINGS)}).all()
+    return tuple((name, value) for name, value in rows if value is not None and _SAFE_VALUE.fullmatch(value))
 
 
 def identity(conn: Connection) -> tuple:
@@ -428,8 +456,8 @@ def fenced(
         yield outer
         return
     variables = dict(variables or {})
-    fence = Fence(tuple(allowed), step, read_only,
-                  identity=_own_identity(own) if own is not None and allowed else None,
+    own_identity, session = _own_identity(own) if own is not None and allowed else (None, ())
+    fence = Fence(tuple(allowed), step, read_only, identity=own_identity, session=session,
                   variables=tuple(n for n, v in variables.items() if v is not None and not n.startswith("PGSSL")))
     names = dict(modules or {})
     signature = tuple(sorted(variables.items(), key=lambda kv: kv[0]))
@@ -450,12 +478,14 @@ def fenced(
         yield fence
 
 
-def _own_identity(own: Connection) -> tuple:
-    """The identity of dbops' own connection (kept with it), leaving its transaction state as it was."""
+def _own_identity(own: Connection) -> tuple[tuple, tuple[tuple[str, str], ...]]:
+    """The identity (kept with the connection) and session settings of dbops' own connection, leaving its
+    transaction state as it was."""
     key = "dbops_fence_identity"
+    began = not own.in_transaction()
     if key not in own.info:
-        began = not own.in_transaction()
         own.info[key] = identity(own)
-        if began:
-            own.rollback()
-    return tuple(own.info[key])
+    settings = session_settings(own)
+    if began:
+        own.rollback()
+    return tuple(own.info[key]), settings

@@ -328,3 +328,34 @@ def test_the_variables_keep_the_driver_the_user_chose():
     assert (values["PGSSLMODE"], values["PGSSLROOTCERT"]) == ("verify-full", "/ca.pem")
     async_values = target_variables(url, async_driver=True, environ={})
     assert async_values["DATABASE_URL"] == "postgresql+asyncpg://u:pw@db:5433/app"  # TLS from PGSSL*
+
+
+def test_dbops_timeouts_hold_on_the_connection_env_py_opens(
+        in_project: Path, fresh_db: URL, monkeypatch: pytest.MonkeyPatch):
+    from dbops.migrations.upgrade import set_timeouts
+
+    point_settings_at(monkeypatch, fresh_db)
+    seen = '''
+revision = "r1"
+down_revision = None
+from alembic import op
+
+
+def upgrade():
+    op.execute("CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS lock, "
+               "current_setting('statement_timeout') AS statement, pg_backend_pid() AS pid")
+
+
+def downgrade():
+    op.drop_table("seen")
+'''
+    project = write_project(in_project, revisions={"r1": seen})
+    with postgres.connect(fresh_db) as conn:
+        set_timeouts(conn, lock_timeout_ms=1234, statement_timeout_ms=56789)
+        own_pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        conn.commit()
+        project.upgrade(conn, "head")
+        conn.commit()
+        lock, statement, pid = conn.execute(sa.text("SELECT lock, statement, pid FROM seen")).one()
+    assert pid != own_pid  # the revision ran on env.py's own connection
+    assert (lock, statement) == ("1234ms", "56789ms")
