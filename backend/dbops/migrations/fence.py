@@ -22,6 +22,7 @@ and never looks at the connection dbops hands it in
   dialect's commit does nothing (the transaction stays open and is rolled back
   when the connection closes or returns to its pool), and a switch to
   ``AUTOCOMMIT`` (``autocommit_block()``) is refused.
+- **Its log lines stay out of dbops' output** (``DBOPS_DEBUG=1`` keeps them).
 - **A Flask-Migrate env.py** (it reads ``current_app``) gets its application,
   built inside the fence by Flask's own discovery (``FLASK_APP``, ``app.py``,
   ``wsgi.py``), with an app context pushed.
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import getpass
 import importlib
+import logging
 import os
 import re
 import sys
@@ -388,6 +390,32 @@ def _forget_mappings(modules: set[str]) -> None:
                 registry.dispose()
 
 
+# -- env.py's logging --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def quiet_logging() -> Iterator[None]:
+    """env.py's log lines stay out of dbops' output, and its ``fileConfig`` is undone afterwards.
+
+    Alembic's INFO lines ("Running upgrade ...") are dropped (``DBOPS_DEBUG=1`` keeps them); the root logger's
+    handlers and level and every logger's ``disabled`` flag (``fileConfig`` disables the loggers that exist)
+    are put back.
+    """
+    manager = logging.root.manager
+    saved_disable, saved_handlers, saved_level = manager.disable, list(logging.root.handlers), logging.root.level
+    saved_disabled = {name: lg.disabled for name, lg in manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    if os.environ.get("DBOPS_DEBUG", "") in ("", "0"):
+        logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(saved_disable)
+        logging.root.handlers[:] = saved_handlers
+        logging.root.setLevel(saved_level)
+        for name, disabled in saved_disabled.items():
+            logging.getLogger(name).disabled = disabled
+
+
 # -- Flask-Migrate ---------------------------------------------------------------------------------------------
 
 
@@ -464,6 +492,7 @@ def fenced(
     listeners = [(Engine, "do_connect", fence.on_do_connect), (Engine, "engine_connect", fence.on_engine_connect),
                  (Engine, "set_connection_execution_options", fence.on_execution_options)]
     with ExitStack() as stack:
+        stack.enter_context(quiet_logging())
         stack.enter_context(variables_set(variables))
         evict(names, shadows_only=_imported_under["signature"] == signature)
         _imported_under["signature"] = signature  # what is imported from here on

@@ -462,3 +462,38 @@ def test_env_py_reaching_another_database_is_refused_in_one_line(case, user_proj
         assert_unchanged(before, p.fingerprints(), "a refused env.py")
     finally:
         postgres.drop_database(pg_server.url(), elsewhere.database)
+
+
+# -- the local loop ---------------------------------------------------------------------------------------------------
+
+#: a model change per shape: (the models file, the line after which a new column goes, the new line)
+MODEL_CHANGES = {
+    "import_time_url": ("inventory/models.py", "    barcode: Mapped[str | None] = mapped_column(String(64))\n",
+                        "    note: Mapped[str | None] = mapped_column(String(100))\n", "products", "note"),
+    "async_engine": ("orders/models.py", "    phone: Mapped[str | None] = mapped_column(String(32))\n",
+                     "    loyalty_tier: Mapped[str | None] = mapped_column(String(16))\n", "customers", "loyalty_tier"),
+}
+
+
+@pytest.mark.parametrize("name", list(MODEL_CHANGES))
+def test_sync_auto_after_a_model_change_migrates_dev_and_round_trips_on_a_throwaway(name: str, user_project):
+    """`inv sync --auto`: pending revisions, a new one generated from the models, applied, proven in place and on
+    a throwaway database by its built-in `test-rollback --last 1`, where the app's settings (read at import for
+    dev) must be read again for the throwaway database.  Prod is not touched."""
+    shape = SHAPES[name]
+    p = user_project(shape)
+    models, after_line, new_line, table, column = MODEL_CHANGES[name]
+    path = p.root / models
+    text = path.read_text()
+    assert after_line in text
+    path.write_text(text.replace(after_line, after_line + new_line))
+    before = p.fingerprints()
+    done = p.inv("sync", "--auto")
+    assert not problems_in(done, "inv sync --auto")
+    assert done.returncode == 0, said(done)[-4000:]
+    after = p.fingerprints()
+    assert_unchanged(before["prod"], after["prod"], "inv sync --auto (prod)")
+    assert column in after["dev"]["tables"][f"public.{table}"]["columns"]
+    assert after["dev"]["revision"] not in ([shape.chain[0]], [shape.chain[2]])  # the generated one
+    assert "test-rollback --last 1 on a throwaway database" in said(done)
+    assert "Running upgrade" not in said(done)  # env.py's own log lines stay out of dbops' output
