@@ -65,15 +65,16 @@ def db_shell(c, db=None):
       iterable=["major"])
 @edge
 def pg_clients(c, major=None):
-    """Install PostgreSQL client tools with SSL (one folder per major) that dbops picks from per server."""
-    from dbops.postgres import client_install, clients
+    """Install PostgreSQL's programs with SSL and contrib (one folder per major) that dbops picks from per server."""
+    from dbops.postgres import client_install, clients, server_programs
     from dbops.settings import client_places  # only where the clients go: no other setting can stop an install
 
     ui = Console()
     majors = [number("--major", m, whole=True, minimum=1) for m in major] if major else list(clients.SUPPORTED_MAJORS)
-    for client in client_install.install(majors, places=client_places()):
+    for client in client_install.install(majors, places=client_places(), ui=ui):
+        programs = server_programs.inspect(client.path.parent, client.major, client.source)
         ui.ok(f"PostgreSQL {client.major}: {client.path.parent} "
-              f"({client.version}, SSL {'on' if client.ssl else 'off'})")
+              f"({client.version}, SSL {'on' if client.ssl else 'off'}), contrib: {programs.contrib_text()}")
 
 
 @task(help={"db": DB_HELP})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,9 @@ def test_quick_start_sync_on_the_embedded_default(project, tmp_path):
         assert (tmp_path / "state/embedded/pgdata/PG_VERSION").is_file()
         r = inv("status", env=env)
         assert r.returncode == 0 and "pending    none" in r.stdout and "drift      none" in r.stdout
+        # the server programs of throwaway servers (test-rollback's), and whether they carry contrib
+        assert re.search(r"^throwaway  PostgreSQL 18: .*, contrib: (yes|no) \(test-rollback, compat, sync;",
+                         r.stdout, re.MULTILINE), r.stdout
     finally:
         r = inv("db-down", env=env)
     assert r.returncode == 0 and "embedded: stopped" in r.stdout

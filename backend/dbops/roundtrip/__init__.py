@@ -31,6 +31,7 @@ from ..formats import check_format, show_report
 from ..migrations import Project, describe_diff
 from ..migrations.runner import env_is_async, foreign_env, frozen_gc
 from ..postgres import schema_snapshot
+from ..postgres.extensions import created_in
 from ..redact import mask_url, reason
 from ..servers.throwaway import given_or_throwaway, throwaway_database
 from ..settings import Settings
@@ -53,7 +54,11 @@ from .report import (
     annotations,
     formatted,
 )
+from .setup_sql import CUSTOM_DUMP
 from .stairway import Stairway
+
+#: how much of a plain --setup-sql file is read for the extensions it creates (they come first in a dump)
+SETUP_SQL_READ = 8 * 1024 * 1024
 
 __all__ = ["RoundTripFailed", "RoundTripReport", "RoundTripToolError", "irreversible_downgrade", "run"]
 
@@ -67,6 +72,7 @@ def run(
     setup: Callable[[Connection], None] | None = None,
     json_path: str | Path | None = None,
     server_url: URL | None = None,
+    server_flag: str | None = "--server",
     fmt: str = "text",
     ui: UI = SILENT,
 ) -> RoundTripReport:
@@ -76,7 +82,8 @@ def run(
     are applied first without checks); ``setup_sql`` (a file) and ``setup``
     (a callable taking the connection) run on the empty database before the
     base revision; ``server_url`` is a server to create the throwaway database
-    on (default: a private embedded PostgreSQL, destroyed at the end).
+    on (default: a private PostgreSQL, contrib extensions first, destroyed at the end); ``server_flag``: the
+    caller's option for it, offered when that server lacks an extension a revision creates.
     Shows a progress line and then the report through ``ui`` in ``fmt`` (text,
     json, markdown: :func:`.report.formatted`; under GitHub Actions, text and
     markdown also get an annotation per failed revision); writes it as JSON to
@@ -97,7 +104,8 @@ def run(
     checks: list[CheckResult] = [_single_head(directory)]
     bar = ui.progress()
     with given_or_throwaway(server_url, prefix="dbops-roundtrip-", places=settings.client_places,
-                            purpose="the round trip's throwaway PostgreSQL server") as server, \
+                            purpose="the round trip's throwaway PostgreSQL server", server_flag=server_flag,
+                            needs=_extensions_created(order, sql)) as server, \
             throwaway_database(server) as db:
         report = RoundTripReport(config=str(project.ini), server=mask_url(server), database=db.name)
         with foreign_env(project, db.url, modules_before=modules_before), frozen_gc():
@@ -128,6 +136,17 @@ def run(
     if not report.ok:
         raise RoundTripFailed(report)
     return report
+
+
+def _extensions_created(order, setup_sql: Path | None) -> frozenset[str]:
+    """The extensions the revisions (and a plain --setup-sql file) create: what the throwaway server should carry."""
+    texts = [Path(s.path).read_text(errors="replace") for s in order]
+    if setup_sql is not None:
+        with setup_sql.open("rb") as fh:
+            head = fh.read(SETUP_SQL_READ)
+        if not head.startswith(CUSTOM_DUMP):  # a custom-format dump is not read here
+            texts.append(head.decode(errors="replace"))
+    return created_in("\n".join(texts))
 
 
 def _revision_paths(directory, report: RoundTripReport) -> dict[str, str]:

@@ -40,9 +40,17 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic.script import Script
 
-from ..errors import DbopsError, MigrationError, ModelImportError, RoundTripToolError
+from ..errors import (
+    DbopsError,
+    ExtensionUnavailable,
+    ForeignDatabase,
+    MigrationError,
+    ModelImportError,
+    RoundTripToolError,
+)
 from ..migrations import Project, failing_file
 from ..postgres import schema_snapshot
+from ..postgres.extensions import missing_extension
 from ..redact import reason
 from ..servers.throwaway import ThrowawayDatabase
 from ..settings import Settings
@@ -56,6 +64,8 @@ NOOP_WARNING = (
     "(for example a batch alter to an Enum with a new value never runs ALTER TYPE … ADD VALUE)"
 )
 DATA_ONLY_NOTE = "data only: no schema to undo (the upgrade left the schema unchanged, the downgrade is empty)"
+#: what stops the walk as it is: the project's setup, the tester, the throwaway server; never a revision's fault
+NOT_THE_REVISIONS = (ModelImportError, RoundTripToolError, ExtensionUnavailable, ForeignDatabase)
 
 
 class Stairway(Workbench):
@@ -97,9 +107,10 @@ class Stairway(Workbench):
             try:
                 self.runner.run(self.prepared, upgrade=True)
             except Exception as exc:  # a revision of the project failed: not one under test
-                if isinstance(exc, (RoundTripToolError, ModelImportError)):
+                if isinstance(exc, NOT_THE_REVISIONS):
                     raise
                 _raise_if_setup_error(exc, self.project)
+                _raise_if_extension_missing(exc, "revisions applied before the tested ones")
                 raise MigrationError(
                     f"applying the {len(self.prepared)} revisions before the tested ones (up to "
                     f"{self.prepared[-1].revision}) failed: {reason(exc, typed=True)}",
@@ -147,6 +158,7 @@ class Stairway(Workbench):
             if raised:
                 raise raised[0] from None
             _raise_if_setup_error(exc, self.project)
+            _raise_if_extension_missing(exc, f"revision {script.revision}")
             raise
         if not reached:
             at_gate()
@@ -220,7 +232,7 @@ class Stairway(Workbench):
                 break
             except _Held as held:  # the previous revision failed its last check: rebuild, then upgrade this one
                 before = self._failed(held.result, None)
-            except (ModelImportError, RoundTripToolError):
+            except NOT_THE_REVISIONS:
                 raise  # the project's setup or the tester, not this revision: stop the run
             except Exception as exc:
                 result.result = FAILED
@@ -248,7 +260,7 @@ class Stairway(Workbench):
         self._progress(j, script, "down")
         try:
             result.down_ms = self._step(script, False, gate=reading.result)
-        except (ModelImportError, RoundTripToolError):
+        except NOT_THE_REVISIONS:
             raise
         except Exception as exc:
             # its transaction rolled back: the database is usually still exactly as the upgrade left it,
@@ -286,7 +298,7 @@ class Stairway(Workbench):
                     return self._failed(result, None)
                 repaired = True
                 reading = self.later(rev)
-            except (ModelImportError, RoundTripToolError):
+            except NOT_THE_REVISIONS:
                 raise
             except Exception as exc:
                 return self._failed(result, f"upgrade after the downgrade failed: {reason(exc, typed=True)}")
@@ -322,7 +334,7 @@ class Stairway(Workbench):
             result.problems.append(problem)
         try:
             self.rebuild(self.applied)
-        except RoundTripToolError:
+        except NOT_THE_REVISIONS:
             raise
         except Exception as again:
             result.problems.append(
@@ -352,6 +364,15 @@ def _raise_if_setup_error(exc: BaseException, project: Project) -> None:
         return
     if not _resolved_files(tuple(s.path for s in project.script.walk_revisions())).intersection(files):
         raise ModelImportError(failing_file(exc), reason(exc, typed=True, unwrap=False)) from None
+
+
+def _raise_if_extension_missing(exc: BaseException, needed_by: str) -> None:
+    """Raise ExtensionUnavailable when ``exc`` is an extension the throwaway server lacks (its CREATE EXTENSION
+    failed there): the server's limit, never the revision's fault (:mod:`dbops.servers.throwaway` names the server
+    and the ways out)."""
+    missing = missing_extension(exc)
+    if missing is not None:
+        raise ExtensionUnavailable(missing.name, library=missing.library, needed_by=needed_by) from None
 
 
 @lru_cache(maxsize=8)

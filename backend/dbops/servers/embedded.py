@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from ..errors import ServerError, ToolFailed
-from ..postgres import clients, ensure_database, wait_until_ready
+from ..postgres import clients, ensure_database, host_libs, wait_until_ready
 from ..postgres.programs import run
 from ..settings import ClientPlaces
 from .base import PostgresServer
@@ -265,6 +265,7 @@ class EmbeddedServer(PostgresServer):
                     ],
                     timeout=self.start_timeout + 10,
                     user=user,
+                    env=host_libs.library_env(self._bin()),  # the libraries `inv pg-clients` bundled, if any
                 )
             except ToolFailed as exc:
                 raise ServerError(

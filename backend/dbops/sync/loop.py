@@ -17,9 +17,10 @@ from pathlib import Path
 from sqlalchemy.engine import URL, Connection
 
 from .. import dryrun, roundtrip
-from ..errors import Aborted, CheckFailed, DbopsError, MigrationError, MultipleHeads
+from ..errors import Aborted, CheckFailed, DbopsError, ExtensionUnavailable, MigrationError, MultipleHeads
 from ..migrations import Project, describe_diff, message_for
 from ..postgres import schema_snapshot
+from ..postgres.extensions import missing_extension
 from ..redact import reason
 from ..servers import PostgresServer
 from ..settings import Settings
@@ -148,6 +149,15 @@ def _apply(project: Project, conn: Connection) -> None:
                 conn.rollback()
         except Exception as read_exc:
             now = f"unknown (reading it back failed: {type(read_exc).__name__})"
+        missing = missing_extension(exc)
+        if missing is not None:  # the local server lacks it: a limit of that server, not the revision's fault
+            raise ExtensionUnavailable(
+                missing.name, library=missing.library, server="the local database's server",
+                needed_by=f"revision {rev.revision}",
+                details=f"the database is at revision {now} (read back after the failure)",
+                hint="run the local database on a server that has it: the Docker provider (the postgres image "
+                "carries contrib), or a DATABASE_URL whose server has the extension installed",
+            ) from None
         orig = getattr(exc, "orig", None) or exc
         code = getattr(orig, "pgcode", None)
         raise MigrationError(
@@ -218,7 +228,7 @@ def _stairway_newest(settings: Settings, server: PostgresServer, ui: UI) -> None
     builds from an empty database too.  Uses the tool's own server when it
     has one (a new database on it), else a private embedded server.
     """
-    report = roundtrip.run(settings, last=1, server_url=server.url() if server.owned else None)
+    report = roundtrip.run(settings, last=1, server_url=server.url() if server.owned else None, server_flag=None)
     ui.ok(f"test-rollback --last 1 on a throwaway database: {len(report.checks)} checks passed")
 
 

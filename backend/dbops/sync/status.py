@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Connection
 from .. import postgres
 from ..errors import CheckFailed, DbopsError, MultipleHeads
 from ..migrations import Project, State, describe_diff
-from ..postgres import clients
+from ..postgres import clients, server_programs
 from ..servers import PostgresServer, server_for
 from ..settings import ClientPlaces, Settings
 
@@ -33,6 +33,8 @@ class Status:
     state: State
     #: which client program runs against this server, and why (or why none fits)
     clients: tuple[str, ...] = ()
+    #: the server programs of throwaway servers (the default first, then each other major's), contrib or not
+    throwaway: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -54,7 +56,7 @@ def status(settings: Settings, server: PostgresServer | None = None) -> Status:
         if conn.in_transaction():
             conn.rollback()
         return Status(server.name, server.describe(), version, state,
-                      client_lines(url, version, settings.client_places))
+                      client_lines(url, version, settings.client_places), throwaway_lines(settings.client_places))
 
 
 def client_lines(url: URL, server_version: str, places: ClientPlaces | None = None) -> tuple[str, ...]:
@@ -69,8 +71,21 @@ def client_lines(url: URL, server_version: str, places: ClientPlaces | None = No
     return tuple(lines)
 
 
+def throwaway_lines(places: ClientPlaces | None = None) -> tuple[str, ...]:
+    """The server programs of throwaway servers and whether they carry contrib: the default major's (test-rollback,
+    compat, sync), then each other major's (verify-backup and the rehearsal of a backup of that major)."""
+    found = server_programs.every_major(places)
+    default = server_programs.default_major(places)
+    if not found:
+        return (f"none found: {clients.install_hint(places=places)}",)
+    first = sorted(found, key=lambda p: p.major != default)
+    return tuple(p.describe() + (" (test-rollback, compat, sync; " if p.major == default else " (")
+                 + f"verify-backup and rehearse of PostgreSQL {p.major} backups)" for p in first)
+
+
 def render_status(st: Status, *, show_clients: bool = True) -> str:
-    """The status text; ``show_clients``: the lines saying which pg_dump / pg_restore / psql run and why."""
+    """The status text; ``show_clients``: the lines saying which pg_dump / pg_restore / psql run and why, and
+    which server programs throwaway servers run."""
     s = st.state
     lines = [
         f"database   {st.target}",
@@ -80,6 +95,7 @@ def render_status(st: Status, *, show_clients: bool = True) -> str:
     ]
     if show_clients:
         lines += [f"{'clients' if i == 0 else '':<10} {line}" for i, line in enumerate(st.clients)]
+        lines += [f"{'throwaway' if i == 0 else '':<10} {line}" for i, line in enumerate(st.throwaway)]
     if s.pending:
         lines.append(f"pending    {len(s.pending)}:")
         lines += [f"           {r.revision}  {r.doc}" for r in s.pending]

@@ -102,6 +102,7 @@ def test_pg_clients_installs_a_major_into_the_folder_and_keeps_it(tmp_path, monk
                        capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"PostgreSQL 14: {tmp_path / 'clients' / '14' / 'bin'} (14." in r.stdout and "SSL on" in r.stdout
+    assert "SSL on), contrib: yes\n" in r.stdout  # its server programs' contrib loads here (bundled, if need be)
     exe = tmp_path / "clients" / "14" / "bin" / "pg_dump"
     stamp = exe.stat().st_mtime_ns
     again = client_install.install([14], folder=tmp_path / "clients")  # already there: kept, not downloaded again

@@ -21,6 +21,7 @@ from dbops.errors import (
     MultipleHeads,
     Refused,
 )
+from dbops.postgres import client_install
 from dbops.servers import UrlServer
 from dbops.settings import load_settings, normalize_database_url
 
@@ -133,11 +134,15 @@ def test_interactive_decline_leaves_database_unchanged(project, fresh_db, monkey
 
 def test_status_shows_everything(project, fresh_db):
     settings = settings_for(fresh_db)
+    client_install.install([18], places=settings.client_places)  # `inv pg-clients --major 18`: contrib for 18
     st = sync.status(settings)
     text = sync.render_status(st)
     assert st.provider == "url"
     assert "PostgreSQL 18" in text and "pending    1:" in text and "create users and posts" in text
     assert "drift      none" in text
+    assert (f"throwaway  PostgreSQL 18: {settings.client_places.clients_dir / '18' / 'bin'} (dbops clients "
+            "(DBOPS_PG_CLIENTS)), "
+            "contrib: yes (test-rollback, compat, sync; verify-backup and rehearse of PostgreSQL 18 backups)") in text
     assert not st.state.current  # status changed nothing
     engine = sa.create_engine(fresh_db)
     assert not sa.inspect(engine).has_table("users")
@@ -272,3 +277,33 @@ def test_a_failing_revision_is_named_and_the_database_state_read_back(project, f
     broken.write_text(BROKEN.replace('op.execute("SELECT * FROM no_such_table")\n', ""))
     result = sync.sync(settings, auto=True)
     assert result.applied == ["dc524d74cab6", "b0rken000001"] and result.in_sync
+
+
+def test_an_extension_the_local_server_lacks_is_the_servers_limit_not_the_revisions(project, fresh_db):
+    """The embedded server has no contrib: a revision creating uuid-ossp fails there, and sync says whose limit
+    that is (exit 3), never "fix upgrade()"."""
+    from deploy_fixtures import add_revision
+
+    from dbops.errors import ExtensionUnavailable
+    from dbops.migrations import Project
+
+    head = Project(project / "alembic.ini").single_head()
+    add_revision(project, "ext1", head, 'op.execute(\'CREATE EXTENSION IF NOT EXISTS "uuid-ossp"\')',
+                 'op.execute(\'DROP EXTENSION IF EXISTS "uuid-ossp"\')')
+    with pytest.raises(ExtensionUnavailable) as caught:
+        sync.sync(settings_for(fresh_db), auto=True)
+    error = caught.value
+    assert error.exit_code == 3 and error.extension == "uuid-ossp"
+    assert "not a fault of the revision" in error.message and "fix upgrade()" not in error.render()
+    assert "ext1" not in _revision(fresh_db)  # rolled back, with the revisions applied in its transaction
+
+
+def _revision(url) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return []
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    finally:
+        engine.dispose()
