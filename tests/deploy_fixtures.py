@@ -146,8 +146,13 @@ def app(project: Path, db: URL):
 @pytest.fixture
 def deploy_env(project: Path, db: URL, app: App, tmp_path: Path) -> dict[str, str]:
     """Environment variables of a prod deploy against the test database and app (short timeouts for tests)."""
+    return prod_env(project, db, app.url, tmp_path)
+
+
+def prod_env(project: Path, db: URL, health_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment variables of a prod deploy against ``db``, checking ``health_url`` (short timeouts for tests)."""
     env = {
-        "PROD_HEALTH_URL": app.url,
+        "PROD_HEALTH_URL": health_url,
         "DBOPS_PROJECT_ROOT": str(project),
         "PROD_DATABASE_URL": db.render_as_string(hide_password=False),
         "PROD_BACKUP_URL": f"file://{tmp_path / 'offsite'}",

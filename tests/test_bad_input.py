@@ -24,11 +24,8 @@ import sqlalchemy as sa
 from project_copy import ROOT, copy_project, forget_app_modules
 from sqlalchemy.engine import URL
 
-from dbops import postgres
+from dbops import postgres, tasks
 from dbops.migrations import Project
-
-sys.path.insert(0, str(ROOT))
-import tasks
 
 BASE = "dc524d74cab6"
 SECRET = "Hostile-Pa55-7q1z"

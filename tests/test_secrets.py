@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -144,3 +145,62 @@ def test_the_masking_filter_covers_library_loggers_and_tracebacks(monkeypatch, c
         assert secret not in err, err
     logging.getLogger().handlers[:] = [h for h in logging.getLogger().handlers if type(h).__name__ != "_StderrHandler"]
     logging.getLogger().setLevel(root_level)
+
+
+#: URLs as providers hand them out, with the secrets each one holds and the settings that must stay readable
+REAL_URLS = [
+    ("PROD_DATABASE_URL",  # Neon
+     "postgresql://neondb_owner:npg_AbC123xyzQ@ep-cool-darkness-123456.us-east-2.aws.neon.tech/neondb"
+     "?sslmode=require&channel_binding=require",
+     ["npg_AbC123xyzQ"], ["sslmode=require", "channel_binding=require"]),
+    ("DATABASE_URL",  # RDS with the CA mounted, a client key with a passphrase, a libpq options string
+     "postgresql://app:Rds%2FPa55-w0rd@prod.abc123.eu-west-1.rds.amazonaws.com:5432/app?sslmode=verify-full"
+     "&sslrootcert=/certs/global-bundle.pem&sslcert=/certs/client.crt&sslkey=/certs/client.key"
+     "&sslpassword=Key-Pa55phrase&application_name=shop&target_session_attrs=read-write",
+     ["Rds/Pa55-w0rd", "Rds%2FPa55-w0rd", "Key-Pa55phrase"],
+     ["sslmode=verify-full", "sslrootcert=/certs/global-bundle.pem", "sslkey=/certs/client.key",
+      "application_name=shop", "target_session_attrs=read-write"]),
+    ("STAGING_DATABASE_URL",  # a password in the query string, and the system's CAs
+     "postgresql://db.example.com/app?user=app&password=Qry-Pa55word&sslmode=verify-full&sslrootcert=system",
+     ["Qry-Pa55word"], ["sslmode=verify-full", "sslrootcert=system"]),
+    ("PROD_HEALTH_URL",  # a token, an Azure Functions key, a harmless switch
+     "https://api.example.com/api/health?token=HealthTok-5a4b3c2d1e&code=Zx9y8w7v6u5t4s3r&verbose=full",
+     ["HealthTok-5a4b3c2d1e", "Zx9y8w7v6u5t4s3r"], []),
+]
+
+
+@pytest.mark.parametrize(("variable", "url", "secrets", "settings"), REAL_URLS, ids=lambda v: str(v)[:24])
+def test_masking_hides_secrets_and_only_secrets(variable, url, secrets, settings):
+    from dbops.redact import environment_secrets, mask_text, mask_url
+
+    known = environment_secrets({variable: url})
+    assert set(secrets) <= set(known) and not {"require", "verify-full", "system", "full", "shop"} & set(known)
+    shown = mask_url(url)
+    for secret in secrets:
+        assert secret not in shown, shown
+    for setting in settings:
+        assert setting in shown, shown
+    # free text: a driver's error naming the settings, the hint dbops prints for sslrootcert=system
+    text = mask_text(f"cannot connect to {shown}: {' '.join(settings)} failed for {' '.join(secrets)}; "
+                     "sslrootcert=system uses the system's CAs; password=" + (secrets[0]), known)
+    assert "sslrootcert=system uses the system's CAs" in text and all(s in text for s in settings), text
+    assert not any(secret in text for secret in secrets), text
+
+
+def test_a_refused_connection_names_every_setting_of_the_url_and_no_secret(tmp_path: Path):
+    """Through `inv` as a user runs it: a Neon-style URL with a client key's passphrase, to a port nothing serves."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = (f"postgresql://neondb_owner:npg_AbC123xyzQ@127.0.0.1:{port}/neondb?sslmode=require"
+           "&channel_binding=require&application_name=shop&sslpassword=Key-Pa55phrase")
+    env = {"PROD_DATABASE_URL": url, "PROD_BACKUP_URL": str(tmp_path / "backups"), "DBOPS_PROJECT_ROOT": str(ROOT)}
+    for run in (inv("backup", "--env", "prod", env=env), inv("config", "--env", "prod", env=env)):
+        shown = run.stdout + run.stderr
+        assert "npg_AbC123xyzQ" not in shown and "Key-Pa55phrase" not in shown, shown
+        assert ("sslmode=require" in shown and "channel_binding=require" in shown and "application_name=shop" in shown
+                and "sslpassword=***" in shown), shown
+    failed = inv("backup", "--env", "prod", env=env)
+    assert failed.returncode == 3 and failed.stderr.startswith(
+        f"error: cannot connect to postgresql+psycopg2://neondb_owner:***@127.0.0.1:{port}/neondb?"), failed.stderr
+    assert "sslpassword=***: connection to server" in failed.stderr, failed.stderr

@@ -31,6 +31,22 @@ def test_every_task_has_a_one_line_help_and_every_flag_is_explained():
             assert t.help.get(p) or t.help.get(p.rstrip("_")), f"{name}: flag --{p.replace('_', '-')} has no help"
 
 
+def test_the_repositorys_tasks_are_the_toolkits_plus_its_test_suite():
+    from dbops.tasks import ns
+
+    assert set(collection().tasks) == {*ns.tasks, "test"}
+    assert "test" not in ns.tasks  # the toolkit's collection is not changed by this repository's tasks.py
+
+
+def test_no_flag_has_a_dash_for_its_short_flag():
+    """Invoke offers every character of a flag's name as its short flag: `--compat-ref` got `--` (`--=STRING`)."""
+    for name, t in collection().tasks.items():
+        for argument in t.get_arguments():
+            assert "-" not in argument.names, f"{name}: {argument.names}"
+    r = inv("--help", "deploy", env={})
+    assert r.returncode == 0 and "--compat-ref=STRING" in r.stdout and "--=" not in r.stdout
+
+
 def inv(*args: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DBOPS_DB")}
     full.update(env)

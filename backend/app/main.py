@@ -11,6 +11,9 @@ configured.  The body names both sides: ``heads`` (what this code expects),
 stays healthy while ``inv deploy`` ships a newer, backward-compatible schema
 (schema first), and a new release waits, unhealthy, until it does (code first).
 
+The endpoint is dbops' drop-in router (:mod:`dbops.integrations.fastapi`),
+the one any FastAPI project mounts the same way.
+
 Run it with ``uvicorn app.main:app``.
 """
 
@@ -19,12 +22,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
-from dbops import lineage
+from dbops.integrations.fastapi import health_router
 
 from .config import get_settings
 
@@ -39,38 +39,5 @@ def _engine() -> sa.Engine | None:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=2, connect_args={"connect_timeout": 3})
 
 
-def _script() -> ScriptDirectory:
-    """This code's migrations (read on each request: cheap, and a test may add a revision to a running app)."""
-    return ScriptDirectory.from_config(Config(str(get_settings().alembic_ini)))
-
-
-@app.get("/api/health")
-def health() -> JSONResponse:
-    script = _script()
-    heads = sorted(script.get_heads())
-    engine = _engine()
-    if engine is None:
-        return JSONResponse({"status": "error", "database": "not configured", "heads": heads}, status_code=503)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-            has_table = sa.inspect(conn).has_table("alembic_version")
-            current = (sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
-                       if has_table else [])
-            found = lineage.state_for(conn, heads, current, lineage.script_parents(script))
-    except sa.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        return JSONResponse({"status": "error", "database": "unreachable", "detail": reason, "heads": heads},
-                            status_code=503)
-    body = {
-        "status": "ok" if found.healthy else "error",
-        "database": "ok",
-        "schema": found.state,
-        "detail": found.detail,
-        "current": current,
-        "heads": heads,
-        # single-revision convenience fields (what most checkers read): the database's, and this code's
-        "revision": current[0] if len(current) == 1 else None,
-        "head": heads[0] if len(heads) == 1 else None,
-    }
-    return JSONResponse(body, status_code=200 if found.healthy else 503)
+# both read on each request (the settings are cached; a test may point a running app elsewhere or add a revision)
+app.include_router(health_router(_engine, alembic_ini=lambda: get_settings().alembic_ini, path="/api/health"))

@@ -1,6 +1,6 @@
 """The edge: where every failure becomes one clear message and an exit code, secrets masked.
 
-``tasks.py`` wraps every task with :func:`edge`; the container entrypoint
+``dbops.tasks`` wraps every task with :func:`edge`; the container entrypoint
 runs ``inv`` and so goes through the same place.  Nothing below this module
 exits the process or prints tracebacks:
 

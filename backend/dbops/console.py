@@ -29,13 +29,15 @@ def _color(code: str, text: str) -> str:
 
 
 class TerminalProgress(Progress):
-    """A live status line on a terminal; every ``every`` seconds a plain line elsewhere."""
+    """A live status line on a terminal; elsewhere (a log) a plain line every ``every`` seconds, the first one
+    ``every`` seconds after the start: a step that ends sooner says only its closing line (:meth:`done`), not
+    the same state twice."""
 
     def __init__(self, *, every: float = 5.0, stream=None):
         self.stream = stream or sys.stdout
         self.tty = is_tty(self.stream)
         self.every = every
-        self._last = 0.0
+        self._last = time.monotonic()
         self._width = 0
 
     def update(self, text: str, *, force: bool = False) -> None:

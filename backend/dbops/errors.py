@@ -441,13 +441,12 @@ class BadAllowComment(UsageError):
 
 
 class HealthCheckFailed(CheckFailed):
-    """The health URL did not answer 200 at head. Carries the last status and body."""
+    """The health URL did not answer 200 (the check's own hint says what was asked of it). Carries the last
+    status and body."""
 
-    def __init__(self, url: str, reason: str, *, status: int | None = None, body: object = None):
-        super().__init__(
-            f"health check of {url} failed: {reason}",
-            hint="look at the application's logs; the app must answer 200 on its health URL at the new head",
-        )
+    def __init__(self, url: str, reason: str, *, status: int | None = None, body: object = None,
+                 hint: str = "look at the application's logs; its health URL must answer HTTP 200"):
+        super().__init__(f"health check of {url} failed: {reason}", hint=hint)
         self.url = url
         self.reason = reason
         self.status = status
@@ -493,10 +492,10 @@ class DockerUnavailable(DbopsError):
 
     exit_code = 3
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, *, hint: str | None = None):
         super().__init__(
             f"no Docker engine answers ({reason})",
-            hint="start Docker (e.g. `sudo dockerd &` or Docker Desktop), or use --db embedded",
+            hint=hint or "start Docker (e.g. `sudo dockerd &` or Docker Desktop), or use --db embedded",
         )
         self.reason = reason
 

@@ -6,7 +6,8 @@ Nothing here knows a step: each step renders its own report with these
 and shows it with :func:`show_report`.
 
 - :func:`check_format` — ``fmt`` is one of :data:`FORMATS`, else a UsageError.
-- :func:`to_json` — a report's dict as JSON (indented, ``default=str``).
+- :func:`to_json` — a report's dict as JSON (indented, ``default=str``); :func:`write_json` writes it,
+  :func:`write_report_json` says why it could not (a read-only folder) instead of failing the run.
 - :func:`markdown_table` — a GitHub-flavoured table; cells escaped (``|``, newlines) and code spans safe
   (:func:`md_cell`, :func:`md_code`).
 - :func:`text_table` — a plain-text table, columns padded.
@@ -41,6 +42,19 @@ def write_json(path: Path, data: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_json(data) + "\n", encoding="utf-8")
     return path
+
+
+def write_report_json(path: Path, data: object) -> str | None:
+    """:func:`write_json`, for a report that is also printed: None when written, else one line saying why not.
+
+    A folder that cannot be written (a read-only container's ``/app/backups``, a full disk, a path through a
+    file) never fails the run: its outcome is what it printed and its exit code, the file is a copy.
+    """
+    try:
+        write_json(path, data)
+    except OSError as exc:
+        return f"could not write the report to {path}: {exc.strerror or exc}; it is printed here only"
+    return None
 
 
 def formatted(report: object, fmt: str, *, text: Callable[[], str], markdown: Callable[[], str]) -> str:

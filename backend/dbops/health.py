@@ -1,13 +1,22 @@
 """The application's health URL (the seed's ``curl /api/health``), over httpx.
 
-Healthy means HTTP 200: under the expand/contract contract (docs/production.md)
-an app answers 200 when its database is at or ahead of the head its code
-expects, 503 when behind or unreachable.  When the JSON body names the
-database's revision (``current``/``revision``) and the caller passes the
-revision the database is known to be at (``expected_heads``: the head a
-deploy just verified), they must match: an app reporting another revision
-looks at another database.  The body's ``schema`` (``at head``/``ahead``/...)
-and ``heads`` (what the app's code expects) are kept for the report.
+Healthy means HTTP 200, with any body: that is all dbops asks of a plain
+health endpoint (the schema itself is checked on dbops' own connection, by
+the deploy's verify step).  An endpoint may say more:
+
+- a body that names the database's revision (``current``, ``revision``,
+  ``schema_revision``, ``alembic_revision``): when the caller passes the
+  revision the database is known to be at (``expected_heads``: the head a
+  deploy just verified), they must match, or the app looks at another
+  database;
+- a body that speaks **dbops' health contract** (docs/production.md; the
+  drop-in :mod:`dbops.integrations` answer it): ``schema`` (``at head`` /
+  ``ahead`` / ``behind`` / ``unknown``), ``current`` (where the database is)
+  and ``heads`` (what the app's code expects); 200 then means the database
+  is at or ahead of the code's head.  :attr:`HealthResult.contract` says
+  whether it did, and the words about the schema (``schema ahead: database
+  at b2, the app's code expects a1``) are only said when the body said them.
+
 :func:`wait_healthy` retries with backoff for a bounded time (the app may be
 restarting); every URL shown is masked (tokens in query strings or user
 info never print).
@@ -41,9 +50,19 @@ class HealthResult:
     #: the head(s) the app's code expects, as it reports them
     app_heads: list[str] | None = None
 
+    @property
+    def contract(self) -> bool:
+        """Whether the body speaks dbops' health contract (``schema``, ``current`` and ``heads``)."""
+        return self.schema is not None and self.app_heads is not None and isinstance(self.body, dict) \
+            and isinstance(self.body.get("current"), list)
+
     def to_dict(self) -> dict:
         return {"url": self.url, "ok": self.ok, "reason": self.reason, "status": self.status, "revision": self.revision,
-                "schema": self.schema, "app_heads": self.app_heads}
+                "schema": self.schema, "app_heads": self.app_heads, "contract": self.contract}
+
+
+#: the keys of a health body read as the database's Alembic revision (``current``: a list)
+REVISION_KEYS = ("current", "revision", "schema_revision", "alembic_revision")
 
 
 def reported_revisions(body: object) -> list[str] | None:
@@ -53,7 +72,7 @@ def reported_revisions(body: object) -> list[str] | None:
     current = body.get("current")
     if isinstance(current, list) and all(isinstance(c, str) for c in current):
         return sorted(current)
-    for key in ("revision", "schema_revision", "alembic_revision"):
+    for key in REVISION_KEYS[1:]:
         if isinstance(body.get(key), str):
             return [body[key]]
     return None
@@ -99,8 +118,9 @@ def check(url: str, *, expected_heads: list[str] | tuple[str, ...] | None = None
                             state, app_heads)
     if expected_heads and revision is not None and sorted(revision) != sorted(expected_heads):
         return HealthResult(
-            shown, False, f"answers 200 but reports the database at {', '.join(revision) or '(none)'}, "
-            f"not at {', '.join(expected_heads)} (is HEALTH_URL this environment's app?)",
+            shown, False, f"answers 200 but its body reports the database at {', '.join(revision) or '(none)'}, "
+            f"not at {', '.join(expected_heads)} (is HEALTH_URL this environment's app? dbops reads "
+            f"{'/'.join(REVISION_KEYS)} in a health body as the database's Alembic revision)",
             resp.status_code, body, revision, state, app_heads,
         )
     return HealthResult(shown, True, "HTTP 200" + words, resp.status_code, body, revision, state, app_heads)
@@ -122,5 +142,17 @@ def wait_healthy(
         last: HealthResult = exc.last_attempt.result()
         raise HealthCheckFailed(
             last.url, f"{last.reason} (still failing after {within_s:g}s of retries)",
-            status=last.status, body=last.body
+            status=last.status, body=last.body, hint=failure_hint(last),
         ) from None
+
+
+def failure_hint(last: HealthResult) -> str:
+    """What to look at when the health URL never answered well: in the words of what it was asked."""
+    if last.status is None:
+        return "check that the app runs and that HEALTH_URL (scheme, host, port, path) reaches it"
+    if last.contract:
+        return ("look at the application's logs and its health body: under dbops' health contract it answers 200 "
+                "when its database is at or ahead of the head its code expects (docs/production.md)")
+    if last.status == 200:  # 200 naming another revision
+        return "point HEALTH_URL at the app of this environment (the one on the database just deployed)"
+    return "look at the application's logs; dbops needs HTTP 200 from its health URL (any body)"

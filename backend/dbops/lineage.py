@@ -8,8 +8,9 @@ know a newer revision, the old release of the app or an older checkout's
 A revision's parents are a fact about its file, which the deploy refuses to
 see edited (:mod:`.deploy.checksums`), so rows are only ever added.
 
-:func:`classify` is the rule, which the example app's health endpoint applies
-too (``backend/app/main.py`` calls :func:`state_for`): ``at head``, ``ahead``
+:func:`classify` is the rule, which an app's health endpoint applies too
+(:mod:`dbops.integrations`' router and blueprint call :func:`state_for`; the
+example app mounts the router): ``at head``, ``ahead``
 (every code head is an ancestor of a database revision), ``behind`` (every
 database revision is in the code's history, a head is missing) or ``unknown``.
 ``at head`` and ``ahead`` are healthy (200), ``behind`` and ``unknown`` are not (503).

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import tempfile
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -45,16 +47,83 @@ BUILD_CA_VAR = "DBOPS_BUILD_CA"
 DEFAULT_PYTHON_IMAGE = "python:3.11-slim-bookworm"
 
 
+#: the folder of the project dbops manages, when it is not the one found from the working folder
+PROJECT_ROOT_VAR = "DBOPS_PROJECT_ROOT"
+#: Flask-Migrate's place for Alembic's files (``flask db init``), under the project's folder
+FLASK_MIGRATE_INI = Path("migrations", "alembic.ini")
+
+
+class ProjectPlace(NamedTuple):
+    """Where the managed project is: its folder (state, reports and local backups go there) and its alembic.ini."""
+
+    root: Path
+    alembic_ini: Path
+
+
+def find_project(start: Path | None = None) -> ProjectPlace:
+    """The project as Alembic finds it: the first folder from ``start`` (the working folder) up that holds an
+    ``alembic.ini`` or a ``pyproject.toml`` with ``[tool.alembic]``, else Flask-Migrate's ``migrations/alembic.ini``
+    under ``start``.  The search stops at a git repository's top; it never looks where dbops is installed.
+
+    Raises :class:`UsageError` naming the places checked and the ways out.
+    """
+    start = (start or Path.cwd()).resolve()
+    checked: list[Path] = []
+    for folder in (start, *start.parents):
+        checked.append(folder)
+        if (folder / "alembic.ini").is_file() or _has_tool_alembic(folder / "pyproject.toml"):
+            return ProjectPlace(folder, folder / "alembic.ini")
+        if (folder / ".git").exists():
+            break
+    if (start / FLASK_MIGRATE_INI).is_file():
+        return ProjectPlace(start, start / FLASK_MIGRATE_INI)
+    folders = ", ".join(str(f) for f in checked)
+    raise UsageError(
+        "no Alembic project here: dbops manages the project of the folder it runs in, and found no alembic.ini",
+        details=f"checked for alembic.ini (or a pyproject.toml with [tool.alembic]): {folders}\n"
+                f"checked for Flask-Migrate's: {start / FLASK_MIGRATE_INI}",
+        hint="run dbops from your project's folder (where alembic.ini is), or name its ini: "
+             f"`dbops -c path/to/alembic.ini ...` (or ALEMBIC_CONFIG; {PROJECT_ROOT_VAR} for the project's folder)",
+    )
+
+
+def _has_tool_alembic(pyproject: Path) -> bool:
+    """Whether ``pyproject`` has Alembic's ``[tool.alembic]`` table (``alembic init -t pyproject``)."""
+    try:
+        return "alembic" in tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+
+
 def project_root() -> Path:
-    """The repository root: the folder holding ``alembic.ini`` (``DBOPS_PROJECT_ROOT`` overrides)."""
-    env = os.environ.get("DBOPS_PROJECT_ROOT")
-    if env:
-        return Path(env).resolve()
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "alembic.ini").is_file():
-            return parent
-    return Path.cwd()
+    """The managed project's folder: ``DBOPS_PROJECT_ROOT``, else the one :func:`find_project` finds."""
+    env = os.environ.get(PROJECT_ROOT_VAR)
+    return Path(env).resolve() if env else find_project().root
+
+
+def _project(config: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, Path | None]:
+    """The project's folder and alembic.ini: ``--config`` / ``ALEMBIC_CONFIG`` name the ini (relative to the
+    working folder, as ``alembic -c`` reads it), ``DBOPS_PROJECT_ROOT`` the folder; the rest is found."""
+    chosen = config or environ.get("ALEMBIC_CONFIG", "").strip() or None
+    ini = Path(chosen).resolve() if chosen else None
+    if ini is not None and not ini.is_file():
+        raise UsageError(
+            f"alembic config {ini} does not exist",
+            details=f"checked: {'--config' if config else 'ALEMBIC_CONFIG'} ({chosen})",
+            hint="pass --config (or set ALEMBIC_CONFIG) with the path of an alembic.ini",
+        )
+    named_root = environ.get(PROJECT_ROOT_VAR) or os.environ.get(PROJECT_ROOT_VAR)
+    if named_root:
+        root = Path(named_root).resolve()
+        if ini is None and not (root / "alembic.ini").is_file() and (root / FLASK_MIGRATE_INI).is_file():
+            ini = root / FLASK_MIGRATE_INI
+        return root, ini
+    if ini is None:
+        return find_project()
+    try:  # an ini named from inside a project: that project's folder keeps the state
+        return find_project().root, ini
+    except UsageError:  # from elsewhere: the ini's own folder (Flask-Migrate's: the folder above migrations/)
+        return (ini.parent.parent if ini.parent.name == FLASK_MIGRATE_INI.parts[0] else ini.parent), ini
 
 
 def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL") -> URL:
@@ -99,7 +168,63 @@ def normalize_database_url(raw: str, *, variable: str = "DATABASE_URL") -> URL:
             "names no database (the part after the last '/')",
             hint=f"append the database name, e.g. {mask_url(url.set(database='app'))}",
         )
-    return url.set(drivername=DRIVER)
+    return system_roots(url, variable).set(drivername=DRIVER)
+
+
+#: where Linux distributions keep the bundle of the system's trusted CAs (Debian, Ubuntu and Alpine first, then
+#: Fedora / RHEL, openSUSE, macOS and the BSDs)
+SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                     "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem")
+#: the sslmode that ``sslrootcert=system`` takes by default and demands (libpq 16+)
+_SYSTEM_ROOTS_MODE = "verify-full"
+
+
+def system_ca_bundle(environ: Mapping[str, str] | None = None) -> tuple[Path | None, list[str]]:
+    """The file of the system's trusted CAs, as OpenSSL finds it, and the places looked at.
+
+    ``SSL_CERT_FILE`` first (OpenSSL's own override, which libpq's ``sslrootcert=system`` honours too), then the
+    system OpenSSL's default bundle (``/usr/lib/ssl/cert.pem`` on Debian), then the distributions' bundles.
+    """
+    environ = os.environ if environ is None else environ
+    places = [p for p in (environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().openssl_cafile) if p]
+    places += [p for p in SYSTEM_CA_BUNDLES if p not in places]
+    for place in places:
+        if Path(place).is_file():
+            return Path(place).resolve(), places
+    return None, places
+
+
+def system_roots(url: URL, variable: str = "DATABASE_URL") -> URL:
+    """``url`` with ``sslrootcert=system`` replaced by the file of the system's CAs (:func:`system_ca_bundle`).
+
+    libpq 16+ reads ``system`` as "OpenSSL's default CA store", but the driver's bundled libpq looks in the
+    OpenSSL folder of the machine it was built on (not Debian's store), and pg_dump / psql 14 and 15 take
+    ``system`` for a file name.  A file works with every client, so dbops hands them the file; the rest of
+    libpq's rule holds: ``system`` means ``sslmode=verify-full`` (the default then; a weaker mode is refused).
+    """
+    if url.query.get("sslrootcert") != "system":
+        return url
+    mode = url.query.get("sslmode")
+    if mode is not None and mode != _SYSTEM_ROOTS_MODE:
+        raise ConfigError(
+            variable,
+            f"asks sslrootcert=system with sslmode={mode}; the system's CAs are trusted only with "
+            f"sslmode={_SYSTEM_ROOTS_MODE} (any public CA signs certificates for any host name, so the host name "
+            "must be checked too; libpq refuses the same)",
+            hint=f"use ?sslmode={_SYSTEM_ROOTS_MODE}&sslrootcert=system, or set sslrootcert to the file of the CA "
+            "that signed the server's certificate (your provider's CA bundle)",
+        )
+    bundle, places = system_ca_bundle()
+    if bundle is None:
+        raise ConfigError(
+            variable,
+            "asks sslrootcert=system, but this machine has no bundle of trusted CAs "
+            f"(looked at {', '.join(places)})",
+            hint="install the system's CAs (Debian: apt-get install ca-certificates), point SSL_CERT_FILE at a "
+            "bundle, or set sslrootcert to the file of the CA that signed the server's certificate (in a "
+            "container, mount it: -v /path/ca.crt:/certs/ca.crt:ro and sslrootcert=/certs/ca.crt)",
+        )
+    return url.update_query_dict({"sslrootcert": str(bundle), "sslmode": _SYSTEM_ROOTS_MODE})
 
 
 def _url_port(raw: str) -> str | None:
@@ -507,16 +632,7 @@ def load_settings(
                 hint=f"set {url_var} to the real connection string of the {env} database",
             )
 
-    root = Path(environ["DBOPS_PROJECT_ROOT"]).resolve() if environ.get("DBOPS_PROJECT_ROOT") else project_root()
-    # --config wins; then Alembic's own variable, as `alembic -c` reads it (relative to the working folder)
-    chosen = alembic_ini or environ.get("ALEMBIC_CONFIG", "").strip() or None
-    ini = Path(chosen).resolve() if chosen else None
-    if ini is not None and not ini.is_file():
-        raise UsageError(
-            f"alembic config {ini} does not exist",
-            details=f"checked: {'--config' if alembic_ini else 'ALEMBIC_CONFIG'} ({chosen})",
-            hint="pass --config (or set ALEMBIC_CONFIG) with the path of an alembic.ini",
-        )
+    root, ini = _project(alembic_ini, environ)
 
     backup_url, _ = get("BACKUP_URL")
     endpoint, _ = get("AWS_ENDPOINT_URL_S3")

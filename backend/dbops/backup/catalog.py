@@ -6,6 +6,9 @@ Layout of a backup under ``BACKUP_URL``::
     <prefix>/<env>/<UTC timestamp>_<alembic revision>.manifest.json  written only after the dump was checked
     <prefix>/<env>/<UTC timestamp>_<alembic revision>.verified.json  written by verify-backup
 
+A ``BACKUP_URL`` that already ends in the environment's name (``s3://bucket/prod`` for prod) is that
+environment's folder: its backups are ``prod/<timestamp>_...``, not ``prod/prod/...`` (:func:`env_key`).
+
 A dump without its manifest is not a backup: listing shows it as incomplete,
 restore refuses it, and prune never touches it.  A manifest that cannot be
 read (not JSON, not an object, cut short) marks its backup damaged: listed
@@ -97,14 +100,21 @@ class BackupInfo:
         }
 
 
+def env_key(store: Store, settings: Settings, *parts: str) -> str:
+    """A key under ``<prefix>/<env>``; a location that already ends in the environment's name
+    (``BACKUP_URL=s3://bucket/prod`` for prod) is not given it twice: ``prod/<name>``, not ``prod/prod/<name>``."""
+    return store.key(*parts) if store.names(settings.env) else store.key(settings.env, *parts)
+
+
 def env_prefix(store: Store, settings: Settings) -> str:
-    """``<prefix>/<env>/``: everything this environment's backups may touch."""
-    return store.key(settings.env) + "/"
+    """``<prefix>/<env>/`` (:func:`env_key`): everything this environment's backups may touch."""
+    key = env_key(store, settings)
+    return key + "/" if key else ""
 
 
 def dump_key(store: Store, settings: Settings, started: dt.datetime, revision: str) -> str:
     """The key of a dump started at ``started`` of a database at ``revision``."""
-    return store.key(settings.env, f"{clock.stamp(started)}_{revision}{DUMP_SUFFIX}")
+    return env_key(store, settings, f"{clock.stamp(started)}_{revision}{DUMP_SUFFIX}")
 
 
 def manifest_key(key: str) -> str:

@@ -17,13 +17,27 @@ from ..redact import reason
 log = logging.getLogger(__name__)
 
 
+#: what the Docker SDK's absence says: it is the `docker` extra of dbops
+NO_SDK = "the Docker SDK (the docker Python package) is not installed"
+NO_SDK_HINT = "pip install 'dbops[docker]' (or the docker package), or use --db embedded / --db url"
+
+
+def sdk():  # -> the docker module
+    """The Docker SDK, imported on first use (an extra: ``dbops[docker]``); DockerUnavailable naming it if missing."""
+    try:
+        import docker.errors  # an optional dependency: imported where an engine is asked for
+    except ImportError:
+        raise DockerUnavailable(NO_SDK, hint=NO_SDK_HINT) from None
+    return docker
+
+
 @lru_cache(maxsize=1)
 def probe() -> str | None:
     """None when an engine answers, else why not (cached for the process)."""
     try:
-        import docker
-    except ImportError:
-        return "the docker Python package is not installed"
+        docker = sdk()
+    except DockerUnavailable:
+        return NO_SDK
     try:
         c = docker.from_env(timeout=3)
         c.ping()
@@ -39,8 +53,8 @@ def calls(operation: str, target: str, *, hint: str | None = None) -> Iterator[N
 
     Catch the errors a caller expects (``NotFound``) inside the block: they reach it first.
     """
-    import docker.errors
-    import requests
+    docker = sdk()
+    import requests  # the Docker SDK's own dependency
 
     try:
         yield
@@ -62,11 +76,10 @@ def engine_available() -> bool:
 
 def client(timeout: int = 120):  # -> docker.DockerClient
     """A docker client, or DockerUnavailable saying why and what to do."""
+    docker = sdk()
     reason = probe()
     if reason is not None:
         raise DockerUnavailable(reason)
-    import docker
-
     return docker.from_env(timeout=timeout)
 
 
@@ -76,8 +89,8 @@ def build_image(context, *, tag: str, dockerfile: str = "Dockerfile", buildargs:
 
     Layers are reused between builds (no ``--no-cache``); intermediate containers are removed.
     """
-    import docker.errors
-    import requests
+    docker = sdk()
+    import requests  # the Docker SDK's own dependency
 
     api = client(timeout=timeout).api
     lines: list[str] = []

@@ -210,7 +210,7 @@ class _Deploy:
             r.revision_after = list(self.pf.current)
             r.finish(Outcome.PLANNED)
             ui.say(plan.text(self.settings, r, seconds=self.seconds, no_backup=opts.no_backup,
-                             allow_unsafe=opts.allow_unsafe))
+                             allow_unsafe=opts.allow_unsafe, health=self.pf.health))
         return detail
 
     def apply(self) -> str:
@@ -242,7 +242,7 @@ class _Deploy:
     def check(self) -> str:
         r, settings, conn = self.report, self.settings, self.run.conn
         r.revision_after = verify.database_at_head(conn, self.project)
-        detail = [f"database at head {', '.join(r.revision_after)}"]
+        detail = [f"database at head {', '.join(r.revision_after)} (read on dbops' own connection)"]
         if settings.health_url:
             h = verify.app_healthy(settings.health_url, list(self.project.heads()),
                                    within_s=settings.verify_timeout_s, timeout=settings.health_timeout_s)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from ..health import HealthResult
 from ..redact import mask_url
 from ..settings import Settings
+from . import verify
 from .report import DeployReport
 
 
-def text(settings: Settings, r: DeployReport, *, seconds: float, no_backup: bool, allow_unsafe: bool) -> str:
-    """The numbered steps ``inv deploy`` would take (``r``: the planned run's report; ``seconds``: its window)."""
+def text(settings: Settings, r: DeployReport, *, seconds: float, no_backup: bool, allow_unsafe: bool,
+         health: HealthResult | None = None) -> str:
+    """The numbered steps ``inv deploy`` would take (``r``: the planned run's report; ``seconds``: its window;
+    ``health``: the health URL's answer now, whose fields decide how its check is described)."""
     lines = ["", f"plan: `inv deploy --env {settings.env}` would now:"]
     n = 1
     lines.append(f"  {n}. take the deploy lock (one deploy at a time)")
@@ -36,9 +40,9 @@ def text(settings: Settings, r: DeployReport, *, seconds: float, no_backup: bool
     errors = sum(1 for f in r.lint if f.level == "error")
     if errors and not allow_unsafe:
         lines.append(f"     (would STOP before this: {errors} error-level lint finding(s); see above)")
-    lines.append(f"  {n}. verify: database at head {r.head}"
-                 + (f", {mask_url(settings.health_url)} answers 200 (its database at or ahead of its code's head)"
-                    if settings.health_url else ""))
+    lines.append(f"  {n}. verify: database at head {r.head} (read on dbops' own connection)"
+                 + (f", {verify.app_words(mask_url(settings.health_url), r.head, health)}"
+                    if settings.health_url else ", no HEALTH_URL: the app is not checked"))
     n += 1
     lines.append(f"  {n}. monitor for {seconds:g}s")
     lines.append("nothing was changed.")

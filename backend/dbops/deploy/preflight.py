@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, Connection
 
 from .. import health
 from ..errors import ConfigError, Refused
+from ..health import HealthResult
 from ..migrations import Project
 from ..servers import environment_url
 from ..settings import Settings
@@ -33,6 +34,8 @@ class Preflight:
     pending: list[Script]
     checks: list[str] = field(default_factory=list)
     unrecorded: list[str] = field(default_factory=list)
+    #: the health URL's answer now (when revisions are pending): the plan's words follow what it speaks
+    health: HealthResult | None = None
 
     @property
     def nothing_pending(self) -> bool:
@@ -58,7 +61,8 @@ def target_url(settings: Settings, *, need_backup: bool = True, need_health: boo
             raise ConfigError(
                 f"{scoped}_HEALTH_URL",
                 f"is not set: a {settings.env} deploy verifies the app's health endpoint",
-                hint=f"export {scoped}_HEALTH_URL (or HEALTH_URL), e.g. https://api.example.com/api/health",
+                hint=f"export {scoped}_HEALTH_URL (or HEALTH_URL): your app's health endpoint, e.g. "
+                "https://api.example.com/health (any endpoint that answers HTTP 200 when the app is up)",
             )
     return url
 
@@ -97,6 +101,10 @@ def inspect(conn: Connection, project: Project, settings: Settings, *, allow_mul
             raise Refused(
                 f"the health URL {h.url} does not answer ({h.reason}); verify would fail after the upgrade",
                 hint="check HEALTH_URL (scheme, host, port, path) and that the app runs; nothing was changed",
+                exit_code=3,  # a service that does not answer (docs/container.md), as an unreachable database
             )
-        checks.append(f"health URL answers (HTTP {h.status})")
-    return Preflight(version, current, head, pending, checks, verification.unrecorded)
+        checks.append(f"health URL answers (HTTP {h.status}"
+                      + (", dbops' health contract" if h.contract else "") + ")")
+    else:
+        h = None
+    return Preflight(version, current, head, pending, checks, verification.unrecorded, h)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, Connection
 
+from .. import health
 from ..backup import restore_commands
 from ..errors import DbopsError, IrreversibleMigration, RevisionNotReached, UsageError
 from ..migrations import Project, upgrade
@@ -162,10 +163,13 @@ class _Rollback:
         expected = [] if target == "base" else [target]
         if sorted(r.revision_after) != expected:
             raise RevisionNotReached("downgrade", r.database, r.revision_before, r.revision_after, expected)
-        r.warnings.append("a downgrade restores the schema, not data; redeploy the app release that matches "
-                          f"{target} (until then the serving release, whose code expects the newer head, "
-                          "answers 503 'behind')")
-        return f"database at {target}"
+        # what the app says now, asked once (never a failure: the database is where it must be)
+        h = (health.check(self.settings.health_url, timeout=self.settings.health_timeout_s)
+             if self.settings.health_url else None)
+        if h is not None:
+            r.health.append(h)
+        r.warnings.append(verify.rollback_words(target, h))
+        return f"database at {target} (read on dbops' own connection)"
 
     def on_failure(self, err: DbopsError) -> None:
         r = self.report

@@ -118,9 +118,13 @@ class Project:
         if connection is not None:
             cfg.attributes["connection"] = connection
         cfg.attributes["skip_logging_config"] = True
-        if not cfg.get_alembic_option("script_location"):
+        location = cfg.get_alembic_option("script_location")
+        if not location:
             # Flask-Migrate's migrations/alembic.ini names none: the scripts are in the ini's own folder
             cfg.set_main_option("script_location", str(self.ini.parent).replace("%", "%%"))
+        elif ":" not in location and not os.path.isabs(location) and (self.ini.parent / location).is_dir():
+            # Alembic reads a relative one ("migrations") from the working folder; the project's is beside its ini
+            cfg.set_main_option("script_location", str((self.ini.parent / location).resolve()).replace("%", "%%"))
         return cfg
 
     @cached_property

@@ -21,6 +21,7 @@ from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_d
 
 from ..errors import DatabaseUnreachable, PooledConnectionRefused, UsageError
 from ..redact import mask_url, reason
+from ..settings import SYSTEM_CA_BUNDLES, system_ca_bundle
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,32 @@ def make_engine(url: URL, *, connect_timeout: int = 10, autocommit: bool = False
 def unreachable(url: URL, exc: BaseException, hint: str | None = None) -> DatabaseUnreachable:
     """The error for a failed connection to ``url``: the driver's first line, the password masked."""
     why = reason(exc, url)
-    if "certificate verify failed" in why or "does not match host name" in why:
-        cert = "sslrootcert in the URL" if url.query.get("sslrootcert") else "~/.postgresql/root.crt (or sslrootcert)"
-        hint = (f"the server's certificate was not accepted under sslmode={url.query.get('sslmode', 'prefer')}: "
-                f"point {cert} at the CA that signed it (your provider's CA bundle; "
-                "sslrootcert=system uses the system's CAs), and connect with the host name in the certificate")
+    if any(words in why for words in _CERTIFICATE_REFUSED):
+        hint = certificate_hint(url)
     return DatabaseUnreachable(mask_url(url), why, hint=hint)
+
+
+#: what libpq says when the server's certificate cannot be checked: no CA file, a CA that did not sign it,
+#: another host name
+_CERTIFICATE_REFUSED = ("certificate verify failed", "does not match host name", "root certificate file")
+
+
+def certificate_hint(url: URL) -> str:
+    """How to make ``sslmode=verify-ca/verify-full`` accept the server's certificate: name the CA that signed it."""
+    mode = url.query.get("sslmode", "prefer")
+    rootcert = url.query.get("sslrootcert")
+    system = rootcert is not None and (rootcert in SYSTEM_CA_BUNDLES or rootcert == str(system_ca_bundle()[0]))
+    if system:
+        where = (f"the system's CAs ({rootcert}, what sslrootcert=system stands for) did not sign it: set "
+                 "sslrootcert to the file of the CA that did (your provider's CA bundle)")
+    elif rootcert:
+        where = f"the CA in sslrootcert ({rootcert}) did not sign it: set sslrootcert to the file of the CA that did"
+    else:
+        where = ("no CA was given: add sslrootcert=<file of the CA that signed it> to the URL (your provider's CA "
+                 "bundle), or sslrootcert=system when a public CA signed it")
+    return (f"under sslmode={mode} the server's certificate must be signed by a CA dbops trusts; {where}. In a "
+            "container the file must be inside it: mount it (-v /path/ca.crt:/certs/ca.crt:ro) and use "
+            "sslrootcert=/certs/ca.crt. Connect with the host name the certificate names")
 
 
 def pooled_direct_host(url: URL) -> str | None:

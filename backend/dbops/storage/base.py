@@ -123,6 +123,10 @@ class Store(abc.ABC):
         """A key under this store's prefix."""
         return "/".join(p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/"))
 
+    def names(self, name: str) -> bool:
+        """Whether the location already ends in ``name`` (``s3://bucket/prod`` names ``prod``)."""
+        return bool(self.prefix) and self.prefix.rstrip("/").rsplit("/", 1)[-1] == name
+
     def put_json(self, key: str, data: dict) -> None:
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         self.put_bytes(key, text.encode(), content_type="application/json")

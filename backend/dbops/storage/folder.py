@@ -25,6 +25,10 @@ class LocalStore(Store):
     def describe(self) -> str:
         return str(self.root)
 
+    def names(self, name: str) -> bool:
+        """Whether the folder (or the prefix in it) already ends in ``name`` (``/srv/backups/prod`` names ``prod``)."""
+        return super().names(name) if self.prefix else self.root.name == name
+
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if self.root != path and self.root not in path.parents:

@@ -153,7 +153,8 @@ def test_a_wrong_ca_is_one_clear_error(ssl_server: SSLServer, prod_db, project: 
     r = sh("inv backup --env prod", shell_env(project, url, tmp_path))
     assert r.returncode == 3, r.stdout + r.stderr
     assert [line for line in r.stderr.splitlines() if line.startswith("error:")] == [r.stderr.splitlines()[0]]
-    assert "certificate verify failed" in r.stderr and "point sslrootcert in the URL at the CA" in r.stderr
+    assert "certificate verify failed" in r.stderr
+    assert f"the CA in sslrootcert ({other_ca}) did not sign it" in r.stderr and "-v /path/ca.crt" in r.stderr
     assert not (tmp_path / "offsite").exists() or not any((tmp_path / "offsite").rglob("*.dump"))
 
 

@@ -1,0 +1,5 @@
+"""``python -m dbops``: the ``dbops`` command."""
+
+from dbops.tasks import main
+
+main()
