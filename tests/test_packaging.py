@@ -12,11 +12,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from installed import build_wheel, make_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_PROJECT = ROOT / "tests" / "scenarios" / "users" / "import_time_url"
@@ -36,30 +36,14 @@ def run(argv: list[str | Path], *, cwd: Path, env: dict[str, str] | None = None,
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built (`pip wheel`, an isolated build) from a copy of what the repository tracks for it: a build
-    in the checkout itself would pick up a stale build/ folder."""
-    src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "backend" / "dbops", src / "backend" / "dbops",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out = tmp_path_factory.mktemp("wheel")
-    done = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, src], cwd=src)
-    assert done.returncode == 0, done.stdout + done.stderr
-    (built,) = out.glob("dbops-*.whl")
-    return built
+    return build_wheel(tmp_path_factory.mktemp("build"))
 
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clean virtual environment with the wheel and its dependencies (the oldest allowed, see OLDEST)."""
-    where = tmp_path_factory.mktemp("venv") / "venv"
-    done = run([sys.executable, "-m", "venv", where], cwd=where.parent)
-    assert done.returncode == 0, done.stderr
-    done = run([where / "bin" / "python", "-m", "pip", "install", "-q", wheel, *OLDEST], cwd=where.parent,
-               timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return where
+    where = tmp_path_factory.mktemp("venv")
+    return make_venv(where / "venv", [wheel, *OLDEST], cwd=where)
 
 
 @pytest.fixture

@@ -123,3 +123,13 @@ def test_quick_start_sync_on_the_embedded_default(project, tmp_path):
     finally:
         r = inv("db-down", env=env)
     assert r.returncode == 0 and "embedded: stopped" in r.stdout
+
+
+def test_dbops_list_into_a_closed_pipe_ends_without_a_traceback():
+    """`dbops --list | head -1`: the reader is gone before dbops writes; one exit code, no traceback."""
+    child = subprocess.Popen([sys.executable, "-m", "dbops", "--list"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader leaves before dbops has started
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 1
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err

@@ -423,6 +423,31 @@ def accept_migration_change(c, env="local", revision=None):
     Console().ok(f"{revision}: accepted sha256 {new} (was {old or 'not recorded'})")
 
 
+@task(help={"yes": "add lines to existing files (pyproject.toml, .gitignore) without asking",
+            "force": "overwrite an existing file that differs from what init writes (the Dockerfile, the workflow)",
+            "action": "the `uses:` of the workflow: dbops' action as owner/repo@SHA (default: the commit dbops "
+                      "was installed from)",
+            "dockerfile": "where the job image's Dockerfile goes (default Dockerfile; e.g. dbops.Dockerfile "
+                          "when Dockerfile is your app's)"})
+@edge
+def init(c, yes=False, force=False, action=None, dockerfile="Dockerfile"):
+    """Adopt dbops in this project: [tool.dbops], .gitignore lines, the job Dockerfile, a CI workflow."""
+    from dbops import init as step  # per task: start-up time
+
+    settings = load_settings()
+    step.init(settings.root, settings.alembic_ini, yes=yes, force=force, uses=action, dockerfile_path=dockerfile,
+              ui=Console())
+
+
+@task
+@edge
+def heads(c):
+    """Exit 1 when the migration history has more than one head; needs no database (pre-commit, CI)."""
+    from dbops.migrations import Project  # per task: start-up time
+
+    Console().ok(f"one head: {Project(load_settings().alembic_ini).single_head()}")
+
+
 # -- containers, compose, Render ------------------------------------------------------
 
 PYTHON_IMAGE_HELP = "base image of the build (default DBOPS_PYTHON_IMAGE or python:3.11-slim-bookworm)"
@@ -516,4 +541,9 @@ class _Program(Program):
 
 def main(argv: list[str] | None = None) -> None:
     """The ``dbops`` command (and ``python -m dbops``): every task of :data:`ns`, exit codes as ``inv``'s."""
-    _Program(namespace=ns, name="dbops", binary="dbops", version=__version__).run(argv)
+    try:
+        _Program(namespace=ns, name="dbops", binary="dbops", version=__version__).run(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `dbops --list | head`: the reader left; no traceback (Python's own recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
