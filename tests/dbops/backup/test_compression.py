@@ -22,6 +22,13 @@ from dbops.settings import load_settings
 
 from .helpers import BUCKET, assert_no_secrets, cli_env, inv, keys, migrate, seed, settings_for, snapshot, uploads
 
+
+@pytest.fixture(scope="module", autouse=True)
+def clients_with_zstd() -> None:
+    """pg_dump 18 built with zstd and lz4 (what `inv pg-clients` installs): a fresh machine gets them here."""
+    ensure_clients(18)
+
+
 #: how ``pg_restore --list`` names each method in the archive's header (pg_restore 16+)
 HEADER = {"zstd": "zstd", "lz4": "lz4", "gzip": "gzip", "none": "none"}
 
