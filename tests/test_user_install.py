@@ -27,19 +27,18 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from fingerprint import assert_unchanged, fingerprint
 from installed import ROOT, build_wheel, make_venv, run
 from pg_servers import SSL_PASSWORD, SSLServer, ensure_clients
+from plain_health import plain_health
 from s3_server import ACCESS_KEY, BUCKETS, SECRET_KEY
 from sqlalchemy.engine import URL
 
@@ -180,24 +179,8 @@ def prod_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSLServer]
 @pytest.fixture(scope="module")
 def health() -> Iterator[str]:
     """A plain health route: 200, a body that names no revision."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b'{"status": "ok"}'
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/health"
-    httpd.shutdown()
-    httpd.server_close()
+    with plain_health("/health") as url:
+        yield url
 
 
 # -- one developer's session ----------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -36,6 +35,7 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
 from . import Project
+from .fence import quiet_logging
 
 
 def env_is_async(project: Project) -> bool:
@@ -202,7 +202,7 @@ def foreign_env(project: Project, url: URL, *, modules_before: set[str] | None =
 
     (Its variables and connections are the fence's, around each run: :meth:`Project.fence`.)
     Alembic's INFO lines ("Running upgrade ...") are silenced even
-    when env.py calls ``fileConfig``; ``sys.path`` and the modules imported
+    when env.py calls ``fileConfig`` (:func:`.fence.quiet_logging`); ``sys.path`` and the modules imported
     from the project (its models) are restored, so several projects can be
     tested in one process.  ``modules_before``: the modules there were before
     the caller began loading the project (its revision files import modules
@@ -211,17 +211,10 @@ def foreign_env(project: Project, url: URL, *, modules_before: set[str] | None =
     project_dir = project.ini.parent
     saved_path = list(sys.path)
     saved_modules = set(sys.modules) if modules_before is None else set(modules_before)
-    saved_disable = logging.root.manager.disable
-    # fileConfig() disables every logger that exists (ours too) unless told otherwise: undone below
-    saved_disabled = {name: lg.disabled for name, lg in logging.root.manager.loggerDict.items()
-                      if isinstance(lg, logging.Logger)}
-    logging.disable(logging.INFO)
     try:
-        yield
+        with quiet_logging():
+            yield
     finally:
-        logging.disable(saved_disable)
-        for name, disabled in saved_disabled.items():
-            logging.getLogger(name).disabled = disabled
         sys.path[:] = saved_path
         root = str(project_dir.resolve())
         for name in set(sys.modules) - saved_modules:

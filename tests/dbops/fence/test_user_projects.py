@@ -24,16 +24,15 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from fingerprint import assert_unchanged, differences, fingerprint, schema_dump
 from pg_servers import SSL_PASSWORD, SSLServer, ensure_clients
+from plain_health import plain_health
 from sqlalchemy.engine import URL
 
 from dbops import postgres
@@ -140,24 +139,8 @@ def prod_server(tmp_path_factory) -> Iterator[SSLServer]:
 @pytest.fixture(scope="module")
 def health() -> Iterator[str]:
     """The app's health URL: 200 with a body that names no revision (the app's own health route does not)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b'{"status": "ok"}'
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/api/v1/utils/health-check/"
-    httpd.shutdown()
-    httpd.server_close()
+    with plain_health("/api/v1/utils/health-check/") as url:
+        yield url
 
 
 class Templates:
