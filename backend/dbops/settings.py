@@ -16,6 +16,7 @@ import re
 import ssl
 import tempfile
 import tomllib
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -579,6 +580,83 @@ _TEXTS = {
 }
 
 
+#: [tool.dbops] keys that name a variable other than ``DBOPS_<KEY>`` (the others: ``lock-timeout-ms`` is
+#: ``DBOPS_LOCK_TIMEOUT_MS``, and so on for every numeric and text setting above)
+_PYPROJECT_PLAIN = ("BACKUP_URL", "HEALTH_URL", "BACKUP_SSE", "BACKUP_COMPRESSION", "AWS_ENDPOINT_URL_S3",
+                    "AWS_ENDPOINT_URL", "AWS_REGION", "RENDER_JOB_SERVICE_ID", "RENDER_API_URL")
+#: settings that hold a secret, or a URL that carries one: from the environment only, never from a file in git
+_PYPROJECT_SECRETS = ("DATABASE_URL", "NOTIFY_WEBHOOK_URL", "RENDER_API_KEY", "AWS_ACCESS_KEY_ID",
+                      "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "BACKUP_AGE_IDENTITY")
+#: [tool.dbops] keys read by other parts of dbops, not by load_settings
+_PYPROJECT_OWN_TABLES = ("url-variables",)
+
+
+def _key(variable: str) -> str:
+    """The [tool.dbops] key of a variable: ``DBOPS_LOCK_TIMEOUT_MS`` → ``lock-timeout-ms``."""
+    return variable.removeprefix("DBOPS_").lower().replace("_", "-")
+
+
+def pyproject_keys() -> dict[str, str]:
+    """Every [tool.dbops] key a setting can be given by, and the variable it stands for (docs/configuration.md)."""
+    variables = [*_PYPROJECT_PLAIN, "DBOPS_DB", *(var for var, _ in _NUMBERS.values()), *_TEXTS.values()]
+    return {_key(var): var for var in variables}
+
+
+def pyproject_settings(root: Path) -> dict[str, str]:
+    """The variables ``[tool.dbops]`` in ``root/pyproject.toml`` sets, as the environment would spell them.
+
+    ``lock-timeout-ms = 3000`` is ``DBOPS_LOCK_TIMEOUT_MS=3000``; ``[tool.dbops.env.prod]`` ``health-url = …`` is
+    ``PROD_HEALTH_URL``.  The environment wins over the file.  Secrets are refused here: they come from the
+    environment only.  Sub-tables other than ``env`` belong to other parts of dbops (``fleet``) and are skipped.
+    """
+    path = root / "pyproject.toml"
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("dbops", {})
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot be read as TOML ({exc})", hint="fix the file's TOML syntax") from None
+    if not isinstance(table, dict):
+        return {}
+    keys = pyproject_keys()
+    found: dict[str, str] = {}
+
+    def take(items: Mapping, prefix: str, where: str) -> None:
+        for key, value in items.items():
+            if key in _PYPROJECT_OWN_TABLES or (isinstance(value, dict) and where == "[tool.dbops]"):
+                continue
+            secret = key.upper().replace("-", "_")
+            if secret in _PYPROJECT_SECRETS or secret.endswith("DATABASE_URL"):
+                raise ConfigError(
+                    f"{path} {where} {key}",
+                    "holds a secret (or a URL that carries one); secrets are read from the environment only",
+                    hint=f"remove {key} from {path.name} and set {secret} in the environment (a Render env group, "
+                         "a CI secret, a .env file kept out of git)",
+                )
+            if key not in keys:
+                close = [k for k in keys if k.split("-")[0] == key.split("-")[0]] or sorted(keys)[:8]
+                raise ConfigError(
+                    f"{path} {where} {key}", "is not a dbops setting (checked the keys of docs/configuration.md)",
+                    hint=f"fix the key's spelling (similar keys: {', '.join(close)}), or remove it",
+                ).with_context(details=f"[tool.dbops] keys: {', '.join(sorted(keys))}")
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise ConfigError(f"{path} {where} {key}", f"must be a string or a number, got {value!r}",
+                                  hint=f'e.g. {key} = "…" or {key} = 10')
+            found[prefix + keys[key]] = str(value)
+
+    take(table, "", "[tool.dbops]")
+    envs = table.get("env", {})
+    if not isinstance(envs, dict):
+        raise ConfigError(f"{path} [tool.dbops] env", "must be a table of environments",
+                          hint="e.g. [tool.dbops.env.prod] with health-url = \"https://…\"")
+    for name, values in envs.items():
+        if name not in ENVIRONMENTS or not isinstance(values, dict):
+            raise ConfigError(f"{path} [tool.dbops.env.{name}]", "is not an environment's table",
+                              hint=f"use [tool.dbops.env.<name>] with one of: {', '.join(ENVIRONMENTS)}")
+        take(values, f"{name.upper()}_", f"[tool.dbops.env.{name}]")
+    return found
+
+
 def _default(name: str):
     """The default of a :class:`Settings` field: the one place defaults are written."""
     return Settings.__dataclass_fields__[name].default
@@ -607,7 +685,22 @@ def load_settings(
             f"unknown environment {env!r}",
             hint=f"use --env with one of: {', '.join(ENVIRONMENTS)}",
         )
+    root, ini = _project(alembic_ini, environ)
+    from_file = pyproject_settings(root)
+    given = {name: value for name, value in environ.items() if value != ""}  # an empty variable is unset
+    try:
+        return _load(env, root, ini, ChainMap(given, from_file), provider=provider, compression=compression,
+                     monitor_minutes=monitor_minutes, monitor_seconds=monitor_seconds)
+    except ConfigError as exc:
+        if exc.variable not in from_file or exc.variable in given:
+            raise
+        key = _key(exc.variable.removeprefix(f"{env.upper()}_"))
+        raise exc.with_context(hint=f"{exc.hint or 'fix it'} (it is set by {key} in [tool.dbops] of "
+                                    f"{root / 'pyproject.toml'})") from None
 
+
+def _load(env: str, root: Path, ini: Path | None, environ: Mapping[str, str], *, provider: str | None,
+          compression: str | None, monitor_minutes: float | None, monitor_seconds: float | None) -> Settings:
     def get(name: str) -> tuple[str | None, str]:
         scoped = f"{env.upper()}_{name}"
         if environ.get(scoped):
@@ -631,8 +724,6 @@ def load_settings(
                 f"uses a placeholder password, refused outside local development (--env {env})",
                 hint=f"set {url_var} to the real connection string of the {env} database",
             )
-
-    root, ini = _project(alembic_ini, environ)
 
     backup_url, _ = get("BACKUP_URL")
     endpoint, _ = get("AWS_ENDPOINT_URL_S3")

@@ -100,3 +100,53 @@ def test_monitor_flags_land_in_the_settings_object_over_the_variable():
     assert load_settings("local", environ=environ, monitor_minutes=2).monitor_window_s == 120
     assert load_settings("local", environ=environ, monitor_minutes=2, monitor_seconds=7).monitor_window_s == 7
     assert load_settings("local", environ=environ, monitor_seconds=0).monitor_window_s == 0
+
+
+def _project(tmp_path, block: str):
+    (tmp_path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\n\n' + block)
+    return {"DBOPS_PROJECT_ROOT": str(tmp_path)}
+
+
+def test_tool_dbops_sets_what_the_environment_leaves_unset(tmp_path):
+    environ = _project(tmp_path, '[tool.dbops]\nurl-variables = ["APP_DB"]\nlock-timeout-ms = 3000\n'
+                                 'backup-compression = "zstd"\n\n[tool.dbops.env.prod]\n'
+                                 'health-url = "https://api.example.com/health"\n\n[tool.dbops.fleet]\nanything = 1\n')
+    prod = load_settings("prod", environ={**environ, "PROD_DATABASE_URL": "postgres://a:s3cr3t@db.example.com/app"})
+    assert (prod.lock_timeout_ms, prod.backup_compression, prod.health_url) == (
+        3000, "zstd:3", "https://api.example.com/health")
+    local = load_settings("local", environ={**environ, "DBOPS_LOCK_TIMEOUT_MS": "10"})
+    assert (local.lock_timeout_ms, local.health_url) == (10, None)  # the environment wins; prod's table is prod's
+    assert load_settings("local", environ={**environ, "DBOPS_LOCK_TIMEOUT_MS": ""}).lock_timeout_ms == 3000
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ('database-url = "postgresql://app:pw@db/app"', ["database-url: holds a secret", "set DATABASE_URL in the env"]),
+    ('notify-webhook-url = "https://hooks/x"', ["notify-webhook-url: holds a secret"]),
+    ("monitor-minuts = 3", ["monitor-minuts: is not a dbops setting", "similar keys: monitor-minutes"]),
+    ("lock-timeout-ms = -4", ["DBOPS_LOCK_TIMEOUT_MS: must be at least 1", "set by lock-timeout-ms in [tool.dbops]"]),
+    ("lock-timeout-ms = true", ["must be a string or a number"]),
+])
+def test_tool_dbops_bad_keys_are_refused_with_the_fix(tmp_path, line, words):
+    environ = _project(tmp_path, f"[tool.dbops]\n{line}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings("local", environ=environ)
+    text = exc.value.render()
+    assert all(w in text for w in words), text
+    assert "pw@" not in text
+
+
+def test_tool_dbops_unknown_environment_table(tmp_path):
+    environ = _project(tmp_path, '[tool.dbops.env.qa]\nhealth-url = "https://x"\n')
+    with pytest.raises(ConfigError, match=r"\[tool.dbops.env.qa\]: is not an environment's table"):
+        load_settings("local", environ=environ)
+
+
+def test_every_tool_dbops_key_is_in_the_configuration_table():
+    from pathlib import Path
+
+    from dbops.settings import pyproject_keys
+
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    missing = [key for key, variable in pyproject_keys().items() if f"`{variable}`" not in doc]
+    assert not missing, f"settings a [tool.dbops] key gives but docs/configuration.md does not list: {missing}"
