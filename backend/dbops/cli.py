@@ -32,6 +32,7 @@ from invoke.exceptions import Exit
 
 from .errors import DbopsError, UsageError, exit_code
 from .redact import environment_secrets, mask_text, reason
+from .ui import spelled
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -155,7 +156,7 @@ def _run(fn, log: logging.Logger, args, kwargs):
     except DbopsError as exc:
         if debug_enabled():
             log.exception("debug traceback")
-        raise Exit(mask_text(exc.render()), code=exc.exit_code) from None
+        raise Exit(spelled(mask_text(exc.render())), code=exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("interrupted", code=exit_code(KeyboardInterrupt())) from None
     except Exception as exc:  # the catch-all: a fault of the tool, one line

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from .ui import UI, Progress
+from .ui import UI, Progress, spelled
 
 
 def is_tty(stream=None) -> bool:
@@ -69,7 +69,7 @@ class Console(UI):
         self.show_progress = progress
 
     def say(self, text: str = "") -> None:
-        print(text, flush=True)
+        print(spelled(text), flush=True)
 
     def ok(self, text: str) -> None:
         self.say(_color("32", "✔ ") + text)
@@ -85,7 +85,7 @@ class Console(UI):
 
     def confirm(self, question: str, *, default: bool = False) -> bool:
         """Ask yes/no on the terminal. Without a terminal the default is taken, and said."""
-        suffix = " [Y/n] " if default else " [y/N] "
+        suffix, question = " [Y/n] " if default else " [y/N] ", spelled(question)
         if not sys.stdin or not sys.stdin.isatty():
             self.say(f"{question}{suffix}(no terminal: {'yes' if default else 'no'})")
             return default

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import UsageError
-from .ui import UI
+from .ui import UI, spelled
 from .units import truncate
 
 FORMATS = ("text", "json", "markdown")
@@ -34,7 +34,7 @@ def check_format(fmt: str) -> str:
 
 
 def to_json(data: object) -> str:
-    return json.dumps(data, indent=2, default=str)
+    return spelled(json.dumps(data, indent=2, default=str))
 
 
 def write_json(path: Path, data: object) -> Path:

@@ -521,7 +521,8 @@ class Settings:
         if not self.backup_url:
             var = f"{self.env.upper()}_BACKUP_URL"
             raise ConfigError(var, "is not set, so there is nowhere to keep backups",
-                              hint=f"export {var}=s3://bucket/prefix (or BACKUP_URL for every environment)")
+                              hint=f"export {var}=s3://bucket/prefix (or BACKUP_URL for every environment), or set "
+                                   f"backup-url under [tool.dbops.env.{self.env}] in pyproject.toml")
         return parse_backup_url(self.backup_url, root=self.root)
 
     @property

@@ -23,7 +23,7 @@ from dbops.errors import ConfirmationRequired, UsageError
 from dbops.formats import check_format, text_table
 from dbops.redact import mask_url
 from dbops.settings import load_settings, normalize_database_url
-from dbops.ui import SILENT
+from dbops.ui import SILENT, set_program
 
 
 class _Task(Task):
@@ -542,6 +542,7 @@ class _Program(Program):
 def main(argv: list[str] | None = None) -> None:
     """The ``dbops`` command (and ``python -m dbops``): every task of :data:`ns`, exit codes as ``inv``'s."""
     try:
+        set_program("dbops")  # the commands dbops prints are spelled `dbops <task>`
         _Program(namespace=ns, name="dbops", binary="dbops", version=__version__).run(argv)
         sys.stdout.flush()
     except BrokenPipeError:  # `dbops --list | head`: the reader left; no traceback (Python's own recipe)

@@ -9,6 +9,24 @@ way alembic's commands write only through ``Config.print_stdout``.
 
 from __future__ import annotations
 
+import re
+
+#: how the user runs dbops' tasks in this process: ``inv`` (this repository's tasks.py) or ``dbops`` (the installed
+#: command sets it in :func:`dbops.tasks.main`). Every command dbops prints for a user is written ``inv <task>``
+#: in the core and spelled this way on its way out (:func:`spelled`).
+_program = ["inv"]
+_INV = re.compile(r"(?<![\w./-])inv(?= (?:-|[a-z]))")
+
+
+def set_program(name: str) -> None:
+    """Spell the commands dbops prints with ``name`` (``dbops``) from now on, in this process."""
+    _program[0] = name
+
+
+def spelled(text: str) -> str:
+    """``text`` with each ``inv <task>`` spelled as this process was run (``dbops <task>`` under ``dbops``)."""
+    return text if _program[0] == "inv" else _INV.sub(_program[0], text)
+
 
 class Progress:
     """A live status line. This one shows nothing."""

@@ -26,7 +26,7 @@ from ..migrations import Project
 from ..postgres import lock
 from ..redact import mask_url, reason
 from ..settings import Settings
-from ..ui import UI
+from ..ui import UI, spelled
 from . import backup_step, history
 from .report import DeployReport, Outcome, StepStatus
 
@@ -123,7 +123,7 @@ class Run:
     # -- records --------------------------------------------------------------
     def save(self, name: str, text: str) -> str:
         """Write an artifact under backups/ and beside the backup; returns the local path."""
-        directory = self.settings.backups_dir
+        directory, text = self.settings.backups_dir, spelled(text)
         path = directory / name
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ class Run:
                 history.finish(self.conn, self.history_id, r.outcome, r.revision_after, r.to_dict())
             except sa.exc.SQLAlchemyError as exc:
                 r.warnings.append(f"could not record the run in {history.TABLE}: {type(exc).__name__}")
-        r.notify_error = webhook.send(self.settings.notify_webhook_url, _notification(r))
+        r.notify_error = webhook.send(self.settings.notify_webhook_url, spelled(_notification(r)))
         if r.notify_error:
             r.warnings.append(f"notification failed: {r.notify_error}")
         try:

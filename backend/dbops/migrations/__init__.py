@@ -204,7 +204,12 @@ class Project:
             script = ScriptDirectory.from_config(self.config())
             script.revision_map.heads  # noqa: B018 - loads every revision file now, where a broken one is named
         except CommandError as exc:
-            raise UsageError(f"cannot read the migration scripts of {self.ini}: {exc}") from None
+            said = str(exc).split("  Please use the 'init' command")[0]  # Alembic's advice names its own init
+            raise UsageError(
+                f"cannot read the migration scripts of {self.ini}: {said}",
+                hint="check script_location in that ini (relative to its folder); a project without migrations "
+                     "yet starts with `alembic init migrations` (or `flask db init`)",
+            ) from None
         except Exception as exc:  # a revision file that does not compile or fails on import
             where = failing_file(exc)
             raise MigrationError(
