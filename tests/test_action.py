@@ -199,3 +199,43 @@ def test_the_pre_commit_hooks_run_verbatim_without_a_database(tmp_path):
     heads = run(*shlex.split(entries["dbops-heads"]), cwd=project, env=env)
     assert heads.returncode == 1 and "alembic merge" in heads.stdout + heads.stderr, heads.stdout + heads.stderr
     assert "Traceback" not in heads.stderr
+
+
+def test_the_comment_step_posts_once_then_updates_it(tmp_path):
+    """The action's comment step, verbatim, against a local stand-in of GitHub's REST API: the first push posts
+    the report, the next one updates that comment (other comments untouched), a read-only token leaves a warning
+    and the step passes; the token never shows in the output."""
+    from github_api import GitHubComments
+
+    token = "ghs_notarealtoken0123456789"
+    api = GitHubComments(token)
+    try:
+        api.comments[7] = [{"id": n, "body": f"someone's review {n}"} for n in range(1, 131)]  # two pages of 100
+        report = tmp_path / "dbops-lint.md"
+        report.write_text("| revision | finding |\n|---|---|\n| 7e1d2c3b4a59 | CREATE INDEX blocks writes |\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+        env.update(GH_TOKEN=token, COMMAND="lint", REPORT=str(report), PR="7", GITHUB_API_URL=api.url,
+                   GITHUB_REPOSITORY="acme/shop", RUNNER_TEMP=str(tmp_path))
+        r = run("bash", "-c", step_script("comment"), cwd=tmp_path, env=env)
+        assert r.returncode == 0 and "posted the dbops lint report" in r.stdout, r.stdout + r.stderr
+        ours = [c for c in api.comments[7] if c["body"].startswith("<!-- dbops-action: lint -->")]
+        assert len(ours) == 1 and "CREATE INDEX blocks writes" in ours[0]["body"]
+
+        report.write_text("no error-level finding\n")
+        r = run("bash", "-c", step_script("comment"), cwd=tmp_path, env=env)
+        assert r.returncode == 0 and "updated the dbops lint comment" in r.stdout, r.stdout + r.stderr
+        ours = [c for c in api.comments[7] if c["body"].startswith("<!-- dbops-action: lint -->")]
+        assert len(ours) == 1 and "no error-level finding" in ours[0]["body"]
+        assert len(api.comments[7]) == 131 and api.comments[7][0]["body"] == "someone's review 1"
+        assert ("GET", "/repos/acme/shop/issues/7/comments?per_page=100&page=2") in api.requests
+
+        api.read_only = True  # a fork's pull request: the token may not write
+        r = run("bash", "-c", step_script("comment"), cwd=tmp_path, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "403" in r.stdout and "::warning::the report could not be posted as a comment" in r.stdout
+        assert token not in r.stdout + r.stderr and "Traceback" not in r.stderr
+
+        r = run("bash", "-c", step_script("comment"), cwd=tmp_path, env={**env, "GH_TOKEN": ""})
+        assert r.returncode == 0 and "no token: the report stays in the job summary" in r.stdout
+    finally:
+        api.close()
