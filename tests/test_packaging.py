@@ -21,7 +21,7 @@ from installed import build_wheel, make_venv
 ROOT = Path(__file__).resolve().parents[1]
 USER_PROJECT = ROOT / "tests" / "scenarios" / "users" / "import_time_url"
 #: the oldest of each range in pyproject.toml that the toolkit's code depends on the shape of
-OLDEST = ("alembic==1.16.0", "sqlalchemy==2.0.0", "invoke==2.2.0")
+OLDEST = ("alembic==1.12.0", "sqlalchemy==2.0.0", "invoke==2.2.0")
 #: the variables that would point dbops somewhere else than the folder it runs in
 AMBIENT = ("DBOPS_PROJECT_ROOT", "ALEMBIC_CONFIG", "DATABASE_URL", "DBOPS_DB", "DBOPS_STATE_DIR", "PYTHONPATH",
            "VIRTUAL_ENV", "PYTHONHOME", "DBOPS_DEBUG")

@@ -329,6 +329,17 @@ class ChecksumMismatch(CheckFailed):
         self.actual = actual
 
 
+class KeyRequired(UsageError):
+    """A backup is encrypted to age recipients and no identity at hand matches one of them. Exit 2."""
+
+    def __init__(self, key: str, recipients: list[str], reason: str, *, hint: str):
+        super().__init__(f"backup {key} is encrypted to {', '.join(recipients) or 'an unknown recipient'}: {reason}",
+                         hint=hint)
+        self.key = key
+        self.recipients = list(recipients)
+        self.reason = reason
+
+
 class ConfirmationRequired(Refused):
     """An operation would replace a database; the caller must confirm by naming it."""
 
@@ -481,6 +492,27 @@ class DeployFailed(DbopsError):
             hint=report.recovery_hint() if report.recovery or cause is None or not cause.hint
             else f"{cause.hint}\n{report.unchanged_note()}" if report.db_changed is False else cause.hint,
             exit_code=cause.exit_code if cause is not None else None,
+        )
+
+
+class FleetFailed(DbopsError):
+    """A fleet deploy left targets failed or not run. Carries the fleet report (each failed target with its own
+    recovery command, the rollout's stop reason); exit 1."""
+
+    exit_code = 1
+
+    def __init__(self, report):
+        self.report = report
+        failed = report.failed
+        names = ", ".join(r.name for r in failed[:10]) + (" ..." if len(failed) > 10 else "")
+        what = [f"{len(failed)} target(s) failed ({names})"] if failed else []
+        if report.stopped:
+            what.append(f"stopped: {report.stopped}")
+        super().__init__(
+            f"fleet deploy --env {report.env} (run {report.run}): " + "; ".join(what or ["did not finish"]),
+            details="\n".join(f"{r.name}: step '{r.step}': {r.error}" for r in failed[:50]) or None,
+            hint="to recover, after fixing each failed target's cause:\n" + "\n".join(
+                f"  {line}" for line in report.recovery()),
         )
 
 
@@ -758,3 +790,60 @@ class NothingCaptured(CheckFailed):
 
 def _file_name(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+class RenameUndecided(DbopsError):
+    """A drop + add that may be a rename, and nobody said which: nothing was written. Carries ``candidates``
+    (``dbops.migrations.renames.Rename``: kind, table, old, new) and the first one's ``old`` / ``new``. Exit 1."""
+
+    def __init__(self, candidates: list):
+        first = candidates[0]
+        what = "column" if first.kind == "column" else "table"
+        others = [f"{c.before} -> {c.after}" for c in candidates[1:]]
+        super().__init__(
+            f"{first.before} is gone and {first.after} is new: is it a rename ({first.question}) or a drop "
+            f"+ add? dbops does not guess (a drop + add loses the {what}'s data); answer it by running `inv sync` "
+            f"interactively, or in the model with info={{\"renamed_from\": \"{first.old}\"}}; no revision was written",
+            details="\n".join([f"{what} {first.before} -> {first.after}: "
+                               + ("the same kind of data" if first.kind == "column" else "mostly the same columns")
+                               + ", so either may be meant", *(f"also undecided: {o}" for o in others)]),
+            hint=f"answer it either way: run `inv sync` interactively (it asks), or declare it in the model, "
+                 f"{first.declaration()}, and run `inv sync --auto` again (a drop + add instead: make the two "
+                 f"changes in two runs)",
+        )
+        self.candidates = list(candidates)
+        self.kind = first.kind
+        self.table = first.table
+        self.old = first.old
+        self.new = first.new
+
+
+class GeneratedRevisionRejected(MigrationError):
+    """A revision dbops generated failed its proof on a throwaway database: moved aside, not applied. Exit 1."""
+
+    def __init__(self, revision: str, moved_to: str, failure: str, *, details: str | None = None):
+        super().__init__(
+            f"the revision dbops just generated ({revision}) does not apply on a throwaway database (upgrade, "
+            f"downgrade, upgrade): {failure}. This is a generation problem in dbops/Alembic's autogenerate, not "
+            "in your code",
+            details=(details + "\n" if details else "") + f"the file was moved aside to {moved_to}; nothing is "
+            "left in the versions folder and the revision was not applied to the local database",
+            hint=f"write the migration by hand (start from {moved_to}: fix it and put it back in the versions "
+                 "folder, then run `inv sync`), and report the model change that produced it",
+        )
+        self.revision = revision
+        self.moved_to = moved_to
+        self.failure = failure
+
+
+class HeadsUnresolved(MultipleHeads):
+    """The history has several heads and ``sync`` was not asked to join them. Carries ``heads``. Exit 1."""
+
+    def __init__(self, heads: list[str], *, why: str = "", hint: str | None = None):
+        DbopsError.__init__(  # MultipleHeads' own hint names alembic merge; this one names sync's two answers
+            self,
+            f"the migration history has {len(heads)} heads: {', '.join(heads)}" + (f" ({why})" if why else ""),
+            hint=hint or "join them: `inv sync --merge-heads` writes a merge revision; `inv sync --reparent` moves "
+                 "the revisions only this branch has onto the other head",
+        )
+        self.heads = list(heads)

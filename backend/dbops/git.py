@@ -100,3 +100,18 @@ def archive(repo: Path, commit: str, dest: Path, subdir: str = "") -> Path:
         tail = "\n".join(err.strip().splitlines()[-5:])
         raise ToolFailed("git archive", None if timed_out else code, tail or f"no answer within {TIMEOUT_S}s")
     return dest / subdir if subdir else dest
+
+
+def changed_since(repo: Path, commit: str, folders: list[Path]) -> set[Path]:
+    """The files under ``folders`` that differ from ``commit``'s (added, changed, renamed) or are new and untracked.
+
+    Compares ``commit``'s tree with the work tree (``git diff --name-only``,
+    renames as an add) and adds the untracked files git does not ignore
+    (``git ls-files --others --exclude-standard``): a revision file written
+    but not yet committed is new too.  Paths come back absolute.
+    """
+    rels = [str(Path(f).resolve().relative_to(repo)) for f in folders]
+    diff = _run(repo, "diff", "--name-only", "--no-renames", "--diff-filter=AMRT", commit, "--", *rels)
+    untracked = _run(repo, "ls-files", "--others", "--exclude-standard", "--full-name", "--", *rels)
+    names = [*diff.stdout.splitlines(), *untracked.stdout.splitlines()]
+    return {(repo / name).resolve() for name in names if name.strip()}

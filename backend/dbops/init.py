@@ -95,8 +95,9 @@ def pyproject_block(candidates: Sequence[str]) -> str:
     variables = (f"url-variables = [{names}]" if candidates else '# url-variables = ["APP_DB_URL"]')
     return ("[tool.dbops]\n"
             "# Any setting of dbops' docs/configuration.md but a secret may be set here (lock-timeout-ms = 5000;\n"
-            "# health-url = \"https://...\" under [tool.dbops.env.prod]). The environment wins; secrets (DATABASE_URL,\n"
-            "# AWS keys) come from the environment only. `dbops config --env prod` shows what an environment gets.\n"
+            "# health-url = \"https://...\" under [tool.dbops.env.prod]). The environment wins; secrets\n"
+            "# (DATABASE_URL, AWS keys) come from the environment only. `dbops config --env prod` shows what an\n"
+            "# environment gets.\n"
             "# url-variables: the variables your env.py reads its database URL from,\n"
             "# beyond DATABASE_URL, SQLALCHEMY_DATABASE_URI, *_DATABASE_URL and POSTGRES_*: dbops points them at\n"
             "# each step's database while env.py runs (written by `dbops init`; check the guess)\n"

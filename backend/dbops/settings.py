@@ -309,6 +309,31 @@ def _compression(raw: str | None, variable: str) -> str:
         raise ConfigError(variable, exc.message.partition(": ")[2], hint=exc.hint) from None
 
 
+#: an age X25519 recipient: ``age1`` and 58 Bech32 characters
+_AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
+
+
+def age_recipients(raw: str | None, variable: str) -> tuple[str, ...]:
+    """BACKUP_AGE_RECIPIENTS: age public keys (``age1…``) separated by commas or spaces; () when unset."""
+    values = tuple(v for v in re.split(r"[\s,]+", (raw or "").strip()) if v)
+    for value in values:
+        if value.startswith("AGE-SECRET-KEY-"):
+            raise ConfigError(variable, "holds an age identity (a secret key), not a recipient",
+                              hint=f"put the public key (age1…, the key file's \"public key\" line) in {variable}; "
+                              "keep the secret key out of the backup job, in BACKUP_AGE_IDENTITY where restores run")
+        if not _AGE_RECIPIENT.match(value.lower()):
+            raise ConfigError(variable, f"has {value[:12]!r}…, which is not an age recipient (age1 + 58 characters)",
+                              hint="use the public keys (age1…, the \"public key\" line of each age key file), "
+                              "separated by commas")
+    return tuple(v.lower() for v in values)
+
+
+def _path(raw: str, root: Path) -> Path:
+    """A path setting: absolute, or relative to the project root."""
+    path = Path(raw.strip()).expanduser()
+    return path if path.is_absolute() else root / path
+
+
 class BackupLocation(NamedTuple):
     """Where BACKUP_URL keeps backups: ``("s3", bucket, prefix)`` or ``("file", folder, "")``."""
 
@@ -434,6 +459,25 @@ class Settings:
     backup_timeout_s: int = 6 * 3600
     #: pg_dump's compression for backups (``BACKUP_COMPRESSION``, ``--compression``): gzip:N, zstd:N, lz4:N, none
     backup_compression: str = "gzip:1"
+    #: client-side encryption: the age recipients (public keys) every new backup is encrypted to
+    #: (``BACKUP_AGE_RECIPIENTS``); empty: not encrypted
+    backup_age_recipients: tuple[str, ...] = ()
+    #: the age identity (secret key) that decrypts backups (``BACKUP_AGE_IDENTITY``; a secret: never shown)
+    backup_age_identity: str | None = field(default=None, repr=False)
+    #: a file of age identities (``BACKUP_AGE_IDENTITY_FILE``), read only when a backup is decrypted
+    backup_age_identity_file: Path | None = None
+    #: prune-backups: also keep the newest backup of each of the last N days / ISO weeks / months (0: no such rule)
+    backup_keep_daily: int = 0
+    backup_keep_weekly: int = 0
+    backup_keep_monthly: int = 0
+    #: restore --jobs / drill: where the fetched archive is written (``DBOPS_SCRATCH_DIR``; "": the temp folder)
+    scratch_dir: str = ""
+    #: restore --jobs / drill: free space (MB) that must remain there beside the archive, else one stream
+    scratch_min_free_mb: int = 512
+    #: ``backups --check``: the newest backup must have a drill at most this many hours old
+    drill_max_age_h: float = 192.0
+    #: ``backups --check``: the drill's recovery time (fetch + restore + checks) must be at most this (seconds)
+    drill_target_s: float = 3600.0
     health_url: str | None = None
     lock_timeout_ms: int = 5_000
     statement_timeout_ms: int = 600_000
@@ -485,6 +529,8 @@ class Settings:
     render_job_service_var: str = "RENDER_JOB_SERVICE_ID"
     #: ``RENDER_API_URL``; None: Render's own (tests point it at a fake)
     render_api_url: str | None = None
+    #: ``DBOPS_FLEET_FILE``: the fleet file (dbops fleet.*); None: ``[tool.dbops.fleet.<env>]`` in pyproject.toml
+    fleet_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.alembic_ini is None:
@@ -571,6 +617,12 @@ _NUMBERS = {
     "rehearse_auto_mb": ("DBOPS_REHEARSE_AUTO_MB", 0),
     "rollback_checkpoint_after": ("DBOPS_ROLLBACK_CHECKPOINT_AFTER", 1),
     "rollback_setup_timeout_s": ("DBOPS_ROLLBACK_SETUP_TIMEOUT", 1),
+    "backup_keep_daily": ("DBOPS_BACKUP_KEEP_DAILY", 0),
+    "backup_keep_weekly": ("DBOPS_BACKUP_KEEP_WEEKLY", 0),
+    "backup_keep_monthly": ("DBOPS_BACKUP_KEEP_MONTHLY", 0),
+    "scratch_min_free_mb": ("DBOPS_SCRATCH_MIN_FREE_MB", 0),
+    "drill_max_age_h": ("DBOPS_DRILL_MAX_AGE_HOURS", 0.1),
+    "drill_target_s": ("DBOPS_DRILL_TARGET_S", 0.001),
 }
 #: text settings: field -> variable
 _TEXTS = {
@@ -578,13 +630,15 @@ _TEXTS = {
     "docker_container": "DBOPS_DOCKER_CONTAINER",
     "docker_volume": "DBOPS_DOCKER_VOLUME",
     "python_image": "DBOPS_PYTHON_IMAGE",
+    "scratch_dir": "DBOPS_SCRATCH_DIR",
 }
 
 
 #: [tool.dbops] keys that name a variable other than ``DBOPS_<KEY>`` (the others: ``lock-timeout-ms`` is
 #: ``DBOPS_LOCK_TIMEOUT_MS``, and so on for every numeric and text setting above)
 _PYPROJECT_PLAIN = ("BACKUP_URL", "HEALTH_URL", "BACKUP_SSE", "BACKUP_COMPRESSION", "AWS_ENDPOINT_URL_S3",
-                    "AWS_ENDPOINT_URL", "AWS_REGION", "RENDER_JOB_SERVICE_ID", "RENDER_API_URL")
+                    "AWS_ENDPOINT_URL", "AWS_REGION", "RENDER_JOB_SERVICE_ID", "RENDER_API_URL",
+                    "BACKUP_AGE_RECIPIENTS", "BACKUP_AGE_IDENTITY_FILE")
 #: settings that hold a secret, or a URL that carries one: from the environment only, never from a file in git
 _PYPROJECT_SECRETS = ("DATABASE_URL", "NOTIFY_WEBHOOK_URL", "RENDER_API_KEY", "AWS_ACCESS_KEY_ID",
                       "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "BACKUP_AGE_IDENTITY")
@@ -735,6 +789,8 @@ def _load(env: str, root: Path, ini: Path | None, environ: Mapping[str, str], *,
     sse = _sse(sse_raw, sse_var)
     compression = (parse_compression(compression, what="--compression") if compression is not None
                    else _compression(*get("BACKUP_COMPRESSION")))
+    recipients = age_recipients(*get("BACKUP_AGE_RECIPIENTS"))
+    identity_file, _ = get("BACKUP_AGE_IDENTITY_FILE")
     health_url = web_url(*get("HEALTH_URL"))
     webhook = web_url(*get("NOTIFY_WEBHOOK_URL"))
     if backup_url:
@@ -762,6 +818,9 @@ def _load(env: str, root: Path, ini: Path | None, environ: Mapping[str, str], *,
         backup_region=region,
         backup_sse=sse,
         backup_compression=compression,
+        backup_age_recipients=recipients,
+        backup_age_identity=get("BACKUP_AGE_IDENTITY")[0],
+        backup_age_identity_file=_path(identity_file, root) if identity_file else None,
         health_url=health_url,
         notify_webhook_url=webhook,
         github_actions=environ.get("GITHUB_ACTIONS", "").strip().lower() == "true",
@@ -772,6 +831,7 @@ def _load(env: str, root: Path, ini: Path | None, environ: Mapping[str, str], *,
         render_job_service_id=service_id,
         render_job_service_var=service_var,
         render_api_url=get("RENDER_API_URL")[0],
+        fleet_file=Path(environ["DBOPS_FLEET_FILE"]).resolve() if environ.get("DBOPS_FLEET_FILE") else None,
         **{name: _number(environ, var, _default(name), minimum=low) for name, (var, low) in _NUMBERS.items()},
         **{name: environ.get(var) or _default(name) for name, var in _TEXTS.items()},
     )

@@ -16,7 +16,7 @@ import invoke
 from invoke import Argument, Collection, Program, Task
 
 # the step packages load Alembic's machinery (~12 MB): imported in their tasks so `dbops backup` stays lean
-from dbops import __version__
+from dbops import __version__, formats
 from dbops.cli import edge, number
 from dbops.console import Console
 from dbops.errors import ConfirmationRequired, UsageError
@@ -111,11 +111,15 @@ def status(c, db=None):
         "force_recreate": "drop and recreate the local database, then upgrade to head (local targets only)",
         "yes": "with --force-recreate: do not ask for confirmation",
         "message": "the migration message (default: derived from the changes)",
+        "merge_heads": "two heads: write a merge revision joining them",
+        "reparent": "two heads: move the revisions only this branch has (not on the main branch) onto the other head",
+        "main_branch": "with --reparent: the branch whose history is shared (default: origin/main, else main)",
         "db": DB_HELP,
     }
 )
 @edge
-def sync(c, auto=False, check_only=False, force_recreate=False, yes=False, message=None, db=None):
+def sync(c, auto=False, check_only=False, force_recreate=False, yes=False, message=None, merge_heads=False,
+         reparent=False, main_branch=None, db=None):
     """Bring the local database in line with the models: apply pending, generate, apply, verify."""
     from dbops import sync as step  # the package (this task has its name)
 
@@ -127,7 +131,8 @@ def sync(c, auto=False, check_only=False, force_recreate=False, yes=False, messa
     elif force_recreate:
         step.force_recreate(settings, yes=yes, ui=ui)
     else:
-        step.sync(settings, auto=auto, message=message, ui=ui)
+        step.sync(settings, auto=auto, message=message, merge_heads=merge_heads, reparent=reparent,
+                  main_branch=main_branch, ui=ui)
 
 
 @task(help={"env": "local | staging | prod", "db": DB_HELP})
@@ -156,10 +161,12 @@ def backup(c, env="local", db=None, quiet=False, compression=None):
     ui.ok(f"backup {result.key} ({result.size:,} bytes, sha256 {result.sha256[:12]}…) in {result.store}")
 
 
-@task(help={"env": BACKUP_ENV_HELP, "json": "print JSON instead of a table"})
+@task(help={"env": BACKUP_ENV_HELP, "json": "print JSON instead of a table",
+            "check": "exit 1 unless the last drill is at most DBOPS_DRILL_MAX_AGE_HOURS old, passed, and recovered "
+            "within DBOPS_DRILL_TARGET_S"})
 @edge
-def backups(c, env="local", json=False):
-    """List the environment's backups, newest first: time, revision, size, duration, verified."""
+def backups(c, env="local", json=False, check=False):
+    """List the environment's backups, newest first: time, revision, size, duration, verified, last drill."""
     import json as json_
 
     from dbops import backup as backups_  # per task: start-up time
@@ -167,6 +174,8 @@ def backups(c, env="local", json=False):
     settings, ui = load_settings(env), Console()
     found = backups_.list_backups(settings)
     ui.say(json_.dumps([b.to_dict() for b in found], indent=2) if json else backups_.render_backups(found))
+    if check:  # with --json only the exit code (and the error) speaks: stdout stays one JSON document
+        backups_.check_drills(settings, found, ui=SILENT if json else ui)
     if not found and not json:
         ui.warn(f"no backups yet for --env {env} in {settings.backup_url}; `inv backup --env {env}` makes one")
     for b in [] if json else found:
@@ -182,16 +191,27 @@ def backups(c, env="local", json=False):
         "env": BACKUP_ENV_HELP,
         "keep": "keep at least the newest N backups (default 7)",
         "days": "also keep every backup younger than D days (at least 1)",
+        "daily": "also keep the newest backup of each of the last N days (default DBOPS_BACKUP_KEEP_DAILY, 0)",
+        "weekly": "also keep the newest backup of each of the last N ISO weeks (DBOPS_BACKUP_KEEP_WEEKLY)",
+        "monthly": "also keep the newest backup of each of the last N months (DBOPS_BACKUP_KEEP_MONTHLY)",
+        "dry_run": "only list what would be deleted and why (the default without --confirm)",
         "confirm": "really delete; without it this is a dry run",
     }
 )
 @edge
-def prune_backups(c, env="local", keep=None, days=None, confirm=False):
-    """Delete old backups (a dry run unless --confirm); never the newest, one under a day old, or an unverified one."""
+def prune_backups(c, env="local", keep=None, days=None, daily=None, weekly=None, monthly=None, dry_run=False,
+                  confirm=False):
+    """Delete old backups (a dry run unless --confirm); never the newest, the newest verified, one under a day
+    old, or an unverified one; keeps daily/weekly/monthly generations too."""
     from dbops import backup as backups  # per task: start-up time
 
+    if dry_run and confirm:
+        raise UsageError("--dry-run and --confirm contradict each other", hint="leave out one of them")
     keep, days = number("--keep", keep, whole=True, minimum=1, default=7), number("--days", days, whole=True, minimum=1)
-    result = backups.prune_backups(load_settings(env), keep=keep, days=days, confirm=confirm)
+    daily, weekly, monthly = (number(f"--{n}", v, whole=True, minimum=0)
+                              for n, v in (("daily", daily), ("weekly", weekly), ("monthly", monthly)))
+    result = backups.prune_backups(load_settings(env), keep=keep, days=days, daily=daily, weekly=weekly,
+                                   monthly=monthly, confirm=confirm)
     Console().say(backups.render_prune(result))
 
 
@@ -204,16 +224,20 @@ def prune_backups(c, env="local", keep=None, days=None, confirm=False):
         "yes_i_know": "the name of the existing target database, confirming it is replaced",
         "db": DB_HELP,
         "quiet": "no progress line",
+        "jobs": "pg_restore --jobs N from the archive fetched through parallel ranged reads (default: the "
+        "machine's cores); 1: one stream, no scratch space",
     }
 )
 @edge
-def restore(c, env="local", backup="latest", target_url=None, yes_i_know=None, db=None, quiet=False, in_place=False):
-    """Restore a backup, checking its checksum while streaming; an existing database is replaced only when named."""
+def restore(c, env="local", backup="latest", target_url=None, yes_i_know=None, db=None, quiet=False, in_place=False,
+            jobs=None):
+    """Restore a backup (fetched, checked, then pg_restore --jobs); an existing database is replaced only when named."""
     from dbops import backup as backups  # per task: start-up time
 
     settings, ui = load_settings(env, provider=db), Console(progress=not quiet)
+    jobs = number("--jobs", jobs, whole=True, minimum=1, maximum=64)
     run = lambda name: backups.restore_backup(settings, backup, target_url, in_place_confirmed_name=name,  # noqa: E731
-                                              in_place=in_place, ui=ui)
+                                              in_place=in_place, jobs=jobs, ui=ui)
     try:
         result = run(yes_i_know)
     except ConfirmationRequired as exc:
@@ -221,7 +245,9 @@ def restore(c, env="local", backup="latest", target_url=None, yes_i_know=None, d
             raise
         ui.warn(exc.message)
         result = run(ui.ask(f"type {exc.database} to replace it"))
-    ui.ok(f"restored {result.key} into {result.target} (checksum ok, {result.duration_s:.1f}s)")
+    how = (f"fetch {result.fetch_s:.1f}s, pg_restore --jobs {result.jobs} {result.restore_s:.1f}s" if result.jobs > 1
+           else "one stream")
+    ui.ok(f"restored {result.key} into {result.target} (checksum ok, {result.duration_s:.1f}s: {how})")
 
 
 @task(help={"env": BACKUP_ENV_HELP, "backup": "the backup's key or file name, or latest (default)",
@@ -236,6 +262,21 @@ def verify_backup(c, env="local", backup="latest", quiet=False):
     ui.ok(f"verified {result.key}: {len(result.tables)} tables, row counts match ({result.duration_s:.1f}s)")
 
 
+@task(help={"env": BACKUP_ENV_HELP, "backup": "the backup's key or file name, or latest (default)",
+            "jobs": "pg_restore --jobs N (default: the machine's cores)", "quiet": "no progress"})
+@edge
+def drill(c, env="local", backup="latest", jobs=None, quiet=False):
+    """Restore drill: restore a backup into a throwaway Postgres, time fetch/restore/checks, record it beside it."""
+    from dbops import backup as backups  # per task: start-up time
+
+    ui = Console(progress=not quiet)
+    jobs = number("--jobs", jobs, whole=True, minimum=1, maximum=64)
+    d = backups.drill(load_settings(env), backup, jobs=jobs, ui=ui)
+    ui.ok(f"drill of {d.key}: recovery time {d.recovery_s:.1f}s (fetch {d.fetch_s or 0:.1f}s, decrypt "
+          f"{d.decrypt_s or 0:.1f}s, restore {d.restore_s or 0:.1f}s with --jobs {d.jobs}, checks {d.checks_s:.1f}s); "
+          f"{d.tables} tables, {d.rows:,} rows as in the manifest")
+
+
 FORMAT_HELP = ("text (default) | json | markdown (a pull-request comment); under GitHub Actions "
                "(GITHUB_ACTIONS=true) text and markdown also print ::error annotations on the revision files")
 
@@ -245,6 +286,9 @@ FORMAT_HELP = ("text (default) | json | markdown (a pull-request comment); under
         "config": "the alembic.ini of the project to test (default: this repo's); any Alembic project works",
         "last": "test only the newest N revisions (older ones are applied first without checks)",
         "from": "test REV and every revision after it (older ones are applied first without checks)",
+        "since": "test only the revisions new or changed since this git ref (a pull request's base) and those "
+        "after them; the chain at REF is restored from .dbops/cache/rollback/ (built once); the single-head, "
+        "downgrade and models checks still cover the whole chain",
         "setup_sql": "a SQL file run on the empty database before the base revision (extensions, roles, schemas)",
         "json": "also write the report as JSON to this path",
         "server": "run on this Postgres server URL (a throwaway database is created and dropped there); "
@@ -253,7 +297,8 @@ FORMAT_HELP = ("text (default) | json | markdown (a pull-request comment); under
     }
 )
 @edge
-def test_rollback(c, config=None, last=None, from_=None, setup_sql=None, json=None, server=None, format="text"):
+def test_rollback(c, config=None, last=None, from_=None, since=None, setup_sql=None, json=None, server=None,
+                  format="text"):
     """Prove every migration round-trips (up, down, up) on a throwaway database; exit 1 on any failure.
 
     Also checks for a single head, missing downgrades and model/database drift at head.
@@ -263,8 +308,8 @@ def test_rollback(c, config=None, last=None, from_=None, setup_sql=None, json=No
     last = number("--last", last, whole=True, minimum=1)
     settings = load_settings(alembic_ini=config)
     server_url = normalize_database_url(server, variable="--server") if server else None
-    roundtrip.run(settings, last=last, start=from_, setup_sql=setup_sql, json_path=json, server_url=server_url,
-                  fmt=format, ui=Console(progress=format == "text"))
+    roundtrip.run(settings, last=last, start=from_, since=since, setup_sql=setup_sql, json_path=json,
+                  server_url=server_url, fmt=format, ui=Console(progress=format == "text"))
 
 
 # -- the production job ---------------------------------------------------------------
@@ -519,8 +564,77 @@ def render_job(c, env="prod", service=None, command=None, commit=None, timeout=N
     ui.ok(f"render job {job.id} succeeded in {job.describe_duration()}")
 
 
+FLEET_HELP = {"env": DEPLOY_ENV_HELP,
+              "fleet_file": "a fleet file (TOML, one table per environment) instead of [tool.dbops.fleet.ENV] "
+              "(also DBOPS_FLEET_FILE)"}
+
+
+def _fleet_tasks() -> Collection:
+    """``dbops fleet.status`` / ``fleet.deploy`` / ``fleet.plan``: one change across many tenant databases or schemas
+    (defined here, inside a function, so they live in the ``fleet`` collection only)."""
+
+    @task(help={**FLEET_HELP, "format": "text | json | markdown",
+                "run": "the run whose outcomes are shown (default: the newest; shards of one run together)"})
+    @edge
+    def status(c, env="local", fleet_file=None, format="text", run=None):
+        """Where every target of the fleet stands: revision, pending, last deploy outcome, lock; totals per revision."""
+        from dbops import fleet  # per task: start-up time
+
+        check_format(format)
+        settings = load_settings(env)
+        found, warnings = fleet.fleet_status(settings, fleet.load_fleet(settings, fleet_file), run=run)
+        ui = Console()
+        for line in warnings:
+            ui.warn(line)
+        ui.say(formats.formatted(found, format, text=found.text, markdown=found.markdown))
+
+    @task(iterable=["target"],
+          help={**FLEET_HELP, "run": "start or join this run (every shard of one run names it)",
+                "resume": "finish this run: every target without a record (nothing recorded runs again)",
+                "shard": "I/N: deploy every N-th target from I (Kubernetes: $(JOB_COMPLETION_INDEX)/N)",
+                "target": "only this target (repeatable); with --resume a failed target runs again",
+                "max_failures": "stop after more than N failed targets (default: the fleet's max-failures, else 0)",
+                "allow_unsafe": "deploy even when Squawk finds error-level statements",
+                "allow_multiple": "apply more than one pending revision per target"})
+    @edge
+    def deploy(c, env="local", fleet_file=None, run=None, resume=None, shard=None, target=None, max_failures=None,
+               allow_unsafe=False, allow_multiple=False):
+        """Roll the pending revisions out across the fleet: canary first, then batches, within the budget."""
+        from dbops.fleet import load_fleet  # per task: start-up time
+        from dbops.fleet.rollout import RolloutOptions, deploy, parse_shard  # per task: the deploy pipeline is heavy
+
+        settings = load_settings(env)
+        opts = RolloutOptions(run=run, resume=resume, shard=parse_shard(shard), targets=tuple(target or ()),
+                              max_failures=number("--max-failures", max_failures, whole=True, minimum=0),
+                              allow_unsafe=allow_unsafe, allow_multiple=allow_multiple)
+        deploy(settings, load_fleet(settings, fleet_file), opts, ui=Console())
+
+    @task(help={**FLEET_HELP, "shards": "how many shards (pods, matrix jobs)", "emit": "k8s | github",
+                "run": "the run id the shards share (default: a new one)", "image": "the job image (k8s)",
+                "secret": "the Kubernetes Secret with the variables (default dbops-fleet-ENV)",
+                "install": "how a GitHub runner installs dbops (default: pip install dbops)",
+                "output": "write to this file instead of printing it"})
+    @edge
+    def plan(c, env="prod", fleet_file=None, shards=None, emit="k8s", run=None, image="dbops-job:latest",
+             secret=None, install="pip install dbops", output=None):
+        """Hand one run to a Kubernetes Indexed Job or a GitHub Actions matrix (no scheduler of dbops' own)."""
+        from dbops import fleet  # per task: start-up time
+
+        count = number("--shards", shards, whole=True, minimum=1, maximum=1000, default=1)
+        text = fleet.plan(load_settings(env), shards=count, kind=emit, run=run, fleet_file=fleet_file, image=image,
+                          secret=secret, install=install)
+        if output:
+            Path(output).write_text(text)
+            Console().ok(f"wrote {output}")
+        else:
+            Console().say(text)
+
+    return Collection("fleet", status, deploy, plan)
+
+
 #: every task of the toolkit: `dbops` runs it; a project's own tasks.py imports it (``from dbops.tasks import ns``)
 ns = Collection.from_module(sys.modules[__name__])
+ns.add_collection(_fleet_tasks())
 
 
 class _Program(Program):

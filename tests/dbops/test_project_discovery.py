@@ -97,3 +97,44 @@ def test_a_relative_script_location_is_read_from_the_inis_folder(tmp_path: Path,
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # Alembic itself would look for ./migrations here
     assert Path(Project(project / "alembic.ini").script.dir) == project / "migrations"
+
+
+def test_a_pyproject_only_project_runs_as_alembic_runs_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_db):
+    """`alembic init -t pyproject` without an alembic.ini: Alembic's CLI reads [tool.alembic] alone; so does dbops."""
+    import subprocess
+    import sys
+
+    bin_ = Path(sys.executable).parent
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\nversion = "0"\n')
+    subprocess.run([str(bin_ / "alembic"), "init", "-t", "pyproject", "migrations"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=60)
+    (tmp_path / "alembic.ini").unlink()  # the logging section only: a project may keep everything in pyproject
+    (tmp_path / "migrations" / "versions" / "a1_items.py").write_text(
+        'revision = "a1"\ndown_revision = None\nbranch_labels = None\ndepends_on = None\n'
+        "import sqlalchemy as sa\nfrom alembic import op\n\n\ndef upgrade():\n"
+        '    op.create_table("items", sa.Column("id", sa.Integer, primary_key=True))\n\n\n'
+        'def downgrade():\n    op.drop_table("items")\n')
+    (tmp_path / "models.py").write_text("import sqlalchemy as sa\n\nmetadata = sa.MetaData()\n"
+                                        'items = sa.Table("items", metadata, sa.Column("id", sa.Integer, '
+                                        "primary_key=True))\n")
+    monkeypatch.chdir(tmp_path)
+    place = find_project()
+    assert place.root == tmp_path
+    project = Project(place.alembic_ini)
+    assert project.heads() == ("a1",)
+    env = {"DATABASE_URL": fresh_db.render_as_string(hide_password=False), "PATH": f"{bin_}:/usr/bin:/bin"}
+    def dbops(*args: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([str(bin_ / "dbops"), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300, check=False)
+        assert "Traceback" not in r.stdout + r.stderr
+        return r
+
+    r = dbops("sync", "--auto")  # the template's env.py: target_metadata = None
+    assert r.returncode == 1 and "hint: set target_metadata in env.py" in r.stdout + r.stderr, r.stdout + r.stderr
+    env_py = tmp_path / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text().replace("target_metadata = None", "from models import metadata\n"
+                                                 "target_metadata = metadata"))
+    r = dbops("sync", "--auto")
+    assert r.returncode == 0 and "in sync" in r.stdout, r.stdout + r.stderr
+    with __import__("dbops.postgres", fromlist=["connect"]).connect(fresh_db) as conn:
+        assert Project.current(conn) == ("a1",)

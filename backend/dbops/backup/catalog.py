@@ -5,6 +5,7 @@ Layout of a backup under ``BACKUP_URL``::
     <prefix>/<env>/<UTC timestamp>_<alembic revision>.dump           pg_dump -Fc, streamed
     <prefix>/<env>/<UTC timestamp>_<alembic revision>.manifest.json  written only after the dump was checked
     <prefix>/<env>/<UTC timestamp>_<alembic revision>.verified.json  written by verify-backup
+    <prefix>/<env>/<UTC timestamp>_<alembic revision>.drill.json     written by drill (its recovery time)
 
 A ``BACKUP_URL`` that already ends in the environment's name (``s3://bucket/prod`` for prod) is that
 environment's folder: its backups are ``prod/<timestamp>_...``, not ``prod/prod/...`` (:func:`env_key`).
@@ -25,6 +26,7 @@ import logging
 import posixpath
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import clock
 from ..errors import StorageError, UsageError
@@ -33,7 +35,7 @@ from ..settings import Settings
 from ..storage import Store, open_store
 from ..ui import SILENT, UI
 from ..units import human_size
-from .manifest import Manifest, Verification
+from .manifest import Drill, Manifest, Verification
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ CHUNK = 256 * 1024
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFIED_SUFFIX = ".verified.json"
+DRILL_SUFFIX = ".drill.json"
 #: a dump's file name: ``clock.STAMP`` (UTC, to the microsecond: two backups in the same second get
 #: different keys), then the revision
 _NAME = re.compile(r"^(?P<stamp>\d{8}T\d{6}\.\d{6}Z)_(?P<revision>.+)\.dump$")
@@ -57,6 +60,8 @@ class BackupInfo:
     revision: str
     manifest: Manifest | None = None
     verification: Verification | None = None
+    #: the last restore drill of this backup (None: never drilled)
+    drill: Drill | None = None
     #: why the manifest could not be read (the backup is then treated as incomplete)
     damaged: str | None = None
 
@@ -71,6 +76,10 @@ class BackupInfo:
     @property
     def verified_key(self) -> str:
         return self.stem + VERIFIED_SUFFIX
+
+    @property
+    def drill_key(self) -> str:
+        return self.stem + DRILL_SUFFIX
 
     @property
     def complete(self) -> bool:
@@ -97,6 +106,7 @@ class BackupInfo:
             "verified_at": self.verification.verified_at if self.verification else None,
             "sha256": self.manifest.sha256 if self.manifest else None,
             "damaged": self.damaged,
+            "drill": self.drill.to_dict() if self.drill else None,
         }
 
 
@@ -107,9 +117,49 @@ def env_key(store: Store, settings: Settings, *parts: str) -> str:
 
 
 def env_prefix(store: Store, settings: Settings) -> str:
-    """``<prefix>/<env>/`` (:func:`env_key`): everything this environment's backups may touch."""
+    """``<prefix>/<env>/`` (:func:`env_key`): everything this environment's backups may touch.
+
+    An empty or root prefix (the whole bucket or folder) is refused: listing, pruning or restoring must never
+    reach another environment's backups or anything else kept there.
+    """
     key = env_key(store, settings)
-    return key + "/" if key else ""
+    if not key.strip("/") or not settings.env.strip("/") or "/" in settings.env or ".." in key.split("/"):
+        raise UsageError(
+            f"refusing to use {store.describe()}: the environment's prefix {key + '/'!r} is empty or the root, "
+            "so it would reach every object there",
+            hint="each environment keeps its backups under <BACKUP_URL>/<env>/; set --env to an environment's name "
+            "and BACKUP_URL to s3://bucket/prefix or a folder; nothing was listed or deleted",
+        )
+    return key + "/"
+
+
+#: the endings of a file's name that a BACKUP_URL may name by mistake (a dump, an archive, a manifest)
+_FILE_ENDINGS = (".dump", ".sql", ".gz", ".zst", ".lz4", ".tar", ".bak", ".backup", ".json", ".zip", ".age")
+
+
+def refuse_file_location(settings: Settings, store: Store | None = None) -> None:
+    """Refuse a BACKUP_URL that names a file rather than a folder or bucket (``s3://bucket/prod/db.dump``).
+
+    Checked: a local path that is a file (or lies under one), a name ending like a file's (.dump, .sql,
+    .gz …) and, given the ``store``, an S3 object stored at exactly the prefix (one HEAD request).
+    """
+    kind, where, prefix = settings.backup_location()
+    shown = f"s3://{where}/{prefix}".rstrip("/") if kind == "s3" else where
+    problem = None
+    if kind == "file":
+        path = Path(where)
+        problem = next((f"{p} is a file" for p in (path, *path.parents) if p.is_file()), None)
+    last = (prefix or where).rstrip("/").rsplit("/", 1)[-1]
+    if problem is None and last.lower().endswith(_FILE_ENDINGS):
+        problem = f"{last!r} is the name of a file"
+    if problem is None and kind == "s3" and prefix and store is not None and store.size(prefix) is not None:
+        problem = f"an object {prefix!r} is stored there"
+    if problem:
+        raise UsageError(
+            f"BACKUP_URL names a file, not a folder or bucket: {shown} ({problem})",
+            hint=f"set {settings.env.upper()}_BACKUP_URL (or BACKUP_URL) to the folder that holds the backups, "
+            "e.g. s3://bucket/backups; dbops keeps <folder>/<env>/<time>_<revision>.dump under it",
+        )
 
 
 def dump_key(store: Store, settings: Settings, started: dt.datetime, revision: str) -> str:
@@ -123,7 +173,11 @@ def manifest_key(key: str) -> str:
 
 
 def open_backup_store(settings: Settings) -> Store:
-    """The store BACKUP_URL names, with the S3 endpoint, region and encryption of ``settings`` (not contacted yet)."""
+    """The store BACKUP_URL names, with the S3 endpoint, region and encryption of ``settings`` (not contacted yet).
+
+    A BACKUP_URL that names a file by its path or its name is refused here (:func:`refuse_file_location`).
+    """
+    refuse_file_location(settings)
     return open_store(settings.backup_location(), endpoint_url=settings.backup_endpoint_url,
                       region=settings.backup_region, sse=settings.backup_sse)
 
@@ -132,6 +186,7 @@ def checked_store(settings: Settings) -> Store:
     """The backup store, its bucket (or folder) and credentials checked."""
     store = open_backup_store(settings)
     store.check()
+    refuse_file_location(settings, store)
     return store
 
 
@@ -139,6 +194,7 @@ def list_backups(settings: Settings, *, store: Store | None = None) -> list[Back
     """Every backup of ``settings.env``, newest first (incomplete ones too, with ``manifest`` None)."""
     store = store or open_backup_store(settings)
     prefix = env_prefix(store, settings)
+    refuse_file_location(settings, store)
     objects = {o.key: o for o in store.list(prefix)}
     out = []
     for key, obj in objects.items():
@@ -156,6 +212,9 @@ def list_backups(settings: Settings, *, store: Store | None = None) -> list[Back
         if info.verified_key in objects and info.manifest is not None:
             record, _ = _record(store, info.verified_key)
             info.verification = Verification.from_dict(record) if record is not None else None
+        if info.drill_key in objects and info.manifest is not None:
+            record, _ = _record(store, info.drill_key)
+            info.drill = Drill.from_dict(record) if record is not None else None
         out.append(info)
     return sorted(out, key=lambda b: (b.time, b.key), reverse=True)
 
@@ -232,5 +291,16 @@ def render_backups(backups: list[BackupInfo]) -> str:
         dur = f"{b.duration_s:.1f}s" if b.duration_s is not None else "-"
         state = "yes" if b.verified else ("no" if b.complete else
                                           f"DAMAGED ({b.damaged})" if b.damaged else "INCOMPLETE (no manifest)")
-        rows.append([clock.show(b.time), b.revision, human_size(b.size), dur, state, b.key.rsplit("/", 1)[-1]])
-    return text_table(["time", "revision", "size", "duration", "verified", "name"], rows)
+        drill, recovery = drill_cells(b.drill)
+        rows.append([clock.show(b.time), b.revision, human_size(b.size), dur, state, drill, recovery,
+                     b.key.rsplit("/", 1)[-1]])
+    return text_table(["time", "revision", "size", "duration", "verified", "last drill", "recovery", "name"], rows)
+
+
+def drill_cells(drill: Drill | None) -> tuple[str, str]:
+    """The ``last drill`` and ``recovery`` cells of a backup: when (UTC) and whether it passed, the recovery time."""
+    if drill is None:
+        return "-", "-"
+    when = (drill.drilled_at or "?")[:16].replace("T", " ")
+    recovery = f"{drill.recovery_s:.1f}s" if drill.recovery_s is not None else "-"
+    return f"{when} {'ok' if drill.ok else 'FAILED'}", recovery

@@ -28,6 +28,7 @@ from ..settings import Settings
 from ..storage import MiB, Store, part_size_for
 from ..ui import SILENT, UI
 from ..units import rate
+from . import crypt
 from .catalog import CHUNK, checked_store, dump_key, manifest_key
 from .contents import alembic_revisions, table_row_counts
 from .manifest import Manifest
@@ -49,6 +50,17 @@ class BackupResult:
     duration_s: float
     store: str
     manifest: Manifest = field(repr=False)
+
+
+@dataclass
+class StreamedDump:
+    """What :func:`_stream_dump` stored: the object's sha256 and size, the row counts, the archive's own."""
+
+    sha256: str
+    size: int
+    tables: dict[str, int]
+    plain_sha256: str
+    plain_size: int
 
 
 class _Prefetch(threading.Thread):
@@ -169,7 +181,11 @@ def create_backup(
         pgdump.check_compression(client, settings.backup_compression,
                                  setting=f"{settings.env.upper()}_BACKUP_COMPRESSION")
         dump_major, dump_version = client.major, client.version
-        ui.say(f"pg_dump: {client.describe()}; compression {settings.backup_compression}")
+        if crypt.encrypting(settings):  # pyrage installed and every recipient valid, before pg_dump starts
+            crypt.recipients(settings)
+        ui.say(f"pg_dump: {client.describe()}; compression {settings.backup_compression}"
+               + (f"; encrypted to {len(settings.backup_age_recipients)} age recipient(s)"
+                  if crypt.encrypting(settings) else ""))
 
         started = clock.now()
         background = stack.enter_context(ThreadPoolExecutor(max_workers=2, thread_name_prefix="backup"))
@@ -195,8 +211,9 @@ def create_backup(
             source.stop()
             raise
         count_rows = partial(background.submit, table_row_counts, conn)
-        sha256, size, counts = _stream_dump(store, key, proc, source, count_rows, part_size=size_of_part,
-                                            on_part=on_part, ui=ui)
+        dumped = _stream_dump(store, key, proc, source, count_rows, part_size=size_of_part,
+                              on_part=on_part, ui=ui, encrypt=settings if crypt.encrypting(settings) else None)
+        sha256, size, counts = dumped.sha256, dumped.size, dumped.tables
 
     finished = clock.now()
     manifest = Manifest(
@@ -218,6 +235,10 @@ def create_backup(
         database_size=db_size,
         part_size=size_of_part,
         sse=getattr(store, "sse", None),
+        encryption=crypt.AGE if crypt.encrypting(settings) else None,
+        recipients=list(settings.backup_age_recipients),
+        plain_sha256=dumped.plain_sha256 if crypt.encrypting(settings) else None,
+        plain_size=dumped.plain_size if crypt.encrypting(settings) else None,
         started_at=clock.iso(started, precise=True),
         finished_at=clock.iso(finished, precise=True),
         duration_s=round((finished - started).total_seconds(), 3),
@@ -242,8 +263,11 @@ def _stream_dump(
     part_size: int,
     on_part: Callable[[int, int], None] | None,
     ui: UI,
-) -> tuple[str, int, dict[str, int]]:
-    """pg_dump → sha256 → multipart writer; returns (sha256, size, row counts) after every check passed.
+    encrypt: Settings | None = None,
+) -> StreamedDump:
+    """pg_dump → sha256 → multipart writer; returns the checksums, sizes and row counts after every check passed.
+
+    ``encrypt``: settings whose age recipients the archive is encrypted to on the way (:mod:`.crypt`).
 
     ``count_rows()`` starts the row counts in the dump's snapshot (same
     transaction, so the counts match the dump) once the upload is open.
@@ -258,16 +282,31 @@ def _stream_dump(
     try:
         counting = count_rows()
         digest = hashlib.sha256()
-        streamed = 0
+        stored = hashlib.sha256() if encrypt is not None else digest
+        streamed = archived = 0
         t0 = time.monotonic()
-        while True:
+
+        def next_chunk() -> memoryview:
+            nonlocal archived
             chunk = source.read()
-            if not chunk:
-                break
-            digest.update(chunk)
+            if chunk:
+                if encrypt is not None:
+                    digest.update(chunk)
+                archived += len(chunk)
+                show.update(f"backup {key}: {rate(archived, time.monotonic() - t0)}")
+            return chunk
+
+        def store_chunk(chunk: bytes | memoryview) -> None:
+            nonlocal streamed
+            stored.update(chunk)
             writer.write(chunk)
             streamed += len(chunk)
-            show.update(f"backup {key}: {rate(streamed, time.monotonic() - t0)}")
+
+        if encrypt is not None:  # pg_dump → age (to the recipients) → the writer
+            crypt.encrypt_stream(encrypt, next_chunk, store_chunk)
+        else:
+            while chunk := next_chunk():
+                store_chunk(chunk)
         proc.wait()
         try:
             counts = counting.result()
@@ -292,8 +331,8 @@ def _stream_dump(
         if isinstance(exc, DbopsError) and (details or hint):  # what the cleanup adds: a new error, the same kind
             raise exc.with_context(hint=hint, details=details) from exc
         raise
-    show.done(f"backup {key}: {rate(size, time.monotonic() - t0)}")
-    return digest.hexdigest(), size, counts
+    show.done(f"backup {key}: {rate(size, time.monotonic() - t0)}" + (", encrypted" if encrypt else ""))
+    return StreamedDump(stored.hexdigest(), size, counts, digest.hexdigest(), archived)
 
 
 def _quietly(fn: Callable[..., object], *args: object) -> None:

@@ -5,7 +5,8 @@ checksum and size, the revision, the server and pg_dump that made it, every
 table's row count.  :meth:`Manifest.from_dict` reads manifests of older
 dbops versions too (a field they lack takes its default, as the readers
 always assumed); :meth:`Manifest.to_dict` is the JSON written, key for key.
-:class:`Verification` is verify-backup's record of a restore that matched.
+:class:`Verification` is verify-backup's record of a restore that matched;
+:class:`Drill` is a restore drill's record (``.drill.json``): its recovery time step by step.
 """
 
 from __future__ import annotations
@@ -52,11 +53,28 @@ class Manifest:
     database_size: int | None = None
     part_size: int | None = None
     sse: str | None = None
+    #: client-side encryption: "age" (None: the object is the pg_dump archive itself)
+    encryption: str | None = None
+    #: the age recipients the archive was encrypted to (any one's identity decrypts it)
+    recipients: list[str] = field(default_factory=list)
+    #: the archive's own sha256 and size before encryption (``sha256``/``size`` are the stored object's)
+    plain_sha256: str | None = None
+    plain_size: int | None = None
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
     #: ``{"schema.table": rows}`` in the dump's snapshot
     tables: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def archive_sha256(self) -> str:
+        """The sha256 of the pg_dump archive pg_restore reads (the stored object's, unless encrypted)."""
+        return self.plain_sha256 if self.encryption and self.plain_sha256 else self.sha256
+
+    @property
+    def archive_size(self) -> int:
+        """The size of the pg_dump archive pg_restore reads (the stored object's, unless encrypted)."""
+        return self.plain_size if self.encryption and self.plain_size is not None else self.size
 
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
@@ -81,6 +99,10 @@ class Manifest:
             database_size=data.get("database_size"),
             part_size=data.get("part_size"),
             sse=data.get("sse"),
+            encryption=data.get("encryption"),
+            recipients=list(data.get("recipients") or []),
+            plain_sha256=data.get("plain_sha256"),
+            plain_size=data.get("plain_size"),
             started_at=data.get("started_at"),
             finished_at=data.get("finished_at"),
             duration_s=data.get("duration_s"),
@@ -109,6 +131,9 @@ class Manifest:
             "database_size": self.database_size,
             "part_size": self.part_size,
             "sse": self.sse,
+            # only in an encrypted backup's manifest: an unencrypted one stays as older dbops wrote it
+            **({"encryption": self.encryption, "recipients": list(self.recipients),
+                "plain_sha256": self.plain_sha256, "plain_size": self.plain_size} if self.encryption else {}),
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "duration_s": self.duration_s,
@@ -150,3 +175,46 @@ class Verification:
     def to_dict(self) -> dict:
         """The stored JSON (``<stem>.verified.json``)."""
         return asdict(self)
+
+
+@dataclass
+class Drill:
+    """A restore drill's record (``<stem>.drill.json``): the backup restored into a throwaway server of the
+    source's major, checked, and how long each step of the recovery took."""
+
+    key: str | None = None
+    sha256: str | None = None
+    drilled_at: str | None = None
+    #: whether the restore succeeded and every check passed
+    ok: bool = False
+    #: the recovery time: fetch + decrypt + restore + checks, seconds (the throwaway server's start is not in it)
+    recovery_s: float | None = None
+    fetch_s: float | None = None
+    decrypt_s: float | None = None
+    restore_s: float | None = None
+    checks_s: float | None = None
+    #: the throwaway server's start (not part of the recovery: on the bad day the server is there)
+    server_s: float | None = None
+    jobs: int = 1
+    #: why the restore ran in one stream though more jobs were asked for ("" when it did not)
+    single_stream_why: str = ""
+    tables: int = 0
+    rows: int = 0
+    #: what failed (empty when ``ok``)
+    problems: list[str] = field(default_factory=list)
+    pg_restore: str | None = None
+    server_version: str | None = None
+    server_major: int = 0
+    host: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Drill:
+        """A record as stored; unknown keys are ignored, missing ones take their defaults."""
+        known = {f: data[f] for f in cls.__dataclass_fields__ if f in data}
+        known["problems"] = list(known.get("problems") or [])
+        return cls(**known)
+
+    def to_dict(self) -> dict:
+        """The stored JSON (``<stem>.drill.json``)."""
+        return asdict(self)
+

@@ -22,6 +22,7 @@ from ..postgres import dump as pgdump
 from ..servers.throwaway import programs_for_major, throwaway_server
 from ..settings import Settings
 from ..ui import SILENT, UI
+from . import crypt
 from .catalog import checked_store, find_backup
 from .contents import table_row_counts
 from .manifest import Verification
@@ -49,6 +50,7 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
     """
     store = checked_store(settings)
     info = find_backup(settings, key_or_latest, store=store, ui=ui)
+    crypt.check_key(settings, info)  # an encrypted backup: refused in one line before the server starts
     source_major = info.manifest.server_major
     bin_dir = programs_for_major(source_major, f"backup {info.key} was not verified", settings.client_places)
     client = restore_client(info, URL.create("postgresql"), source_major, settings.client_places)
@@ -64,7 +66,7 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
                 server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
         finally:
             engine.dispose()
-    problems = _differences(info.manifest.tables, restored, pgdump.toc_tables(toc))
+    problems = differences(info.manifest.tables, restored, pgdump.toc_tables(toc))
     if problems:
         raise CheckFailed(
             f"backup {info.key} did not restore to what its manifest describes ({len(problems)} problem(s))",
@@ -74,7 +76,7 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
     duration = round(time.monotonic() - t0, 3)
     record = Verification(
         key=info.key,
-        sha256=sha,
+        sha256=info.manifest.sha256,  # the stored object's (sha: the archive's, inside any encryption)
         size=size,
         verified_at=clock.iso(precise=True),
         duration_s=duration,
@@ -88,7 +90,7 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
     return VerifyResult(info.key, sha, restored, duration, info.verified_key, server_version, client.describe())
 
 
-def _differences(expected: dict[str, int], restored: dict[str, int], listed: set[str]) -> list[str]:
+def differences(expected: dict[str, int], restored: dict[str, int], listed: set[str]) -> list[str]:
     """What does not match between the manifest's tables, the restored ones and the archive's table of contents."""
     problems = []
     for table in sorted(expected):

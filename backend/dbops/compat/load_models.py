@@ -94,10 +94,14 @@ def load(ini: str) -> dict:
             toml_file = toml if "[tool.alembic]" in f.read() else None
     except OSError:
         toml_file = None
-    cfg = Config(ini, toml_file=toml_file, stdout=io.StringIO(), output_buffer=io.StringIO())
+    # a project with [tool.alembic] and no alembic.ini (`alembic init -t pyproject`): the toml alone, as Alembic
+    reads_toml = hasattr(Config, "get_alembic_option")  # Alembic 1.16+; before it, the ini alone
+    cfg = Config(ini if os.path.isfile(ini) else None, stdout=io.StringIO(), output_buffer=io.StringIO(),
+                 **({"toml_file": toml_file} if reads_toml else {}))
     cfg.set_main_option("sqlalchemy.url", OFFLINE_URL)
     cfg.attributes["skip_logging_config"] = True
-    if not cfg.get_alembic_option("script_location"):  # Flask-Migrate's ini: the scripts are beside it
+    get_option = cfg.get_alembic_option if reads_toml else cfg.get_main_option
+    if not get_option("script_location"):  # Flask-Migrate's ini: the scripts are beside it
         cfg.set_main_option("script_location", os.path.dirname(os.path.abspath(ini)).replace("%", "%%"))
     script = ScriptDirectory.from_config(cfg)
     heads = sorted(script.get_heads())

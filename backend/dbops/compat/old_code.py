@@ -154,7 +154,8 @@ def load(settings: Settings, project: Project, *, ref: str | None = None, workdi
     project_rel = base.relative_to(repo).as_posix()
     git.archive(repo, commit, workdir / "tree", "" if project_rel == "." else project_rel)
     old_ini = workdir / "tree" / ini_rel
-    if not old_ini.is_file():
+    old_toml = old_ini.parent / "pyproject.toml"
+    if not old_ini.is_file() and not (old_toml.is_file() and "[tool.alembic]" in old_toml.read_text(errors="replace")):
         raise UsageError(f"commit {commit[:12]} has no {ini_rel}: it predates the Alembic project",
                          hint="pass --ref with a commit that has the migrations (the one now deployed)")
     data = _load_models(old_ini, commit, tree=workdir / "tree", exclude=[settings.alembic_ini.parent.resolve(), repo])

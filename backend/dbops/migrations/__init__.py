@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,10 +29,13 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import URL, Connection
 
+from alembic import __version__ as alembic_version
 from alembic import command
 
 from ..errors import MigrationError, ModelImportError, MultipleHeads, ReadOnlyViolation, UsageError
 from ..redact import reason
+from . import compare
+from .alembic_compat import READS_TOML, make_config, option, prepend_sys_paths
 from .fence import Fence, fenced, project_names, target_variables
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,12 @@ class Project:
 
     def __post_init__(self) -> None:
         self.ini = Path(self.ini).resolve()
+        if not READS_TOML and self.toml_file:
+            raise UsageError(f"{self.toml_file} configures Alembic in [tool.alembic], which needs Alembic 1.16 or "
+                             f"newer; this environment has Alembic {alembic_version}",
+                             hint="upgrade Alembic (pip install 'alembic>=1.16'), or keep the options in alembic.ini")
+        if not self.ini.is_file() and self.toml_file:  # `alembic init -t pyproject` without an ini: Alembic's CLI
+            return  # reads [tool.alembic] alone, and so does Config(toml_file=) here
         if not self.ini.is_file():
             raise UsageError(
                 f"alembic config {self.ini} not found",
@@ -110,15 +119,21 @@ class Project:
 
         ``output_buffer`` receives the SQL of ``--sql`` (offline) runs; ``stdout`` alembic's messages.
         """
-        cfg = Config(str(self.ini), toml_file=self.toml_file, stdout=stdout or io.StringIO(),
+        ini = str(self.ini) if self.ini.is_file() else None  # None: env.py's `fileConfig(config_file_name)` skips
+        cfg = make_config(ini, self.toml_file, stdout=stdout or io.StringIO(),
                      output_buffer=output_buffer)
+        if url is None and connection is not None:
+            # an env.py that builds its engine from sqlalchemy.url (Alembic's templates) reaches the connection's
+            # database, the one the fence lets it reach
+            url = connection.engine.url
+            url = url.set(drivername="postgresql+asyncpg") if self.env_is_async else url
         if url is not None:
             # ConfigParser interpolation: a literal % must be doubled
             cfg.set_main_option("sqlalchemy.url", url.render_as_string(hide_password=False).replace("%", "%%"))
         if connection is not None:
             cfg.attributes["connection"] = connection
         cfg.attributes["skip_logging_config"] = True
-        location = cfg.get_alembic_option("script_location")
+        location = option(cfg, "script_location")
         if not location:
             # Flask-Migrate's migrations/alembic.ini names none: the scripts are in the ini's own folder
             cfg.set_main_option("script_location", str(self.ini.parent).replace("%", "%%"))
@@ -173,7 +188,7 @@ class Project:
         """Where the project's own modules come from: the working folder, alembic.ini's and prepend_sys_path's."""
         dirs = [Path.cwd(), self.ini.parent]
         try:
-            extra = self.config().get_prepend_sys_paths_list() or []
+            extra = prepend_sys_paths(self.config())
         except Exception:  # an unreadable option: Alembic names it when it loads the scripts
             extra = []
         dirs += [Path(p) if os.path.isabs(p) else Path.cwd() / p for p in extra]
@@ -270,15 +285,28 @@ class Project:
                 or getattr(exc, "name", None) or "env.py"
             raise ModelImportError(str(path), str(exc)) from exc
         except CommandError as exc:
+            if "does not provide a MetaData" in str(exc):
+                raise MigrationError(str(exc), hint="set target_metadata in env.py to your models' MetaData "
+                                     "(Base.metadata; docs/env-py.md): dbops compares the models with it") from exc
             raise MigrationError(str(exc)) from exc
 
     def upgrade(self, conn: Connection, target: str = "head") -> None:
+        _own_transactions(conn)
         with self.guard(), self.fence(conn.engine.url, own=conn, step=f"an upgrade to {target}"):
             command.upgrade(self.config(connection=conn), target)
 
     def downgrade(self, conn: Connection, target: str) -> None:
+        _own_transactions(conn)
         with self.guard(), self.fence(conn.engine.url, own=conn, step=f"a downgrade to {target}"):
             command.downgrade(self.config(connection=conn), target)
+
+    def merge(self, heads: Sequence[str], message: str) -> Script:
+        """``alembic merge -m MESSAGE HEAD...``: a merge revision joining ``heads`` (its file is written; env.py
+        does not run)."""
+        with self.guard(), redirect_stdout(io.StringIO()):
+            script = command.merge(self.config(), revisions=list(heads), message=message)
+        self.__dict__.pop("script", None)  # the scripts changed on disk
+        return script
 
     def load_env(self, url: URL) -> None:
         """Run env.py offline on an empty range (no revision runs, nothing connects): the models import.
@@ -329,13 +357,13 @@ class Project:
 
         def compare_at_heads(ctx, step, heads: set, run_args) -> None:  # after each step: at the heads, compare
             if heads == set(script.get_heads()):
-                revision_context.run_autogenerate(tuple(heads), ctx)
+                compare.run_autogenerate(revision_context, tuple(heads), ctx)
 
         def fn(rev, context):
             if upgrade and set(context.get_current_heads()) != heads:
                 context.on_version_apply_callbacks = (*context.on_version_apply_callbacks, compare_at_heads)
                 return script._upgrade_revs("heads", rev)  # what `alembic upgrade heads` runs
-            revision_context.run_autogenerate(rev, context)
+            compare.run_autogenerate(revision_context, rev, context)
             return []
 
         step = "a comparison of models and database" + (" (pending revisions applied, then rolled back)"
@@ -375,8 +403,14 @@ class Project:
             trans.rollback()
         return state
 
-    def autogenerate(self, conn: Connection, message: str) -> Script | None:
-        """Write a new revision from the model diffs; None (and no file) when there is nothing to write."""
+    def autogenerate(self, conn: Connection, message: str, *,
+                     rewriters: Sequence[Callable] = ()) -> Script | None:
+        """Write a new revision from the model diffs; None (and no file) when there is nothing to write.
+
+        ``alembic revision --autogenerate`` with dbops' comparison (:mod:`.compare`).  ``rewriters``:
+        ``process_revision_directives`` hooks (an alembic ``Rewriter`` is one), run in order on the
+        directives before the empty-revision check; env.py's own hook runs first, as in Alembic.
+        """
         written: list[bool] = []
 
         def skip_empty(context, revision, directives) -> None:
@@ -386,18 +420,29 @@ class Project:
             else:
                 written.append(True)
 
+        def directives_chain(context, revision, directives) -> None:
+            for hook in (*rewriters, skip_empty):
+                if directives:
+                    hook(context, revision, directives)
+
+        config, script = self.config(connection=conn), self.script
+        revision_context = RevisionContext(config, script, {**CHECK_ARGS, "message": message},
+                                           process_revision_directives=directives_chain)
+
+        def fn(rev, context):  # what `alembic revision --autogenerate` runs, with dbops' comparison
+            compare.run_autogenerate(revision_context, rev, context)
+            return []
+
         with self.guard(), redirect_stdout(io.StringIO()), \
-                self.fence(conn.engine.url, own=conn, read_only=True, step="autogenerate (writes a file only)"):
-            result = command.revision(
-                self.config(connection=conn),
-                message=message,
-                autogenerate=True,
-                process_revision_directives=skip_empty,
-            )
-        if not written or result is None:
+                self.fence(conn.engine.url, own=conn, read_only=True, step="autogenerate (writes a file only)"), \
+                EnvironmentContext(config, script, fn=fn, as_sql=False, template_args=revision_context.template_args,
+                                   revision_context=revision_context):
+            script.run_env()
+        with self.guard(), redirect_stdout(io.StringIO()):  # Alembic's "Generating …/x.py ... done": sync says it
+            result = [s for s in revision_context.generate_scripts() if s is not None]
+        if not written or not result:
             return None
-        if isinstance(result, list):
-            result = result[0]
+        result = result[0]
         # the scripts changed on disk: forget the cached directory
         self.__dict__.pop("script", None)
         return result
@@ -408,6 +453,9 @@ def describe_diff(diff) -> str:
     if isinstance(diff, list):  # column modifications come grouped
         parts = [describe_diff(d) for d in diff]
         return "; ".join(parts)
+    own = compare.describe(diff)  # enum types, alembic_utils entities
+    if own is not None:
+        return own
     kind = diff[0]
     if kind in ("add_table", "remove_table"):
         return f"{'add' if kind == 'add_table' else 'drop'} table {diff[1].name}"
@@ -422,9 +470,21 @@ def describe_diff(diff) -> str:
         return f"{verb} constraint {con.name or type(con).__name__} on {con.table.name}"
     if kind.startswith("modify_"):
         _, _schema, table, column, _info, old, new = diff
-        what = kind.removeprefix("modify_").replace("_", " ")
-        return f"alter {table}.{column} {what}: {old} -> {new}"
+        what = {"modify_default": "server default"}.get(kind) or kind.removeprefix("modify_").replace("_", " ")
+        return f"alter {table}.{column} {what}: {_shown(old)} -> {_shown(new)}"
     return str(kind).replace("_", " ")
+
+
+def _shown(value) -> str:
+    """A compared value as a person reads it: a default's SQL, an identity's options, a type."""
+    arg = getattr(value, "arg", value)  # a server default's clause
+    if isinstance(arg, sa.TextClause):
+        return arg.text
+    if isinstance(arg, sa.Identity):
+        options = ("always", "start", "increment", "minvalue", "maxvalue", "cycle", "cache")
+        return "identity(" + ", ".join(f"{k}={getattr(arg, k)}" for k in options
+                                       if getattr(arg, k, None) not in (None, False)) + ")"
+    return str(arg)
 
 
 def message_for(diffs: list) -> str:
@@ -434,7 +494,9 @@ def message_for(diffs: list) -> str:
         items = diff if isinstance(diff, list) else [diff]
         for d in items:
             kind = d[0]
-            if kind in ("add_column", "remove_column"):
+            if (own := compare.words(d)) is not None:
+                words.append(own)
+            elif kind in ("add_column", "remove_column"):
                 words.append(f"{'add' if kind == 'add_column' else 'drop'} {d[2]}.{d[3].name}")
             elif kind in ("add_table", "remove_table"):
                 words.append(f"{'add' if kind == 'add_table' else 'drop'} table {d[1].name}")
@@ -442,6 +504,8 @@ def message_for(diffs: list) -> str:
                 words.append(f"alter {d[2]}.{d[3]}")
             elif kind in ("add_index", "remove_index"):
                 words.append(f"{'add' if kind == 'add_index' else 'drop'} index {d[1].name}")
+            elif kind in ("add_constraint", "remove_constraint") and d[1].name:
+                words.append(f"{'add' if kind == 'add_constraint' else 'drop'} {d[1].name}")
             else:
                 words.append(kind.replace("_", " "))
     unique = list(dict.fromkeys(words))
@@ -451,6 +515,19 @@ def message_for(diffs: list) -> str:
         return ", ".join(unique[:3]) + f" and {len(unique) - 3} more"
     return ", ".join(unique)
 
+
+
+def _own_transactions(conn: Connection) -> None:
+    """Before env.py migrates on ``conn``: end what the caller left open (a snapshot's reads, a SET), committed.
+
+    env.py then begins its own transactions (one per revision with ``transaction_per_migration``), so a
+    revision's ``autocommit_block()`` (``ALTER TYPE … ADD VALUE``, ``CREATE INDEX CONCURRENTLY``) can commit
+    them; inside a transaction Alembic does not own it cannot.  Every caller commits right after anyway.
+    """
+    # a caller's `with engine.begin()` block owns its transaction (a library caller, the tests): it stays, and
+    # env.py runs inside it as before (private: SQLAlchemy keeps no public "managed by a with block" flag)
+    if conn.in_transaction() and getattr(conn, "_trans_context_manager", None) is None:
+        conn.commit()
 
 
 def _flask_root(folder: Path | None) -> Path | None:

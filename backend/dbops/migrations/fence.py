@@ -65,6 +65,9 @@ SSL_VARIABLES = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcer
                  "sslkey": "PGSSLKEY"}
 #: hosts that are this machine
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+#: the tenant's schema of a schema-per-tenant target (dbops fleet), for env.py's version_table_schema; unset
+#: otherwise.  The target's URL carries ``options=-csearch_path=<schema>``: every connection finds that schema first
+SCHEMA_VARIABLE = "DBOPS_SCHEMA"
 #: what dbops sets on its own connection that must hold on env.py's too (migrations.upgrade.set_timeouts)
 SESSION_SETTINGS = ("lock_timeout", "statement_timeout", "client_connection_check_interval")
 _SAFE_VALUE = re.compile(r"[0-9A-Za-z]+")
@@ -290,7 +293,16 @@ def target_variables(url: URL | None, *, names: Sequence[str] = (), async_driver
         values[name] = None if value is None else str(value)
     for key, name in SSL_VARIABLES.items():
         values[name] = ssl.get(key)
+    values[SCHEMA_VARIABLE] = target_schema(url)
     return values
+
+
+def target_schema(url: URL) -> str | None:
+    """The schema a schema-per-tenant target names: its URL's ``options=-csearch_path=<schema>`` (dbops fleet)."""
+    options = url.query.get("options")
+    options = options[0] if isinstance(options, (list, tuple)) else options
+    found = re.search(r"-c\s*search_path=([A-Za-z_][A-Za-z0-9_]*)", options or "")
+    return found.group(1) if found else None
 
 
 def _driver_of(value: str | None) -> str:

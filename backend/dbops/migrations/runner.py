@@ -34,7 +34,7 @@ from alembic.runtime.migration import RevisionStep
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from . import Project
+from . import Project, compare
 from .fence import quiet_logging
 
 
@@ -119,7 +119,7 @@ class StepRunner:
 
         def fn(rev, context):
             seen.append(context.opts.get("target_metadata"))
-            revision_context.run_autogenerate(rev, context)
+            compare.run_autogenerate(revision_context, rev, context)  # dbops' comparison, as sync and status
             return []
 
         # unguarded, as command.check runs: its CommandError / ImportError reach the caller as they are

@@ -22,7 +22,7 @@ from ..errors import CompressionUnsupported, ToolFailed
 from ..settings import ClientPlaces
 from . import clients
 from .client_probe import Client, compression_method, supports_compression
-from .programs import conninfo_args, dbname_arg, libpq_env
+from .programs import conninfo_args, dbname_arg, libpq_env, run
 
 log = logging.getLogger(__name__)
 
@@ -307,11 +307,42 @@ def restore(url: URL, *, timeout: float, client: Client | None = None, schema_on
     return Restore(argv, env=libpq_env(url), timeout=timeout, stdin=True, capture_stdout=False)
 
 
+class FileRestore(Streaming):
+    """``pg_restore --jobs N`` reading an archive file; :meth:`kill` lets it cancel its workers' queries first."""
+
+    def kill(self) -> None:
+        """SIGTERM (pg_restore cancels its workers' queries and stops them), SIGKILL after a few seconds."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._finish(check=False)
+
+
+def restore_file(url: URL, path: Path, *, jobs: int, timeout: float, client: Client) -> FileRestore:
+    """Start ``pg_restore --jobs=N`` of the archive file ``path`` into ``url`` (an empty database).
+
+    The flags of :func:`restore`; the archive is a seekable file, which
+    parallel restore needs (it cannot read standard input).  ``wait()`` for the exit.
+    """
+    argv = [str(client.path), "--exit-on-error", "--no-owner", "--no-privileges", f"--jobs={jobs}",
+            "--no-password", *conninfo_args(url), f"--dbname={dbname_arg(url)}", str(path)]
+    return FileRestore(argv, env=libpq_env(url), timeout=timeout, stdin=False, capture_stdout=False)
+
+
 def list_archive(*, timeout: float, client: Client | None = None) -> Restore:
     """Start ``pg_restore --list`` reading an archive from stdin; its table of contents ends up in ``stdout_lines``."""
     argv = [str(client.path if client is not None else clients.find("pg_restore")), "--list"]
     return Restore(argv, env=libpq_env(URL.create("postgresql")), timeout=timeout, stdin=True,
                    capture_stdout=True)
+
+
+def list_file(path: Path, *, timeout: float, client: Client) -> list[str]:
+    """``pg_restore --list`` of the archive file ``path``: its table of contents, one line each."""
+    return run([str(client.path), "--list", str(path)], timeout=timeout,
+               env=libpq_env(URL.create("postgresql"))).stdout.splitlines()
 
 
 _TOC_TABLE = re.compile(r"^\d+;\s+\d+\s+\d+\s+TABLE\s+(\S+)\s+(\S+)\s")

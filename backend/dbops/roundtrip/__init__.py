@@ -31,7 +31,6 @@ from ..errors import MigrationError, RoundTripFailed, RoundTripToolError, UsageE
 from ..formats import check_format, show_report
 from ..migrations import Project, describe_diff
 from ..migrations.runner import env_is_async, foreign_env, frozen_gc
-from ..postgres import schema_snapshot
 from ..postgres.extensions import created_in
 from ..redact import mask_url, reason
 from ..servers.throwaway import given_or_throwaway, throwaway_database
@@ -56,6 +55,7 @@ from .report import (
     formatted,
 )
 from .setup_sql import CUSTOM_DUMP
+from .since import select_since
 from .stairway import Stairway
 
 #: how much of a plain --setup-sql file is read for the extensions it creates (they come first in a dump)
@@ -71,6 +71,7 @@ def run(
     *,
     last: int | None = None,
     start: str | None = None,
+    since: str | None = None,
     setup_sql: str | Path | None = None,
     setup: Callable[[Connection], None] | None = None,
     json_path: str | Path | None = None,
@@ -82,7 +83,9 @@ def run(
     """Round-trip test the Alembic project of ``settings.alembic_ini``; raise RoundTripFailed on any failure.
 
     ``last``/``start`` limit the stairway to the newest revisions (older ones
-    are applied first without checks); ``setup_sql`` (a file) and ``setup``
+    are applied first without checks); ``since`` (a git ref) to the revisions
+    new or changed since that commit and their descendants, the others restored
+    from an archive cached under ``settings.state_dir`` (:mod:`.since`); ``setup_sql`` (a file) and ``setup``
     (a callable taking the connection) run on the empty database before the
     base revision; ``server_url`` is a server to create the throwaway database
     on (default: a private PostgreSQL, contrib extensions first, destroyed at the end); ``server_flag``: the
@@ -101,7 +104,14 @@ def run(
     order = graph.topological(directory)
     if not order:
         raise UsageError(f"{project.ini} has no revisions to test", hint="create one with `alembic revision`")
-    selected = graph.select(project, order, last=last, start=start)
+    changes = None
+    if since is not None:
+        if last is not None or start is not None:
+            raise UsageError("--since cannot be combined with --last or --from", hint="use one of them")
+        changes = select_since(project, order, since)
+        selected = changes.selected
+    else:
+        selected = graph.select(project, order, last=last, start=start)
     _require_async_driver(project)
 
     checks: list[CheckResult] = [_single_head(directory)]
@@ -112,11 +122,16 @@ def run(
             throwaway_database(server) as db:
         report = RoundTripReport(config=str(project.ini), server=mask_url(server), database=db.name)
         with foreign_env(project, db.url, modules_before=modules_before), frozen_gc():
-            stairway = Stairway(settings, project, db, order, selected, setup_sql=sql, setup=setup, progress=bar)
+            stairway = Stairway(settings, project, db, order, selected, setup_sql=sql, setup=setup, progress=bar,
+                                cache=changes is not None)
             try:
                 report.revisions = stairway.walk()
                 report.prepared = len(stairway.prepared)
-                checks.append(_downgrades(selected, report))
+                if changes is not None:
+                    report.since = f"{changes.ref} ({changes.commit[:12]})"
+                    report.base_cached = stairway.base_cached
+                checks.append(_downgrades(order if changes is not None else selected, report))
+                report.one_shot = list(stairway.one_shot)
                 checks.append(_stairway_check(report, stairway.completed))
                 checks.append(_models(stairway, order))
                 report.rebuilds, report.replayed = stairway.rebuilds, stairway.replayed
@@ -239,7 +254,9 @@ def _stairway_check(report: RoundTripReport, completed: bool) -> CheckResult:
             FAILED,
             f"{len(failed)} of {len(report.revisions)} revisions do not round-trip: "
             + ", ".join(r.revision for r in failed),
-            hint="fix downgrade() in the named revision files so it undoes exactly what upgrade() does, "
+            hint="fix downgrade() in the named revision files so it undoes exactly what upgrade() does "
+            "(an upgrade that fails on its own: make it work in its own `alembic upgrade`, e.g. "
+            "`postgresql.ENUM(..., create_type=False)` for an enum type an earlier revision created), "
             "then run `inv test-rollback --from <revision>`",
         )
     if not completed:  # pragma: no cover - a stop always comes with a failed revision
@@ -252,10 +269,9 @@ def _stairway_check(report: RoundTripReport, completed: bool) -> CheckResult:
 
 
 def _models(stairway: Stairway, order) -> CheckResult:
-    """Autogenerate against the database at the heads, through the project's own env.py; then enum labels.
-
-    Autogenerate does not compare an ``Enum``'s values with the database's enum
-    labels; :func:`enum_label_differences` does, on our own connection.
+    """dbops' comparison (:mod:`dbops.migrations.compare`: autogenerate, enum labels, CHECK constraints …)
+    against the database at the heads, through the project's own env.py: what ``inv status`` and
+    ``sync --check-only`` compare.
     """
     if not stairway.completed:
         try:
@@ -269,7 +285,7 @@ def _models(stairway: Stairway, order) -> CheckResult:
     runner = stairway.runner
     lines: list[str] = []
     try:
-        diffs, metadata = runner.check_models()  # `alembic check`, on the run's own script directory
+        diffs, _metadata = runner.check_models()  # `alembic check` + dbops' comparison, on the run's scripts
         lines = [describe_diff(d) for d in diffs]
     except (MigrationError, CommandError, ImportError) as exc:
         text = getattr(exc, "message", None) or str(exc)
@@ -279,49 +295,14 @@ def _models(stairway: Stairway, order) -> CheckResult:
     finally:
         if stairway.conn is not None and stairway.conn.in_transaction():
             stairway.conn.commit()
-    if metadata is not None and not stairway.multidb:  # multidb: a metadata per engine (autogenerate compares)
-        try:
-            database = schema_snapshot.snapshot(stairway.conn)
-            stairway.conn.commit()
-        except Exception as exc:
-            raise RoundTripToolError("the schema snapshot at head failed", reason(exc, typed=True)) from None
-        lines += enum_label_differences(metadata, database)
     if lines:
         return CheckResult(
             MODELS,
             FAILED,
             f"the models and the database at head differ ({len(lines)} difference(s))",
             details=lines,
-            hint="generate a revision for these changes (`inv sync`, or `alembic revision --autogenerate`; "
-            "enum labels need `ALTER TYPE … ADD VALUE` in a revision written by hand), "
+            hint="generate a revision for these changes (`inv sync`), "
             "or fix the migration that should have made them",
         )
-    return CheckResult(MODELS, OK, "autogenerate finds no difference at head; enum labels match")
-
-
-def enum_label_differences(metadata, database: schema_snapshot.Snapshot) -> list[str]:
-    """One line per named enum of the models whose labels differ from the database's type of that name."""
-    import sqlalchemy as sa
-
-    metas = metadata if isinstance(metadata, (list, tuple)) else [metadata]
-    seen: dict[str, list[str]] = {}
-    for meta in metas:
-        for table in meta.tables.values():
-            for column in table.columns:
-                kind = column.type
-                if not isinstance(kind, sa.Enum) or not kind.native_enum or not kind.name:
-                    continue
-                schema = kind.schema or table.schema or "public"
-                name = kind.name if schema == "public" else f"{schema}.{kind.name}"
-                seen.setdefault(name, list(kind.enums))
-    lines = []
-    for name, labels in sorted(seen.items()):
-        attrs = database.objects.get(f"enum type {name}")
-        if attrs is None:
-            continue  # a missing type is autogenerate's (or the table's) difference
-        found = list(attrs.get("labels") or [])
-        if found != labels:
-            lines.append(
-                f"enum type {name} labels: models [{', '.join(labels)}] != database [{', '.join(found)}]"
-            )
-    return lines
+    return CheckResult(MODELS, OK, "autogenerate finds no difference at head (with CHECK constraints and server "
+                       "defaults); enum labels match")

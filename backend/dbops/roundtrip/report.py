@@ -76,6 +76,13 @@ class RoundTripReport:
     replayed: int = 0
     #: wrong downgrades whose leftovers were dropped (no rebuild needed)
     repairs: int = 0
+    #: revisions whose upgrade failed on its own but passed in one upgrade from the base (a fresh install):
+    #: the revisions after each were tested on a database built that way
+    one_shot: list[str] = field(default_factory=list)
+    #: ``--since``: the ref and its commit; how the chain at that commit was applied ("restored" from the
+    #: cache, "kept" in it after being built, None: nothing cached)
+    since: str | None = None
+    base_cached: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -108,7 +115,12 @@ class RoundTripReport:
     # -- for humans ---------------------------------------------------------------
     def render(self) -> str:
         lines = [f"round trip of {self.config} on {self.database}"]
-        if self.prepared:
+        if self.since is not None:
+            how = {"restored": ", restored from the cache", "kept": ", built and kept in the cache"}
+            lines.append(f"(only the revisions new or changed since {self.since} and after them; the "
+                         f"{self.prepared} older revisions applied first without checks"
+                         f"{how.get(self.base_cached or '', '')})")
+        elif self.prepared:
             lines.append(f"({self.prepared} older revisions applied first without checks)")
         rows = [
             (

@@ -26,11 +26,15 @@ Irreversible revisions (see :mod:`.irreversible`) are only upgraded; one
 whose upgrade left the schema unchanged (a backfill) is *data only*, a note.
 When a step raises (or upgrading again gives another schema), the database is
 rebuilt (from the latest checkpoint) and the walk goes on, so one run reports
-every broken revision.
+every broken revision.  An upgrade that fails on its own is reported, then
+reached as a fresh install reaches it (one ``alembic upgrade`` from the base,
+one migration context): when that works the walk goes on from there, else it
+stops naming the revisions not tested.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,7 +59,7 @@ from ..redact import reason
 from ..servers.throwaway import ThrowawayDatabase
 from ..settings import Settings
 from ..ui import Progress
-from . import irreversible, repair
+from . import irreversible, repair, since
 from .report import DATA_ONLY, FAILED, OK, UP_ONLY, RevisionResult
 from .workbench import Reading, SetupHook, Workbench
 
@@ -64,6 +68,8 @@ NOOP_WARNING = (
     "(for example a batch alter to an Enum with a new value never runs ALTER TYPE … ADD VALUE)"
 )
 DATA_ONLY_NOTE = "data only: no schema to undo (the upgrade left the schema unchanged, the downgrade is empty)"
+log = logging.getLogger(__name__)
+
 #: what stops the walk as it is: the project's setup, the tester, the throwaway server; never a revision's fault
 NOT_THE_REVISIONS = (ModelImportError, RoundTripToolError, ExtensionUnavailable, ForeignDatabase)
 
@@ -82,8 +88,16 @@ class Stairway(Workbench):
         setup_sql: Path | None = None,
         setup: SetupHook | None = None,
         progress: Progress | None = None,
+        cache: bool = False,
     ):
         super().__init__(settings, project, db, setup_sql=setup_sql, setup=setup)
+        #: ``--since``: keep the unselected revisions applied in an archive under ``settings.state_dir``
+        self.cache = cache and not self.multidb and setup is None
+        self.state_dir = settings.state_dir
+        #: that archive (restored when it exists, else kept there)
+        self.base_cache: Path | None = None
+        #: how the unselected revisions were applied: "restored" from base_cache, "kept" in it, None (no cache)
+        self.base_cached: str | None = None
         self.order = list(order)
         self.selected = list(selected)
         chosen = {s.revision for s in self.selected}
@@ -96,11 +110,20 @@ class Stairway(Workbench):
         self.completed = False
         #: the previous revision's last check, done when the next step asks for its steps
         self._check: _Check | None = None
+        #: revisions whose upgrade failed on its own but passed in one upgrade from the base (a fresh install)
+        self.one_shot: list[str] = []
 
     def prepare(self) -> None:
         """Connect, set up, and apply the unselected older revisions in one go (no checks)."""
         self._create_engine_databases()
         self._connect()
+        if self.cache and self.prepared:
+            major = int(self.conn.exec_driver_sql("SHOW server_version_num").scalar()) // 10000
+            self.conn.commit()
+            self.base_cache = since.cache_path(self.state_dir, self.project, self.prepared, self.setup_sql, major)
+        if self.base_cache is not None and self._restore_base():
+            self.applied = list(self.prepared)
+            return
         self._set_up()
         if self.prepared:
             self.progress.update(f"applying {len(self.prepared)} older revisions without checks", force=True)
@@ -114,9 +137,36 @@ class Stairway(Workbench):
                 raise MigrationError(
                     f"applying the {len(self.prepared)} revisions before the tested ones (up to "
                     f"{self.prepared[-1].revision}) failed: {reason(exc, typed=True)}",
-                    hint="run without --last / --from to test those revisions too",
+                    hint="run without --last / --from / --since to test those revisions too",
                 ) from None
         self.applied = list(self.prepared)
+        if self.base_cache is not None:
+            if self.conn.in_transaction():
+                self.conn.commit()
+            if since.save(self.db.url, self.base_cache, places=self.places):
+                self.base_archive = (self.base_cache, [s.revision for s in self.prepared])
+                self.base_cached = "kept"
+
+    def _restore_base(self) -> bool:
+        """Restore the cached archive of the unselected revisions; False when there is none (or it is unusable)."""
+        assert self.base_cache is not None
+        if not self.base_cache.is_file():
+            return False
+        self.progress.update(f"restoring the {len(self.prepared)} older revisions from {self.base_cache}", force=True)
+        try:
+            since.restore(self.base_cache, self.db.url, places=self.places)
+        except RoundTripToolError as exc:  # a damaged archive costs a build, never the run
+            log.warning("%s; building the base again", exc.message)
+            self.close()
+            try:
+                self.db.recreate()
+            except Exception as again:
+                raise RoundTripToolError("cannot create the throwaway database again", reason(again)) from None
+            self._connect()
+            return False
+        self.base_archive = (self.base_cache, [s.revision for s in self.prepared])
+        self.base_cached = "restored"
+        return True
 
     def _step(self, script: Script, upgrade: bool, gate: Callable[[], None] | None = None) -> float:
         """Run one step; its duration in ms.  Leaves our connection usable whatever env.py did with it.
@@ -237,8 +287,7 @@ class Stairway(Workbench):
             except Exception as exc:
                 result.result = FAILED
                 result.problems.append(f"upgrade failed: {reason(exc, typed=True)}")
-                result.problems.append("the walk stops here: later revisions need this one")
-                raise _Stop from None
+                return self._past_failed_upgrade(j, script, result)
         self.applied.append(script)
         reading = self.later(rev)
         if irr is not None:
@@ -305,6 +354,41 @@ class Stairway(Workbench):
         self._check = _Check(result, self.later(rev), after,
                              "upgrading again after the downgrade gave a different schema:")
         return after
+
+    def _past_failed_upgrade(self, j: int, script: Script, result: RevisionResult) -> schema_snapshot.SnapshotText:
+        """An upgrade failed on its own: reach the revision as a fresh install would, or stop the walk.
+
+        A fresh install runs one ``alembic upgrade`` from the base: every
+        revision in one migration context, where SQLAlchemy's per-context DDL
+        memo may carry an enum type from the revision that created it to a
+        later ``sa.Enum(name=...)`` that creates it again.  When that one run
+        reaches the revision, the walk goes on from there (the database is the
+        new checkpoint); the snapshot there is returned.  Otherwise the walk
+        stops, naming the revisions not tested.
+        """
+        self._progress(j, script, "one upgrade from the base")
+        try:
+            self.rebuild([*self.applied, script], fresh=True)
+        except NOT_THE_REVISIONS:
+            raise
+        except Exception as exc:
+            rest = [s.revision for s in self.selected[j + 1:]]
+            result.problems.append(
+                f"one `alembic upgrade {script.revision}` from the base (as a fresh install) fails too: "
+                f"{reason(exc, typed=True)}"
+            )
+            result.problems.append(
+                "the walk stops here: later revisions need this one"
+                + (f"; not tested: {', '.join(rest)}" if rest else "")
+            )
+            raise _Stop from None
+        self.one_shot.append(script.revision)  # rebuild() left it in ``applied``
+        result.notes.append(
+            f"reached by one `alembic upgrade {script.revision}` from the base (as a fresh install does): "
+            + ("the revisions after it were tested on a database built that way"
+               if j + 1 < len(self.selected) else "it is the last revision")
+        )
+        return self.snapshot(script.revision)
 
     @staticmethod
     def _note_noop(script: Script, result: RevisionResult, before: schema_snapshot.SnapshotText,

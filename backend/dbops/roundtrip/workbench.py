@@ -40,6 +40,7 @@ from ..postgres import schema_snapshot
 from ..redact import reason
 from ..servers.throwaway import ThrowawayDatabase, clone
 from ..settings import Settings
+from . import since
 from .setup_sql import run_setup_sql
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Workbench:
         self.applied: list[Script] = []
         #: the checkpoint database and how many of ``applied`` it holds (None: none yet)
         self.checkpoint: tuple[str, int] | None = None
+        #: ``--since``: the cached archive of the chain at REF and the revisions it holds (rebuilds start there)
+        self.base_archive: tuple[Path, list[str]] | None = None
         #: rebuilds done, and revisions they replayed (the cost of failures)
         self.rebuilds = 0
         self.replayed = 0
@@ -171,9 +174,13 @@ class Workbench:
             raise RoundTripToolError("cannot create the per-engine throwaway databases", reason(exc)) from None
 
     # -- rebuilds --------------------------------------------------------------------
-    def rebuild(self, applied: Sequence[Script]) -> None:
+    def rebuild(self, applied: Sequence[Script], *, fresh: bool = False) -> None:
         """The database with exactly ``applied`` applied, cleanly: from the checkpoint, then a new checkpoint.
 
+        ``fresh``: from nothing, as a fresh install builds it (one env.py run
+        from the base, one migration context), never from the checkpoint; the
+        result is always the new checkpoint, so later rebuilds never replay
+        those revisions on their own again.
         Raises RoundTripToolError when a database operation of ours fails; the
         migrations' own errors (replaying a revision) pass through.
         """
@@ -183,9 +190,11 @@ class Workbench:
         base = self.checkpoint
         if self.multidb:
             self._create_engine_databases(again=True)  # multidb: no checkpoints, every rebuild from scratch
-        usable = base is not None and [s.revision for s in applied[: base[1]]] == [
+        usable = not fresh and base is not None and [s.revision for s in applied[: base[1]]] == [
             s.revision for s in self.applied[: base[1]]
         ]
+        archived = self.base_archive if not usable and not fresh and self.base_archive is not None and [
+            s.revision for s in applied[: len(self.base_archive[1])]] == self.base_archive[1] else None
         began = time.perf_counter()
         try:
             if usable:
@@ -201,6 +210,9 @@ class Workbench:
         began = time.perf_counter()
         if usable:
             todo = applied[base[1]:]
+        elif archived is not None:
+            since.restore(archived[0], self.db.url, places=self.places)
+            todo = applied[len(archived[1]):]
         else:
             self._set_up()
             todo = applied
@@ -210,7 +222,7 @@ class Workbench:
         self.applied = applied
         # a new checkpoint costs about one database creation: worth it once replaying costs more (or
         # replays checkpoint_after revisions), so no rebuild replays more than about that much
-        if not self.multidb and (len(todo) >= self.checkpoint_after or replay_ms > create_ms):
+        if not self.multidb and (fresh or len(todo) >= self.checkpoint_after or replay_ms > create_ms):
             self._checkpoint()
 
     def _checkpoint(self) -> None:

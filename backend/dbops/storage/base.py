@@ -8,8 +8,12 @@ Both offer:
   fixed part size and a bounded number of parts in flight; a ``.partial`` file
   renamed into place on disk).  ``complete()`` checks the stored size equals
   the bytes written; ``abort()`` leaves nothing behind.
-- :meth:`Store.list`, :meth:`Store.open_read` (a stream), :meth:`Store.put_json`,
-  :meth:`Store.get_json`, :meth:`Store.delete`, :meth:`Store.incomplete_uploads`.
+- :meth:`Store.list`, :meth:`Store.open_read` (a stream), :meth:`Store.open_range`
+  (a stream of one byte range), :meth:`Store.put_json`, :meth:`Store.get_json`,
+  :meth:`Store.delete`, :meth:`Store.incomplete_uploads`.
+- :meth:`Store.download`, built on ``open_range`` here once for every store:
+  an object into a local file through parallel ranged reads on a bounded
+  thread pool, hashed in order while the parts arrive (the restore's fetch).
 
 Every failure is a :class:`~dbops.errors.StorageError` naming the store, the
 operation and the fix.
@@ -19,9 +23,14 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import hashlib
 import json
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import StorageError
@@ -34,6 +43,11 @@ MAX_PARTS = 10_000
 #: parts uploading while the next one fills: memory is (1 + this) parts.  One keeps up with pg_dump
 #: (compression is the bottleneck) and keeps the backup process under 100 MB; see docs/backups.md
 PARTS_IN_FLIGHT = 1
+#: the restore's fetch: ranged reads of this size, at most FETCH_WORKERS at a time, each read and written
+#: in FETCH_CHUNK pieces (memory: FETCH_WORKERS * FETCH_CHUNK, whatever the object's size)
+FETCH_PART = 16 * MiB
+FETCH_WORKERS = 4
+FETCH_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,11 +111,22 @@ class Store(abc.ABC):
         """A stream of the object's bytes (``read(n)``, ``close()``)."""
 
     @abc.abstractmethod
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        """A stream of the object's bytes ``start`` up to (not including) ``end``."""
+
+    @abc.abstractmethod
     def size(self, key: str) -> int | None:
         """The object's size, or None when it does not exist."""
 
     @abc.abstractmethod
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None: ...
+
+    def put_if_absent(self, key: str, data: bytes, *, content_type: str = "application/json") -> bool:
+        """Write ``key`` only when no object has that key (a claim): True when written, False when it existed.
+
+        One writer wins even when many try at once: S3's conditional write (``If-None-Match: *``), a folder's
+        hard link.  A store without one says so rather than pretend."""
+        raise NotImplementedError(f"{type(self).__name__} has no conditional write")
 
     @abc.abstractmethod
     def get_bytes(self, key: str) -> bytes | None:
@@ -127,6 +152,19 @@ class Store(abc.ABC):
         """Whether the location already ends in ``name`` (``s3://bucket/prod`` names ``prod``)."""
         return bool(self.prefix) and self.prefix.rstrip("/").rsplit("/", 1)[-1] == name
 
+    def download(self, key: str, path: Path, *, size: int, part_size: int = FETCH_PART,
+                 workers: int = FETCH_WORKERS, on_bytes: Callable[[int], None] | None = None) -> tuple[str, int]:
+        """Copy the object (``size`` bytes) into the file ``path`` through parallel ranged reads: (sha256, bytes).
+
+        Parts of ``part_size`` are read by at most ``workers`` threads and
+        written where they belong (``os.pwrite``); this thread hashes the file
+        in order as the parts arrive, so the checksum is ready with the last
+        part.  ``on_bytes(total)`` hears of the progress.  Any failure (the
+        store gone, a short part, Ctrl-C) stops every worker and raises; the
+        caller removes the file.  The object must not be shorter than ``size``.
+        """
+        return _Download(self, key, path, size, part_size, max(1, workers), on_bytes).run()
+
     def put_json(self, key: str, data: dict) -> None:
         text = json.dumps(data, indent=2, sort_keys=True) + "\n"
         self.put_bytes(key, text.encode(), content_type="application/json")
@@ -139,6 +177,93 @@ class Store(abc.ABC):
             return json.loads(raw)
         except ValueError as exc:
             raise StorageError(self.describe(), f"reading {key}", f"not valid JSON ({exc})") from None
+
+
+class _Download:
+    """One :meth:`Store.download`: workers fill parts of the file, the caller's thread hashes them in order."""
+
+    def __init__(self, store: Store, key: str, path: Path, size: int, part_size: int, workers: int,
+                 on_bytes: Callable[[int], None] | None):
+        self.store, self.key, self.path, self.size = store, key, path, size
+        self.parts = [(start, min(start + part_size, size)) for start in range(0, size, part_size)]
+        self.workers = min(workers, max(1, len(self.parts)))
+        self.on_bytes = on_bytes
+        self.done = [False] * len(self.parts)
+        self.fetched = 0
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.changed = threading.Condition()
+
+    def run(self) -> tuple[str, int]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fetch")
+        try:
+            for n in range(len(self.parts)):
+                pool.submit(self._part, fd, n)
+            return self._hash(fd)
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            self.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            os.close(fd)
+
+    def _part(self, fd: int, n: int) -> None:
+        start, end = self.parts[n]
+        try:
+            if self.stop.is_set():
+                return
+            body = self.store.open_range(self.key, start, end)
+            try:
+                pos = start
+                while pos < end and not self.stop.is_set():
+                    chunk = body.read(min(FETCH_CHUNK, end - pos))
+                    if not chunk:
+                        raise StorageError(self.store.describe(), f"reading {self.key}",
+                                           f"the object ended at byte {pos}, {self.size} were expected")
+                    os.pwrite(fd, chunk, pos)
+                    pos += len(chunk)
+                    with self.changed:
+                        self.fetched += len(chunk)
+                        self.changed.notify_all()
+            finally:
+                body.close()
+            with self.changed:
+                self.done[n] = not self.stop.is_set()
+                self.changed.notify_all()
+        except BaseException as exc:  # handed to the hashing thread
+            if isinstance(exc, OSError):
+                exc = StorageError(str(self.path), f"writing the fetched {self.key}", exc.strerror or str(exc),
+                                   hint="free space there, or set DBOPS_SCRATCH_DIR to a folder with room")
+            with self.changed:
+                if self.error is None:
+                    self.error = exc
+                self.stop.set()
+                self.changed.notify_all()
+
+    def _hash(self, fd: int) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        shown = 0
+        for n, (start, end) in enumerate(self.parts):
+            with self.changed:
+                while not self.done[n] and self.error is None:
+                    self.changed.wait(timeout=1)
+                    if self.on_bytes is not None and self.fetched != shown:
+                        shown = self.fetched
+                        self.on_bytes(shown)
+                if self.error is not None:
+                    raise self.error
+            pos = start
+            while pos < end:
+                data = os.pread(fd, min(FETCH_CHUNK * 4, end - pos), pos)
+                if not data:
+                    raise StorageError(str(self.path), f"hashing the fetched {self.key}", f"the file ends at {pos}")
+                digest.update(data)
+                pos += len(data)
+        if self.on_bytes is not None:
+            self.on_bytes(self.size)
+        return digest.hexdigest(), self.size
 
 
 def part_size_for(expected_bytes: int, *, minimum: int = MIN_PART_SIZE) -> int:

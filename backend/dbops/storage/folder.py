@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -80,6 +81,11 @@ class LocalStore(Store):
             raise StorageError(self.describe(), f"reading {key}", "no such backup",
                                hint="see `inv backups --env ENV` for the available keys") from None
 
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        body = self.open_read(key)
+        body.seek(start)
+        return _Slice(body, end - start)  # type: ignore[return-value]
+
     def size(self, key: str) -> int | None:
         try:
             return self._path(key).stat().st_size
@@ -100,6 +106,26 @@ class LocalStore(Store):
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise _failed(self, f"writing {key}", exc) from None
+
+    def put_if_absent(self, key: str, data: bytes, *, content_type: str = "application/json") -> bool:
+        """The bytes written whole to a private file, then hard-linked to the key: the link fails when it exists."""
+        path = self._path(key)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}{PARTIAL}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            return True
+        except OSError as exc:
+            raise _failed(self, f"writing {key} (if absent)", exc) from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def get_bytes(self, key: str) -> bytes | None:
         try:
@@ -140,6 +166,21 @@ def _failed(store: LocalStore, operation: str, exc: OSError) -> StorageError:
     hint = ("free space in the backup folder, or set BACKUP_URL to another folder or an s3:// URL"
             if exc.errno == errno.ENOSPC else "fix the folder's permissions or set BACKUP_URL to another folder")
     return StorageError(store.describe(), operation, why, hint=hint)
+
+
+class _Slice:
+    """``limit`` bytes of an open file from where it stands (one ranged read)."""
+
+    def __init__(self, fh: BinaryIO, limit: int):
+        self.fh, self.left = fh, limit
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(self.left if n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 class _FileWriter(Writer):

@@ -18,7 +18,18 @@ from typing import BinaryIO
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from ..errors import StorageError
-from .base import MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, PARTS_IN_FLIGHT, MiB, ObjectInfo, Store, Upload, Writer
+from .base import (
+    FETCH_WORKERS,
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    PARTS_IN_FLIGHT,
+    MiB,
+    ObjectInfo,
+    Store,
+    Upload,
+    Writer,
+)
 
 
 def _code(exc: BaseException) -> str:
@@ -64,7 +75,8 @@ class S3Store(Store):
             retries={"mode": "standard", "max_attempts": 3},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            max_pool_connections=PARTS_IN_FLIGHT + 2,
+            # the upload's parts in flight, or the restore's ranged reads, and one request beside them
+            max_pool_connections=max(PARTS_IN_FLIGHT, FETCH_WORKERS) + 2,
             s3={"addressing_style": "path"} if endpoint_url else None,
         )
         self.client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
@@ -145,6 +157,18 @@ class S3Store(Store):
         resp = self.call(f"reading {key}", self.client.get_object, Bucket=self.bucket, Key=key)
         return _S3Body(self, key, resp["Body"])
 
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        """One ranged GET (``Range: bytes=start-(end-1)``); a store that ignores the range is refused."""
+        what = f"reading bytes {start}-{end - 1} of {key}"
+        resp = self.call(what, self.client.get_object, Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        if int(resp.get("ContentLength", -1)) != end - start:
+            resp["Body"].close()
+            raise StorageError(self.describe(), what, f"the store answered {resp.get('ContentLength')} bytes, "
+                               f"not the {end - start} asked for (the object is shorter than its manifest says, "
+                               "or the store ignores ranges)",
+                               hint="restore with --jobs 1 (one stream, no ranged reads), or another backup")
+        return _S3Body(self, key, resp["Body"])
+
     def size(self, key: str) -> int | None:
         head = self.call(f"reading {key}", self.client.head_object, missing=None, Bucket=self.bucket, Key=key)
         return None if head is None else int(head["ContentLength"])
@@ -152,6 +176,16 @@ class S3Store(Store):
     def put_bytes(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
         self.call(f"writing {key}", self.client.put_object, Bucket=self.bucket, Key=key, Body=data,
                    ContentType=content_type, **self.sse_args())
+
+    def put_if_absent(self, key: str, data: bytes, *, content_type: str = "application/json") -> bool:
+        try:  # S3's conditional write: a second writer of the key gets 412 PreconditionFailed
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
+                                   IfNoneMatch="*", **self.sse_args())
+        except Exception as exc:  # botocore's errors: a lost race is an answer, anything else a StorageError
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise self.error(f"writing {key} (if absent)", exc) from None
+        return True
 
     def get_bytes(self, key: str) -> bytes | None:
         return self.call(f"reading {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(),

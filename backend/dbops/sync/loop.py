@@ -7,6 +7,17 @@ left, its downgrade restores the schema exactly (in place, compared through
 a throwaway database.  Interactive unless ``auto``: it offers a backup, asks
 for the message and confirms before applying, all through the UI it is
 handed (silent by default: every default taken).
+
+Three things are asked, never guessed (see the README's local loop):
+
+- a drop + add that may be a rename (:mod:`dbops.migrations.renames`): the
+  model's ``info={"renamed_from": ...}`` answers it, else the user, else the
+  run stops (RenameUndecided) before anything is written;
+- a generated revision is proven on a throwaway database (``test-rollback
+  --last 1``: upgrade, downgrade, upgrade, models match) before it is applied;
+  one that fails there is moved to ``.dbops/rejected/`` (GeneratedRevisionRejected);
+- two heads are joined only when asked (:mod:`.heads`: ``--merge-heads`` /
+  ``--reparent``, or the question).
 """
 
 from __future__ import annotations
@@ -17,14 +28,23 @@ from pathlib import Path
 from sqlalchemy.engine import URL, Connection
 
 from .. import dryrun, roundtrip
-from ..errors import Aborted, CheckFailed, DbopsError, ExtensionUnavailable, MigrationError, MultipleHeads
-from ..migrations import Project, describe_diff, message_for
+from ..errors import (
+    Aborted,
+    CheckFailed,
+    DbopsError,
+    ExtensionUnavailable,
+    GeneratedRevisionRejected,
+    MigrationError,
+    RoundTripFailed,
+)
+from ..migrations import Project, describe_diff, message_for, renames
 from ..postgres import schema_snapshot
 from ..postgres.extensions import missing_extension
 from ..redact import reason
 from ..servers import PostgresServer
 from ..settings import Settings
 from ..ui import SILENT, UI
+from .heads import Joined, join_heads
 from .status import connect
 
 
@@ -36,6 +56,10 @@ class SyncResult:
     message: str | None = None
     backup: Path | None = None
     in_sync: bool = False
+    #: the renames written (declared in the model or answered yes)
+    renames: list[renames.Rename] = field(default_factory=list)
+    #: how two heads were joined (None: there was one)
+    joined: Joined | None = None
 
 
 def sync(
@@ -44,13 +68,19 @@ def sync(
     auto: bool = False,
     message: str | None = None,
     server: PostgresServer | None = None,
+    merge_heads: bool = False,
+    reparent: bool = False,
+    main_branch: str | None = None,
     ui: UI = SILENT,
 ) -> SyncResult:
     """The seed's sync_db.py: connect, show state, apply pending, generate, apply, verify.
 
     Interactive unless ``auto``: offers a backup, asks for the message and
     confirms before applying (``ui.confirm`` / ``ui.ask``).  Never writes an
-    empty migration.
+    empty migration, never a drop + add it was not told is one, never leaves
+    a revision that failed its proof in the versions folder.  Two heads:
+    ``merge_heads`` / ``reparent`` (``main_branch``: what is only local is
+    judged against it), else asked (interactive) or HeadsUnresolved.
     """
     project = Project(settings.alembic_ini)
     result = SyncResult()
@@ -58,7 +88,9 @@ def sync(
         ui.heading(f"database: {server.describe()}")
         heads = project.heads()
         if len(heads) > 1:
-            raise MultipleHeads(list(heads))
+            result.joined = join_heads(project, conn, auto=auto, merge=merge_heads, reparent=reparent,
+                                       main_branch=main_branch, ui=ui)
+            heads = project.heads()
         state = project.state(conn, with_diffs=False)
         ui.say(f"current: {', '.join(state.current) or '(empty)'}   head: {', '.join(heads) or '(none)'}")
 
@@ -80,7 +112,11 @@ def sync(
         ui.say(f"models differ from the database ({len(diffs)}):")
         for d in diffs:
             ui.say(f"  - {describe_diff(d)}")
-        proposed = message or message_for(diffs)
+        result.renames = renames.decide(renames.candidates(diffs), auto=auto, ui=ui)  # before anything is written
+        for r in result.renames:
+            ui.ok(f"{r.words} ({'declared in the model' if r.declared else 'answered'}): alter, the data stays")
+        rest = renames.remaining(diffs, result.renames)
+        proposed = message or ", ".join([r.words for r in result.renames] + ([message_for(rest)] if rest else []))
         if not auto:
             if ui.confirm("back up the local database to backups/ first?", default=True):
                 result.backup = local_backup(settings, server.url())
@@ -90,7 +126,8 @@ def sync(
         before = schema_snapshot.snapshot(conn)
         if conn.in_transaction():
             conn.rollback()
-        script = project.autogenerate(conn, proposed)
+        script = project.autogenerate(conn, proposed, rewriters=[renames.RenameRewriter(result.renames)]
+                                      if result.renames else ())
         if conn.in_transaction():
             conn.rollback()
         if script is None:  # pragma: no cover - diffs said otherwise
@@ -100,6 +137,7 @@ def sync(
         ui.ok(f"generated {path.relative_to(settings.root) if path.is_relative_to(settings.root) else path}")
         ui.say(_operations(path))
         dryrun.lint_revision_file(path, settings.alembic_ini, ui=ui)
+        _prove(settings, server, path, script.revision, ui)
 
         if not auto and not ui.confirm("apply it to the local database now?", default=True):
             raise Aborted(
@@ -121,7 +159,6 @@ def sync(
             )
         _round_trip(project, conn, script.revision, before)
         ui.ok(f"verified: at head, models match, {script.revision} round-trips (downgrade + upgrade)")
-    _stairway_newest(settings, server, ui)
     result.in_sync = True
     return result
 
@@ -221,15 +258,53 @@ def _require_same(
         )
 
 
-def _stairway_newest(settings: Settings, server: PostgresServer, ui: UI) -> None:
-    """``inv test-rollback --last 1`` for the new revision, on a throwaway database (its report not shown).
+def _prove(settings: Settings, server: PostgresServer, path: Path, revision: str, ui: UI) -> None:
+    """``inv test-rollback --last 1`` for the new revision on a throwaway database (upgrade, downgrade, upgrade,
+    models match), before it touches the local one; its report is not shown.
 
-    The dev database proved the round trip in place; this proves the chain
-    builds from an empty database too.  Uses the tool's own server when it
-    has one (a new database on it), else a private embedded server.
+    A revision that fails there is moved to ``.dbops/rejected/`` and the run
+    stops with GeneratedRevisionRejected: dbops wrote it, so it is a generation
+    problem, not the user's code.  When the proof cannot run at all (the
+    throwaway server lacks an extension, ...), the file is moved aside too and
+    that error goes on, saying where the file is.  Uses the tool's own server
+    when it has one (a new database on it), else a private embedded server.
     """
-    report = roundtrip.run(settings, last=1, server_url=server.url() if server.owned else None, server_flag=None)
-    ui.ok(f"test-rollback --last 1 on a throwaway database: {len(report.checks)} checks passed")
+    try:
+        report = roundtrip.run(settings, last=1, server_url=server.url() if server.owned else None,
+                               server_flag=None)
+    except RoundTripFailed as exc:
+        moved = _move_aside(settings, path)
+        own = exc.report.revision(revision)
+        problems = own.problems if own is not None else []
+        failure = problems[0] if problems else exc.message
+        raise GeneratedRevisionRejected(revision, str(moved), failure,
+                                        details="\n".join([*problems[1:], exc.details or ""]).strip()) from None
+    except MigrationError as exc:  # the file does not load (a syntax error autogenerate wrote, ...)
+        moved = _move_aside(settings, path)
+        raise GeneratedRevisionRejected(revision, str(moved), exc.message, details=exc.details) from None
+    except DbopsError as exc:
+        moved = _move_aside(settings, path)
+        said = f"the generated revision was moved aside to {moved} (not applied to the local database)"
+        raise exc.with_context(details=f"{exc.details}\n{said}" if exc.details else said) from None
+    except Exception as exc:
+        moved = _move_aside(settings, path)
+        raise GeneratedRevisionRejected(revision, str(moved), f"{type(exc).__name__}: {reason(exc)}") from None
+    ui.ok(f"test-rollback --last 1 on a throwaway database: {len(report.checks)} checks passed (before the local "
+          "database is touched)")
+
+
+def _move_aside(settings: Settings, path: Path) -> Path:
+    """``.dbops/rejected/<file>`` (a number added when that name is taken); the versions folder keeps nothing."""
+    folder = settings.state_dir / "rejected"
+    folder.mkdir(parents=True, exist_ok=True)
+    dest, n = folder / path.name, 1
+    while dest.exists():
+        dest, n = folder / f"{path.stem}.{n}{path.suffix}", n + 1
+    path.replace(dest)
+    cached = path.parent / "__pycache__"
+    for stale in cached.glob(f"{path.stem}.*.pyc") if cached.is_dir() else ():
+        stale.unlink(missing_ok=True)
+    return dest
 
 
 def _operations(path: Path) -> str:

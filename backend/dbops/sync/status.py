@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from .. import postgres
-from ..errors import CheckFailed, DbopsError, MultipleHeads
+from ..errors import CheckFailed, DbopsError, HeadsUnresolved
 from ..migrations import Project, State, describe_diff
 from ..postgres import clients, server_programs
 from ..servers import PostgresServer, server_for
@@ -119,7 +119,7 @@ def check(settings: Settings, server: PostgresServer | None = None) -> Status:
     st = status(settings, server)
     s = st.state
     if len(s.heads) > 1:
-        raise MultipleHeads(list(s.heads))
+        raise HeadsUnresolved(list(s.heads), why="--check-only changes nothing")
     problems = []
     if s.pending:
         problems.append(f"{len(s.pending)} pending migration(s): " + ", ".join(r.revision for r in s.pending))

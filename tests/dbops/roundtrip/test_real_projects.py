@@ -13,7 +13,7 @@ from dbops import postgres, roundtrip
 from dbops.errors import RoundTripToolError, UsageError
 from dbops.postgres import clients, programs
 from dbops.roundtrip import stairway as stairway_module
-from dbops.roundtrip.report import DATA_ONLY, DOWNGRADES, FAILED, MODELS, OK, STAIRWAY, UP_ONLY
+from dbops.roundtrip.report import DATA_ONLY, DOWNGRADES, FAILED, MODELS, OK, SKIPPED, STAIRWAY, UP_ONLY
 from dbops.settings import load_settings
 
 
@@ -46,6 +46,7 @@ def test_an_enum_created_again_fails_as_in_a_real_deploy(scenario, check):
     ec02 = report.revision("ec02")
     assert ec02.result == FAILED
     assert ec02.problems[0] == 'upgrade failed: DuplicateObject: type "mood" already exists'
+    assert report.one_shot == ["ec02"]  # a fresh install gets past it (one `alembic upgrade` from the base)
 
 
 def test_a_table_with_an_enum_round_trips_without_a_false_alarm(scenario, check):
@@ -231,3 +232,43 @@ def test_the_snapshot_reads_the_same_on_an_asyncpg_connection(fresh_db):
     theirs = asyncio.run(read())
     assert "enum type mood" in ours.snapshot().objects and "table t" in ours.snapshot().objects
     assert theirs.text == ours.text
+
+
+def test_past_an_upgrade_that_fails_on_its_own_the_rest_is_still_tested(scenario, check):
+    """pf03 creates pf01's enum type again: it fails on its own, passes in one `alembic upgrade` from the base
+    (a fresh install); the walk goes on from there and still finds pf05's and pf06's defects."""
+    report, error = check(scenario("past_failed_upgrade"))
+    assert error is not None and error.exit_code == 1
+    results = {r.revision: r.result for r in report.revisions}
+    assert results == {"pf01": OK, "pf02": OK, "pf03": FAILED, "pf04": OK, "pf05": FAILED, "pf06": FAILED,
+                       "pf07": OK}
+    pf03 = report.revision("pf03")
+    assert pf03.problems == ['upgrade failed: DuplicateObject: type "mood" already exists']
+    assert pf03.notes == ["reached by one `alembic upgrade pf03` from the base (as a fresh install does): "
+                          "the revisions after it were tested on a database built that way"]
+    assert report.one_shot == ["pf03"]
+    assert "  column accounts.note nullable: yes != no" in report.revision("pf05").problems
+    assert report.revision("pf06").problems[0].startswith(
+        "downgrade failed: RuntimeError: the nickname backfill cannot be undone")
+    assert report.revision("pf07").again_ms is not None  # the head round-tripped
+    assert report.check(STAIRWAY).message.endswith("pf03, pf05, pf06")
+    text = report.render()
+    assert sum("built that way" in line for line in text.splitlines()) == 1  # said once
+
+
+def test_an_upgrade_that_no_way_gets_past_stops_the_walk_naming_what_was_not_tested(scenario, check):
+    ini = scenario("past_failed_upgrade")
+    path = ini.parent / "versions" / "pf03.py"
+    path.write_text(path.read_text().replace('op.create_table("people"', 'op.execute("SELECT no_such_column")\n'
+                                             '    op.create_table("people"'))
+    report, error = check(ini)
+    assert error is not None
+    pf03 = report.revision("pf03")
+    assert pf03.result == FAILED
+    assert pf03.problems[0].startswith("upgrade failed: UndefinedColumn")
+    assert pf03.problems[1].startswith("one `alembic upgrade pf03` from the base (as a fresh install) fails too: "
+                                       "UndefinedColumn")
+    assert pf03.problems[2] == ("the walk stops here: later revisions need this one; "
+                                "not tested: pf04, pf05, pf06, pf07")
+    assert [report.revision(r).result for r in ("pf04", "pf05", "pf06", "pf07")] == [SKIPPED] * 4
+    assert report.one_shot == []

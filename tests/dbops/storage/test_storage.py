@@ -153,3 +153,27 @@ def test_s3_writer_memory_is_bounded_by_parts_not_by_size(s3):
     assert store.size("pre/fix/env/bounded.dump") == 60 * MiB
     # one part filling + one uploading + one read chunk (about 11 MiB): nowhere near the 60 MiB streamed
     assert peak < 3 * 5 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+@pytest.mark.parametrize("kind", ["folder", "s3"])
+def test_download_through_parallel_ranged_reads(kind, tmp_path: Path, request):
+    """The restore's fetch: every byte in place, the sha256 in order, ranges of any size; a short object refused."""
+    import hashlib
+
+    store = LocalStore(tmp_path / "b") if kind == "folder" else s3_store(request.getfixturevalue("s3"))
+    store.check()
+    data = os.urandom(MiB + 13)  # 5 parts of 256 KiB and a 13-byte tail
+    key = store.key("env", "x.dump")
+    store.put_bytes(key, data)
+    seen: list[int] = []
+    out = tmp_path / "fetched"
+    sha, size = store.download(key, out, size=len(data), part_size=256 * 1024, workers=3, on_bytes=seen.append)
+    assert (sha, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert out.read_bytes() == data and seen[-1] == len(data)
+    part = store.open_range(key, 10, 20)
+    try:
+        assert part.read() == data[10:20] and part.read() == b""
+    finally:
+        part.close()
+    with pytest.raises(StorageError, match=r"ended at byte|answered 13 bytes"):
+        store.download(key, tmp_path / "short", size=len(data) + 100, part_size=256 * 1024, workers=3)
