@@ -57,7 +57,7 @@ COPY pyproject.toml README.md /src/
 COPY backend /src/backend
 # botocore ships the API models of ~400 AWS services (~25 MB); the toolkit talks
 # to S3 only (STS kept for role credentials)
-RUN /opt/venv/bin/pip install -q --no-build-isolation -c /src/docker/job/constraints.txt /src \
+RUN /opt/venv/bin/pip install -q --no-build-isolation -c /src/docker/job/constraints.txt '/src[encrypt]' \
  && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall -y -q pip setuptools \
  && for d in /opt/venv/lib/python3.11/site-packages/botocore/data/*/ /opt/venv/lib/python3.11/site-packages/boto3/data/*/; do \

@@ -129,3 +129,31 @@ def test_a_wrong_ca_is_one_clear_error(ssl_job, ssl_db, tmp_path):
     assert r.exit_code == 3, r.output
     assert "certificate verify failed" in r.output, r.output
     no_secrets(r.output, env)
+
+
+def test_an_encrypted_backup_in_the_image_verifies_only_with_the_teams_key(ssl_job, ssl_server):
+    """The image carries the `encrypt` extra: BACKUP_AGE_RECIPIENTS encrypts the backup to the team's key, the
+    store holds no plaintext archive, verify-backup needs BACKUP_AGE_IDENTITY and says which key it lacks."""
+    pyrage = pytest.importorskip("pyrage")  # the identity is made here, as `age-keygen` would make it
+    job, env, s3 = ssl_job
+    team = pyrage.x25519.Identity.generate()
+    recipient = str(team.to_public())
+    r = job(["backup", "--env", "prod"], BACKUP_AGE_RECIPIENTS=recipient)
+    assert r.exit_code == 0, r.output
+    no_secrets(r.output, env)
+    client = s3.client()
+    prefix = f"img{ssl_server.major}/prod/"
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="dbops-backups", Prefix=prefix)["Contents"]]
+    (dump,) = [k for k in keys if k.endswith(".dump")]
+    body = client.get_object(Bucket="dbops-backups", Key=dump)["Body"].read()
+    assert body.startswith(b"age-encryption.org/v1") and b"PGDMP" not in body
+    manifest = json.loads(client.get_object(Bucket="dbops-backups",
+                                            Key=dump.removesuffix(".dump") + ".manifest.json")["Body"].read())
+    assert manifest["recipients"] == [recipient]
+
+    r = job(["verify-backup", "--env", "prod"], tmpfs=True)  # no identity: refused, naming the key
+    assert r.exit_code == 2 and recipient in r.output, r.output
+    r = job(["verify-backup", "--env", "prod"], tmpfs=True, BACKUP_AGE_IDENTITY=str(team))
+    assert r.exit_code == 0 and "verified" in r.output, r.output
+    assert str(team) not in r.output
+    no_secrets(r.output, env)

@@ -8,7 +8,7 @@ from ``alembic_version``, without Alembic: the backup process stays lean.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 
 from .. import postgres
 
@@ -45,3 +45,13 @@ def alembic_revisions(conn: Connection) -> tuple[str, ...]:
     if not exists:
         return ()
     return tuple(sorted(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()))
+
+
+def restored_contents(url: URL) -> tuple[dict[str, int], str]:
+    """What a restored database holds, to compare with its manifest: row counts, and its server's version."""
+    engine = postgres.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return table_row_counts(conn), conn.execute(sa.text("SHOW server_version")).scalar_one()
+    finally:
+        engine.dispose()

@@ -23,7 +23,6 @@ import platform
 import time
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from .. import clock, postgres
@@ -34,7 +33,7 @@ from ..settings import Settings
 from ..ui import SILENT, UI
 from . import crypt
 from .catalog import BackupInfo, checked_store, find_backup, list_backups
-from .contents import table_row_counts
+from .contents import restored_contents
 from .manifest import Drill, Verification
 from .restore import default_jobs, restore_archive, restore_client
 from .verify import differences
@@ -73,13 +72,7 @@ def drill(settings: Settings, key_or_latest: str | None = None, *, jobs: int | N
         record.jobs, record.single_stream_why = done.jobs, done.single_stream_why
         record.fetch_s, record.decrypt_s, record.restore_s = done.fetch_s, done.decrypt_s, done.restore_s
         t1 = time.monotonic()
-        engine = postgres.make_engine(url)
-        try:
-            with engine.connect() as conn:
-                restored = table_row_counts(conn)
-                server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
-        finally:
-            engine.dispose()
+        restored, server_version = restored_contents(url)
         problems = differences(info.manifest.tables, restored, pgdump.toc_tables(done.toc))
         record.checks_s = round(time.monotonic() - t1, 3)
     record.server_version = server_version

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from .. import clock, postgres
@@ -24,7 +23,7 @@ from ..settings import Settings
 from ..ui import SILENT, UI
 from . import crypt
 from .catalog import checked_store, find_backup
-from .contents import table_row_counts
+from .contents import restored_contents
 from .manifest import Verification
 from .restore import restore_client, restore_into
 
@@ -59,13 +58,7 @@ def verify_backup(settings: Settings, key_or_latest: str | None = None, *, ui: U
     with throwaway_server(bin_dir, prefix="dbops-verify-") as server:
         url = postgres.create_database(server.url(), "verify")
         sha, size, toc = restore_into(settings, store, info, url, ui=ui, list_toc=True, client=client)
-        engine = postgres.make_engine(url)
-        try:
-            with engine.connect() as conn:
-                restored = table_row_counts(conn)
-                server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
-        finally:
-            engine.dispose()
+        restored, server_version = restored_contents(url)
     problems = differences(info.manifest.tables, restored, pgdump.toc_tables(toc))
     if problems:
         raise CheckFailed(

@@ -1,3 +1,3 @@
-"""The fleet tests' fixtures live in fleet_fixtures.py (imported by name, as tests/fingerprint.py is)."""
+"""The fleet tests' fixtures live in fleet_fixtures.py (imported from the package)."""
 
-from fleet_fixtures import fleet_project, tenants  # noqa: F401  (fixtures, found by name)
+from .fleet_fixtures import fleet_project, tenants  # noqa: F401  (fixtures, found by name)

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from fingerprint import assert_unchanged, fingerprint
-from fleet_fixtures import ConnectionSampler, make_schemas, write_fleet
 
 from dbops import postgres
+
+from .fleet_fixtures import ConnectionSampler, make_schemas, write_fleet
 
 BIN = Path(sys.executable).parent
 

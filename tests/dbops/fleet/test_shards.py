@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fleet_fixtures import ConnectionSampler, write_fleet
 
 from dbops.settings import parse_backup_url
 from dbops.storage import open_store
+
+from .fleet_fixtures import ConnectionSampler, write_fleet
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[3]

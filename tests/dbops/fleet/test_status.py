@@ -7,12 +7,12 @@ import os
 import subprocess
 import sys
 
-from fleet_fixtures import ConnectionSampler, make_schemas, write_fleet
-
 from dbops import postgres
 from dbops.fleet import fleet_status, load_fleet
 from dbops.postgres import lock
 from dbops.settings import load_settings
+
+from .fleet_fixtures import ConnectionSampler, make_schemas, write_fleet
 
 
 def dbops(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

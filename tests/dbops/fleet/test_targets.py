@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from fleet_fixtures import make_schemas, write_fleet
 
 from dbops import postgres
 from dbops.errors import ConfigError, UsageError
 from dbops.fleet import load_fleet
 from dbops.migrations.fence import target_variables
 from dbops.settings import load_settings
+
+from .fleet_fixtures import make_schemas, write_fleet
 
 
 def test_urls_template_names_and_a_catalog_query(pg_server, fleet_project, fresh_db, monkeypatch):
