@@ -511,6 +511,10 @@ class Settings:
     rollback_checkpoint_after: int = 5
     #: test-rollback: how long --setup-sql may run in psql / pg_restore (seconds)
     rollback_setup_timeout_s: int = 600
+    #: test-rollback (``DBOPS_ROLLBACK_SNAPSHOTS``): ``tracked`` re-reads only what each step touched (on a
+    #: schema of about 400 objects and more); ``full`` reads the whole catalog at every snapshot; ``verify``:
+    #: tracked at every size, each snapshot checked against a full one (tests)
+    rollback_snapshots: str = "tracked"
     #: under GitHub Actions (``GITHUB_ACTIONS=true``): lint / test-rollback also print ``::error file=…``
     #: annotations (dbops.annotations)
     github_actions: bool = False
@@ -631,7 +635,10 @@ _TEXTS = {
     "docker_volume": "DBOPS_DOCKER_VOLUME",
     "python_image": "DBOPS_PYTHON_IMAGE",
     "scratch_dir": "DBOPS_SCRATCH_DIR",
+    "rollback_snapshots": "DBOPS_ROLLBACK_SNAPSHOTS",
 }
+#: the values DBOPS_ROLLBACK_SNAPSHOTS takes
+ROLLBACK_SNAPSHOTS = ("full", "tracked", "verify")
 
 
 #: [tool.dbops] keys that name a variable other than ``DBOPS_<KEY>`` (the others: ``lock-timeout-ms`` is
@@ -835,6 +842,9 @@ def _load(env: str, root: Path, ini: Path | None, environ: Mapping[str, str], *,
         **{name: _number(environ, var, _default(name), minimum=low) for name, (var, low) in _NUMBERS.items()},
         **{name: environ.get(var) or _default(name) for name, var in _TEXTS.items()},
     )
+    if settings.rollback_snapshots not in ROLLBACK_SNAPSHOTS:
+        raise ConfigError("DBOPS_ROLLBACK_SNAPSHOTS", f"is {settings.rollback_snapshots!r}",
+                          hint=f"use one of: {', '.join(ROLLBACK_SNAPSHOTS)}")
     if monitor_seconds is not None:
         settings = settings.with_(monitor_minutes=monitor_seconds / 60)
     elif monitor_minutes is not None:

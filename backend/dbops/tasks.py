@@ -594,11 +594,16 @@ def _fleet_tasks() -> Collection:
                 "shard": "I/N: deploy every N-th target from I (Kubernetes: $(JOB_COMPLETION_INDEX)/N)",
                 "target": "only this target (repeatable); with --resume a failed target runs again",
                 "max_failures": "stop after more than N failed targets (default: the fleet's max-failures, else 0)",
-                "allow_unsafe": "deploy even when Squawk finds error-level statements",
-                "allow_multiple": "apply more than one pending revision per target"})
+                "allow_unsafe": "deploy even when Squawk or the rehearsal finds error-level statements",
+                "allow_multiple": "apply more than one pending revision per target",
+                "rehearse": "rehearse the pending revisions on a copy of the first canary target before any "
+                "target changes (default: when its backup is at most DBOPS_REHEARSE_AUTO_MB)",
+                "no_rehearse": "skip the rehearsal on the canary's copy",
+                "rehearse_server": "rehearse on this Postgres server (a scratch database there) instead of a "
+                "throwaway local one"})
     @edge
     def deploy(c, env="local", fleet_file=None, run=None, resume=None, shard=None, target=None, max_failures=None,
-               allow_unsafe=False, allow_multiple=False):
+               allow_unsafe=False, allow_multiple=False, rehearse=False, no_rehearse=False, rehearse_server=None):
         """Roll the pending revisions out across the fleet: canary first, then batches, within the budget."""
         from dbops.fleet import load_fleet  # per task: start-up time
         from dbops.fleet.rollout import RolloutOptions, deploy, parse_shard  # per task: the deploy pipeline is heavy
@@ -606,7 +611,9 @@ def _fleet_tasks() -> Collection:
         settings = load_settings(env)
         opts = RolloutOptions(run=run, resume=resume, shard=parse_shard(shard), targets=tuple(target or ()),
                               max_failures=number("--max-failures", max_failures, whole=True, minimum=0),
-                              allow_unsafe=allow_unsafe, allow_multiple=allow_multiple)
+                              allow_unsafe=allow_unsafe, allow_multiple=allow_multiple,
+                              rehearse=_rehearse_choice(rehearse, no_rehearse),
+                              rehearse_server=_rehearse_server(rehearse_server))
         deploy(settings, load_fleet(settings, fleet_file), opts, ui=Console())
 
     @task(help={**FLEET_HELP, "shards": "how many shards (pods, matrix jobs)", "emit": "k8s | github",
@@ -629,7 +636,24 @@ def _fleet_tasks() -> Collection:
         else:
             Console().say(text)
 
-    return Collection("fleet", status, deploy, plan)
+    @task(help={**FLEET_HELP, "target": "the target whose database is replaced (a database target, not a schema)",
+                "backup": "the backup's key, as the fleet report names it",
+                "yes_i_know": "the name of the target's database, confirming it is replaced",
+                "jobs": "pg_restore --jobs N (default: the machine's cores)"})
+    @edge
+    def restore(c, env="local", fleet_file=None, target=None, backup=None, yes_i_know=None, jobs=None):
+        """Put a target's backup back in place of its database (the URL from the fleet's configuration)."""
+        from dbops import fleet  # per task: start-up time
+
+        if not target or not backup:
+            raise UsageError("fleet.restore needs --target NAME and --backup KEY",
+                             hint="the fleet deploy's report prints the command for each failed target")
+        settings, ui = load_settings(env), Console()
+        result = fleet.restore(settings, fleet.load_fleet(settings, fleet_file), target, backup, confirmed=yes_i_know,
+                               jobs=number("--jobs", jobs, whole=True, minimum=1, maximum=64), ui=ui)
+        ui.ok(f"restored {result.key} into {result.target} (checksum ok, {result.duration_s:.1f}s)")
+
+    return Collection("fleet", status, deploy, plan, restore)
 
 
 #: every task of the toolkit: `dbops` runs it; a project's own tasks.py imports it (``from dbops.tasks import ns``)

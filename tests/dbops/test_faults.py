@@ -201,8 +201,10 @@ def test_an_unusable_store_folder_is_one_clear_error(project: Path, db, deploy_e
     settings = load_settings("prod", environ={**deploy_env, "PROD_BACKUP_URL": f"file://{blocker}/store"})
     with pytest.raises(Exception) as info:
         backup.create_backup(settings, db)
-    assert type(info.value).__name__ == "StorageError" and str(blocker) in info.value.message
-    assert current(db) == [BASE]
+    # refused before anything is dumped or written: a store folder under a file is a BACKUP_URL naming a file
+    assert type(info.value).__name__ == "UsageError" and str(blocker) in info.value.render(), info.value.render()
+    assert info.value.exit_code == 2
+    assert current(db) == [BASE] and blocker.read_text() == "a file where the store's folder should be"
 
 
 class _Flaky:

@@ -79,6 +79,14 @@ def test_round_trip_knobs_come_from_the_environment():
         load_settings(environ={"DBOPS_ROLLBACK_CHECKPOINT_AFTER": "0"})
 
 
+def test_round_trip_snapshots_setting_takes_full_tracked_or_verify():
+    assert load_settings(environ={}).rollback_snapshots == "tracked"
+    assert load_settings(environ={"DBOPS_ROLLBACK_SNAPSHOTS": "full"}).rollback_snapshots == "full"
+    with pytest.raises(ConfigError, match="DBOPS_ROLLBACK_SNAPSHOTS: is 'partial'") as exc:
+        load_settings(environ={"DBOPS_ROLLBACK_SNAPSHOTS": "partial"})
+    assert exc.value.hint == "use one of: full, tracked, verify"
+
+
 def test_describe_masks_every_secret():
     s = load_settings(
         "prod",

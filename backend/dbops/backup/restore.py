@@ -372,9 +372,10 @@ def _restore_and_swap(settings: Settings, store: Store, info: BackupInfo, target
             swap_in(target, name, work)
     except BaseException as exc:
         _drop_quietly(target, work)
-        if isinstance(exc, DbopsError) and exc.hint is None:  # what the cleanup did: a new error, the same kind
-            raise exc.with_context(hint=(f"the live database {name!r} was not touched; " if exists else "")
-                                   + f"the partial restore ({work}) was dropped") from exc
+        if isinstance(exc, DbopsError):  # what the cleanup did, beside the error's own advice: the same kind
+            done = (f"the live database {name!r} was not touched; " if exists else "") \
+                + f"the partial restore ({work}) was dropped"
+            raise exc.with_context(hint=f"{done}; {exc.hint}" if exc.hint else done) from exc
         raise
     return RestoreResult(info.key, mask_url(target), name, exists, done.sha256, done.size,
                          round(time.monotonic() - t0, 3), client.describe(), jobs=done.jobs, fetch_s=done.fetch_s,

@@ -23,6 +23,7 @@ from ..migrations import Project, upgrade
 from ..settings import Settings
 from ..ui import SILENT
 from .manifest import TargetRecord, worker_name
+from .report import restore_command
 from .targets import Target
 
 #: the fleet's outcomes, as they appear in the manifest's keys
@@ -30,11 +31,14 @@ OUTCOMES = {Outcome.SUCCESS: "success", Outcome.NOTHING_TO_DEPLOY: "nothing-to-d
 
 
 def deploy_target(settings: Settings, project: Project, target: Target, *, index: int, backup: str,
-                  lint_note: str, recovery: str, allow_multiple: bool = False) -> TargetRecord:
+                  lint_note: str, recovery: str, allow_multiple: bool = False,
+                  backup_key: str | None = None) -> TargetRecord:
     """Deploy ``target``; never raises for the target's own failure: the record says what happened.
 
-    ``backup``: ``per-target`` takes one; anything else is the reason none is taken here.  ``recovery``: the
-    command that deploys this target again, given to a failed record.
+    ``backup``: ``per-target`` takes one; anything else is the reason none is taken here.  ``backup_key``: the
+    backup of the target's database the fleet took before the first wave (per-database, per-server).
+    ``recovery``: the command that deploys this target again, given to a failed record (with the command that
+    restores its backup, when it has one).
     """
     started = time.monotonic()
     s = settings.with_(database_url=target.url, notify_webhook_url=None)
@@ -43,20 +47,24 @@ def deploy_target(settings: Settings, project: Project, target: Target, *, index
         report = job.run.execute(job.steps(), job.on_failure)
     except DeployFailed as exc:
         report = exc.report
-    return _record(report, target, index, time.monotonic() - started, recovery)
+    return _record(report, target, index, time.monotonic() - started, recovery, settings.env, backup_key)
 
 
-def _record(r: DeployReport, target: Target, index: int, seconds: float, recovery: str) -> TargetRecord:
+def _record(r: DeployReport, target: Target, index: int, seconds: float, recovery: str, env: str,
+            backup_key: str | None) -> TargetRecord:
     failed = r.outcome not in OUTCOMES
+    key = r.backup_key or backup_key
+    restore = restore_command(env, target, key) if failed else None
     return TargetRecord(
         index=index, name=target.name, group=target.group,
         outcome="failed" if failed else OUTCOMES[r.outcome],
         step=r.failed_step, error=r.error, revision_before=list(r.revision_before),
         revision_after=None if r.revision_after is None else list(r.revision_after), db_changed=r.db_changed,
-        seconds=round(seconds, 3), backup=r.backup_key,
-        # the deploy's own rollback / restore commands name the environment's DATABASE_URL, not this tenant:
-        # the fleet's command (run the target again) is the one given; db_changed says what the target holds
-        recovery=[recovery] if failed else [],
+        seconds=round(seconds, 3), backup=key,
+        # the deploy's own rollback / restore commands name the environment's DATABASE_URL, not this tenant: the
+        # fleet's commands are given - run the target again, or put its backup back (with the tenant's URL as
+        # configured); db_changed says what the target holds
+        recovery=[recovery, *([restore] if restore else [])] if failed else [],
         worker=worker_name(),
     )
 

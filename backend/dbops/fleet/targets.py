@@ -27,10 +27,15 @@ from ..errors import ConfigError, UsageError
 from ..redact import mask_url
 from ..settings import Settings, normalize_database_url
 
-#: the backup policies: one backup per target, one per database (a schema fleet's shared database), none
-BACKUP_POLICIES = ("per-target", "per-database", "none")
-#: connections one target's deploy holds at most: the deploy lock, dbops' own connection, pg_dump (the backup)
+#: the backup policies: one backup per target, one per database (a schema fleet's shared database), one pass per
+#: server over its databases before the first wave (a server-level entry in the run manifest), none
+BACKUP_POLICIES = ("per-target", "per-database", "per-server", "none")
+#: connections one target's deploy holds at most when its run takes no backup: the deploy lock, dbops' own
+#: connection (and one to spare)
 CONNECTIONS_PER_TARGET = 3
+#: ... and when its run takes its backup (``per-target``): the backup's own connection (it exports the snapshot)
+#: and pg_dump's besides
+CONNECTIONS_WITH_BACKUP = 4
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LITERAL_PASSWORD = re.compile(r"://[^/@:]*:([^/@]+)@")
@@ -114,9 +119,14 @@ class Fleet:
                          hint="`dbops fleet.status --env " + self.env + "` lists the targets")
 
     @property
+    def connections_per_target(self) -> int:
+        """What one target's deploy holds at most: a per-target backup in its run adds two connections."""
+        return CONNECTIONS_WITH_BACKUP if self.backup == "per-target" else CONNECTIONS_PER_TARGET
+
+    @property
     def slots(self) -> int:
         """Targets deployed at once on one server: the budget over what one target's deploy holds."""
-        return max(1, self.budget // CONNECTIONS_PER_TARGET)
+        return max(1, self.budget // self.connections_per_target)
 
 
 # -- reading the configuration ---------------------------------------------------------------------------------

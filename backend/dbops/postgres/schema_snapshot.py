@@ -26,12 +26,17 @@ the end), data, statistics, owners and grants.
 :class:`SnapshotText`), compared as a string and expanded into a snapshot
 only when two differ.
 
+:class:`SnapshotReader` reads snapshots in the background; :class:`TrackedReader`
+(``DBOPS_ROLLBACK_SNAPSHOTS=tracked``) gives the same texts but re-reads only
+the objects touched since its last reading.
+
 The round-trip tester (``inv test-rollback``) and ``inv sync`` use them to
 prove a new revision's downgrade restores the schema exactly.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import difflib
 import hashlib
@@ -52,6 +57,10 @@ from .schema_query import (
     PLAIN,
     PREPARE,
     STATEMENT,
+    TRACKED_ALL_SQL,
+    TRACKED_DELTA_SQL,
+    TRACKER_INSTALL,
+    TRACKER_UNINSTALL,
     TYPE_ABBREVIATIONS,
 )
 
@@ -268,6 +277,159 @@ class SnapshotReader:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a connection that failed already
             self.conn.close()
+
+
+class TrackedReader(SnapshotReader):
+    """A :class:`SnapshotReader` that re-reads only what changed since its last reading (the same texts).
+
+    Below ``_TRACK_FROM`` characters of snapshot (about 400 objects) it reads
+    whole snapshots, which cost the server less than finding what changed;
+    from there on it installs a tracker in the database (schema ``dbops_rt``,
+    left out of every snapshot, and two event triggers ``ENABLE ALWAYS``
+    recording the objects each DDL command created, altered or dropped; a
+    superuser's privilege).  Its first reading is whole, kept by owner
+    (schema, extension, relation, type, routine); each later one re-reads
+    only the owners that were touched since: named by the event triggers,
+    owning a catalog row written since the last reading (``xmin``: DDL the
+    triggers did not see, direct catalog updates), depending on one of those
+    through ``pg_depend`` (recursively: a view on a changed table, a column
+    of a renamed type, a foreign key to a dropped index), or gone; the rest
+    is reused.  The text is the full query's, byte for byte (same rows, same
+    order).  When the triggers are no longer intact (dropped, disabled, or
+    altered since the last reading), it cannot vouch for what it did not
+    see: it reads whole from then on and says why in :attr:`lost`.
+    ``verify``: every reading re-reads only what changed, whatever the
+    schema's size, and is compared with a whole one (tests).
+    """
+
+    def __init__(self, url: URL, *, verify: bool = False, **kwargs: Any):
+        super().__init__(url, **kwargs)
+        self.verify = verify
+        #: track once a whole snapshot is this long (``verify``: from the first reading)
+        self.track_from = 0 if verify else _TRACK_FROM
+        self._size = 0
+        #: why this reader reads whole snapshots (None: it tracks)
+        self.lost: str | None = None
+        #: the last reading's rows by owner: (sort key, text, sub-object catalog letter, sub-object oid)
+        self._rows: dict[tuple[str, int], list[tuple[tuple[Any, ...], str, str | None, int | None]]] = {}
+        self._horizon: int | None = None
+        #: the rows in the snapshot's order: (sort key, text, owner); the last text; the delta's array parameters
+        self._ordered: list[tuple[tuple[Any, ...], str, tuple[str, int]]] = []
+        self._text: SnapshotText | None = None
+        self._params: tuple[str, ...] | None = None
+        self._mode = ""
+        self._installed = False
+        #: the tracker was installed by this reader (and is taken out by :meth:`uninstall`)
+        self.installed = False
+
+    def _install(self) -> None:
+        """Install the tracker (at the first reading: what was done before, a ``--since`` base, never holds it)."""
+        self._installed = True
+        try:
+            self._sync(TRACKER_INSTALL)  # one implicit transaction: all of it or nothing
+            self.installed = True  # from here on taken out again by uninstall(), whatever fails next
+            # planned once: a custom plan per reading costs more than the reading
+            self._sync("SET plan_cache_mode = force_generic_plan")
+            self._sync(f"PREPARE {_TRACKED_ALL} (name[]) AS {TRACKED_ALL_SQL}")
+            self._sync(f"PREPARE {_TRACKED_DELTA} (name[], bigint, oid[], text[], oid[], text[], oid[]) AS "
+                       f"{TRACKED_DELTA_SQL}")
+        except Exception as exc:  # not a superuser (event triggers), or a server without what it needs
+            self.lost = f"the schema tracker cannot be installed ({' '.join(str(exc).split())})"
+
+    def _sync(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        self.cursor.execute(sql, params)
+        self._wait()
+        return self.cursor.fetchall() if self.cursor.description else []
+
+    def start(self) -> None:
+        assert not self.pending, "one snapshot at a time"
+        if not self._installed and self._size >= self.track_from:
+            self._install()
+        if self.lost is not None or not self.installed:  # not tracking (yet), or no longer
+            self._mode = "whole"
+            self.cursor.execute(EXECUTE, (self._ignored,))
+        elif self._horizon is None:
+            self._mode = "all"
+            self.cursor.execute(f"EXECUTE {_TRACKED_ALL} (%s)", (self._ignored,))
+        else:
+            self._mode = "delta"
+            if self._params is None:  # arrays as their text form: thousands of oids adapted in one string
+                subs = [(sub, cat, owner[1]) for owner, rows in self._rows.items()
+                        for _key, _text, cat, sub in rows if sub is not None]
+                self._params = tuple("{" + ",".join(str(v) for v in values) + "}" for values in (
+                    [s[0] for s in subs], [s[1] for s in subs], [s[2] for s in subs],
+                    [o[0] for o in self._rows], [o[1] for o in self._rows]))
+            self.cursor.execute(
+                f"EXECUTE {_TRACKED_DELTA} (%s, %s, %s::oid[], %s::text[], %s::oid[], %s::text[], %s::oid[])",
+                (self._ignored, self._horizon, *self._params))
+        self.pending = True
+
+    def result(self) -> SnapshotText:
+        assert self.pending, "start() first"
+        try:
+            self._wait()
+            rows = self.cursor.fetchall()
+        finally:
+            self.pending = False
+        if self._mode == "whole":
+            self._size = len(rows[0][0])
+            return SnapshotText(rows[0][0])
+        status = rows[-1]
+        if status[6] != "2":
+            self.lost = ("the schema tracker's event triggers were dropped, disabled or altered"
+                         if self._mode == "delta" else "the schema tracker's event triggers are not enabled")
+            self._rows, self._horizon, self._ordered, self._params, self._text = {}, None, [], None, None
+            return SnapshotText(self._sync(EXECUTE, (self._ignored,))[0][0])
+        self._horizon = int(status[8])
+        if self._mode == "all":
+            self._rows, self._ordered = {}, []
+        again = {(row[1], row[2]) for row in rows[:-1] if row[0] == 0}
+        fresh = [row for row in rows[:-1] if row[0] == 1]
+        if self._mode == "delta" and not again and not fresh and self._text is not None:
+            snap = self._text  # nothing touched since: the same text
+        else:
+            for owner in again:
+                self._rows.pop(owner, None)
+            if again:
+                self._ordered = [r for r in self._ordered if r[2] not in again]
+            added = []
+            for _part, oc, ooid, sub, kind, schema, name, rel, text in fresh:
+                cat = _SUB_CATALOG.get(kind) if sub is not None else None
+                key = (kind, schema, name, rel is None, rel or "")
+                self._rows.setdefault((oc, ooid), []).append((key, text, cat, sub))
+                added.append((key, text, (oc, ooid)))
+            if self._mode == "all" or len(added) > 64:
+                self._ordered.extend(added)
+                self._ordered.sort()
+            else:
+                for row in added:
+                    bisect.insort(self._ordered, row)
+            self._params = None
+            snap = self._text = SnapshotText("[" + ",".join(r[1] for r in self._ordered) + "]")
+        if self.verify and self._mode == "delta":
+            whole = SnapshotText(self._sync(EXECUTE, (self._ignored,))[0][0])
+            if whole.text != snap.text:
+                raise AssertionError("tracked snapshot differs from the whole one: "
+                                     + "; ".join(diff(whole, snap, before="whole", after="tracked")))
+        return snap
+
+    def uninstall(self) -> None:
+        """Take the tracker out of the database (its schema and event triggers); reads whole from then on."""
+        assert not self.pending
+        if not self.installed:
+            return
+        self._sync(TRACKER_UNINSTALL)
+        self.installed = False
+        self.lost = self.lost or "the schema tracker was taken out"
+
+
+#: below this size (characters of a whole snapshot: about 400 objects) a whole reading costs the server less than
+#: finding what changed (its catalog scans)
+_TRACK_FROM = 50_000
+_TRACKED_ALL = "dbops_tracked_all_v1"
+_TRACKED_DELTA = "dbops_tracked_delta_v1"
+#: a sub-object's catalog, as the tracked query names it
+_SUB_CATALOG = {"constraint": "c", "index": "i", "trigger": "g", "policy": "o"}
 
 
 def snapshot(conn: Connection, *, ignore_tables: Iterable[str] = DEFAULT_IGNORED_TABLES) -> Snapshot:

@@ -136,6 +136,7 @@ def run(
                 checks.append(_models(stairway, order))
                 report.rebuilds, report.replayed = stairway.rebuilds, stairway.replayed
                 report.repairs = stairway.repairs
+                report.snapshot_note = stairway.tracker_note
             finally:
                 bar.done()
                 try:

@@ -83,6 +83,8 @@ class RoundTripReport:
     #: cache, "kept" in it after being built, None: nothing cached)
     since: str | None = None
     base_cached: str | None = None
+    #: ``DBOPS_ROLLBACK_SNAPSHOTS=tracked``: why snapshots were read whole instead (None: tracked, or full asked)
+    snapshot_note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -148,6 +150,8 @@ class RoundTripReport:
             if c.hint and c.status == FAILED:
                 lines.append(f"      hint: {c.hint}")
         passed = sum(1 for c in self.checks if c.status == OK)
+        if self.snapshot_note:
+            lines.append(f"note: {self.snapshot_note}")
         up = sum((r.up_ms or 0) + (r.again_ms or 0) for r in self.revisions) / 1000
         down = sum(r.down_ms or 0 for r in self.revisions) / 1000
         lines.append("")

@@ -229,7 +229,9 @@ class Stairway(Workbench):
                 self._failed(held.result, None)  # rebuilt at the heads, for the models check
         except _Stop:
             self._settle()
+            self.untrack()
             return results
+        self.untrack()
         self.completed = True
         return results
 

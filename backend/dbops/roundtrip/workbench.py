@@ -6,7 +6,10 @@ a snapshot that cannot be read is the tester's failure
 are computed by the server while the next step starts (the query goes out
 in psycopg2's asynchronous mode, :class:`~dbops.postgres.schema_snapshot.SnapshotReader`):
 :meth:`Workbench.later` starts one and hands back a :class:`Reading` that
-waits for it when asked.
+waits for it when asked.  With ``DBOPS_ROLLBACK_SNAPSHOTS=tracked`` the reader
+re-reads only what each step touched
+(:class:`~dbops.postgres.schema_snapshot.TrackedReader`; the same texts), and
+the walk takes its tracker out of the database before the models check.
 
 A rebuild (after a step raised, or an upgrade again gave another schema)
 starts from the latest *checkpoint* (``CREATE DATABASE … TEMPLATE`` of the
@@ -65,6 +68,12 @@ class Workbench:
     def __init__(self, settings: Settings, project: Project, db: ThrowawayDatabase, *,
                  setup_sql: Path | None = None, setup: SetupHook | None = None):
         self.checkpoint_after = settings.rollback_checkpoint_after
+        #: ``DBOPS_ROLLBACK_SNAPSHOTS``: tracked (re-read only what each step touched, on a large enough
+        #: schema: :class:`~dbops.postgres.schema_snapshot.TrackedReader`), full (every snapshot reads the
+        #: whole catalog), verify (tracked at every size, each one checked against a whole one: tests)
+        self.snapshots = settings.rollback_snapshots
+        #: why tracked snapshots were not used (or stopped being used), said once in the report
+        self.tracker_note: str | None = None
         self.setup_timeout_s = settings.rollback_setup_timeout_s
         self.places = settings.client_places
         self.project = project
@@ -108,12 +117,36 @@ class Workbench:
             raise RoundTripToolError("cannot connect to the throwaway database", reason(exc, self.db.url)) from None
         if not self.multidb:
             try:  # the snapshots' own connection, autocommit: one round trip per snapshot, no locks held
-                self.reader = schema_snapshot.SnapshotReader(self.db.url)
+                if self.snapshots == "full":
+                    self.reader = schema_snapshot.SnapshotReader(self.db.url)
+                else:
+                    self.reader = schema_snapshot.TrackedReader(self.db.url, verify=self.snapshots == "verify")
+                    self._tracker_lost()
             except Exception as exc:
                 raise RoundTripToolError("cannot connect to the throwaway database",
                                          reason(exc, self.db.url)) from None
         self.runner = StepRunner(self.project, self.db.url, self.conn,
                                  sections={name: edb.url for name, edb in self.engines.items()})
+
+    def _tracker_lost(self) -> None:
+        """Keep the first reason the tracked reader reads whole snapshots (the report says it once)."""
+        reader = self.reader
+        if isinstance(reader, schema_snapshot.TrackedReader) and reader.lost and self.tracker_note is None:
+            self.tracker_note = f"every snapshot read whole from here on: {reader.lost}"
+            log.warning("%s", self.tracker_note)
+
+    def untrack(self) -> None:
+        """Take the snapshot tracker out of the database (before the models check sees it); no-op without one."""
+        reader = self.reader
+        if not isinstance(reader, schema_snapshot.TrackedReader) or not reader.installed:
+            return
+        if self._pending is not None:
+            self._pending.result()
+        try:
+            reader.uninstall()
+        except Exception as exc:
+            raise RoundTripToolError("cannot take the schema tracker out of the throwaway database",
+                                     reason(exc, typed=True)) from None
 
     def close(self) -> None:
         # a snapshot still being read is wanted by no one now (the walk resolves every reading it
@@ -275,6 +308,8 @@ class Workbench:
             return reader.result()
         except Exception as exc:
             raise _snapshot_failed(exc, revision) from None
+        finally:
+            self._tracker_lost()
 
 
 class Reading:

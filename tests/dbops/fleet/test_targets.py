@@ -42,7 +42,8 @@ batch = 1
     assert [t.name for t in fleet.targets] == ["canary_db", "acme", "globex", "initech"]
     assert fleet.targets[1].url.password == "s3cret-from-env" and fleet.targets[1].database == "t_acme"
     assert [len(w) for w in fleet.groups[2].waves()] == [1, 1]
-    assert (fleet.budget, fleet.slots, fleet.max_failures) == (6, 2, 2)
+    # per-target backups (the default): a target's deploy holds up to 4 connections, so 6 // 4 in flight per server
+    assert (fleet.budget, fleet.backup, fleet.slots, fleet.max_failures) == (6, "per-target", 1, 2)
     assert "s3cret" not in fleet.targets[1].describe()
 
 
@@ -112,7 +113,7 @@ def test_the_fleet_tasks_have_help_for_every_flag():
     from dbops.tasks import ns
 
     tasks = ns.collections["fleet"].tasks
-    assert set(tasks) == {"status", "deploy", "plan"}
+    assert set(tasks) == {"status", "deploy", "plan", "restore"}
     for name, t in tasks.items():
         assert (t.__doc__ or "").strip(), name
         for p in inspect.signature(t.body).parameters:

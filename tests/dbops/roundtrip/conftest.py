@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -30,7 +31,9 @@ def check(pg_server):
     """Run the round-trip tester on an alembic.ini against the session server; returns (report, error)."""
 
     def run(ini: Path, **kwargs):
-        settings = load_settings(alembic_ini=ini, environ={})
+        # DBOPS_ROLLBACK_SNAPSHOTS passes through (``verify``: every tracked snapshot checked against a full one)
+        mode = os.environ.get("DBOPS_ROLLBACK_SNAPSHOTS")
+        settings = load_settings(alembic_ini=ini, environ={"DBOPS_ROLLBACK_SNAPSHOTS": mode} if mode else {})
         try:
             return roundtrip.run(settings, server_url=pg_server.url(), **kwargs), None
         except roundtrip.RoundTripFailed as exc:
