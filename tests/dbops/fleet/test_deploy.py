@@ -198,7 +198,15 @@ def test_a_killed_run_resumed_finishes_exactly_the_rest(pg_server, fleet_project
     assert resumed == {f"{i:05d}" for i in range(30)} - done_before, (sorted(resumed), sorted(done_before))
     assert {p.stem for p in records.rglob("*.json")} == {f"{i:05d}" for i in range(30)}
     assert set(map(tuple, t.revisions().values())) == {("b2",)}
-    assert [n for n in t.names if applied_twice(t.url(n)) != 1] == []  # no target's upgrade ran twice
+    # no target's upgrade ran twice (every one is at b2, above). A target killed after its upgrade committed and
+    # before its history row said so has no successful a1 -> b2 row at all: its resume found nothing to deploy
+    assert [n for n in t.names if applied_twice(t.url(n)) > 1] == []
+    for n in t.names:
+        if applied_twice(t.url(n)) == 0:
+            with postgres.connect(t.url(n)) as conn:
+                rows = conn.execute(sa.text("SELECT revision_before, outcome FROM dbops.deploys")).all()
+            # the killed run's row: a1 before, never finished (the resumed deploy marked it abandoned)
+            assert any(list(r) == ["a1"] and o in ("running", "abandoned") for r, o in rows), (n, rows)
     status = status_json("--run", run)
     assert {x["last"] for x in status["targets"]} <= {"success", "nothing-to-deploy"}
 
