@@ -510,24 +510,15 @@ def _compare_checks(autogen_context, modify_table_ops, schema, tname, conn_table
     A changed one is compared as the server writes both (``pg_get_constraintdef``): the models'
     expression is added to an empty temporary copy of the table inside a savepoint that is rolled back.
     One the database has and the models do not name is dropped only when the model's table has no
-    unnamed CHECK constraint (the server names those itself: they cannot be told apart).
+    unnamed CHECK constraint (the server names those itself: they cannot be told apart).  The
+    database's constraints and the models' expressions as the server writes them are read for every
+    table of the comparison at its first table (:class:`_RunChecks`: three round trips, not five per table).
     """
     if not _on(autogen_context) or conn_table is None or metadata_table is None:
         return _CONTINUE
-    from alembic.util import sqla_compat  # private helpers: the name a naming convention gives a constraint
-
-    dialect = autogen_context.dialect
-    named, unnamed = {}, 0
-    for ck in (c for c in metadata_table.constraints if isinstance(c, sa.CheckConstraint)):
-        if sqla_compat._constraint_is_named(ck, dialect):  # private: Alembic's own test for this
-            named[str(sqla_compat._get_constraint_final_name(ck, dialect))] = ck  # private: the convention's name
-        else:
-            unnamed += 1
-    conn = autogen_context.connection
-    have = {name: text for name, text in conn.execute(sa.text(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' AND conrelid = "
-        "CAST(:t AS regclass)"), {"t": _name(tname, schema)}).all()
-        if autogen_context.run_name_filters(name, "check_constraint", {"table_name": tname, "schema_name": schema})}
+    run = _RunChecks.of(autogen_context)
+    named, unnamed = _named_checks(metadata_table, autogen_context.dialect)
+    have = run.have(tname, schema)
 
     def dropped(name: str) -> DropCheckOp:  # the database's name as it is (conv): no naming convention
         return DropCheckOp.from_constraint(sa.CheckConstraint(
@@ -542,27 +533,158 @@ def _compare_checks(autogen_context, modify_table_ops, schema, tname, conn_table
     common = sorted(set(named) & set(have))
     if not common:
         return _CONTINUE
-    compiler = dialect.ddl_compiler(dialect, None).sql_compiler
-    probe = "dbops_check_probe"
-    savepoint = conn.begin_nested()
-    try:
-        conn.execute(sa.text(f"CREATE TEMPORARY TABLE {probe} (LIKE {_name(tname, schema)})"))
-        for name in common:
-            text = compiler.process(named[name].sqltext, include_table=False, literal_binds=True)
-            conn.execute(sa.text(f"ALTER TABLE {probe} ADD CONSTRAINT {_PREPARER.quote(name)} CHECK ({text})"))
-        wanted = dict(conn.execute(sa.text(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' AND conrelid = "
-            f"CAST('pg_temp.{probe}' AS regclass)")).all())
-    except sa.exc.DBAPIError as exc:  # an expression the server refuses: the revision will say so
-        log.info("CHECK constraints of %s not compared: %s", tname, exc)
+    wanted = run.wanted(tname, schema, {name: named[name] for name in common})
+    if wanted is None:  # an expression the server refuses: the revision will say so
         return _CONTINUE
-    finally:
-        savepoint.rollback()
     for name in common:
         if _strip_not_valid(wanted.get(name)) != _strip_not_valid(have[name]):
             modify_table_ops.ops.append(dropped(name))
             modify_table_ops.ops.append(AddCheckOp.from_constraint(named[name]))
     return _CONTINUE
+
+
+def _named_checks(table: sa.Table, dialect) -> tuple[dict[str, sa.CheckConstraint], int]:
+    """A model table's named CHECK constraints by their final name, and how many have no name."""
+    from alembic.util import sqla_compat  # private helpers: the name a naming convention gives a constraint
+
+    named, unnamed = {}, 0
+    for ck in (c for c in table.constraints if isinstance(c, sa.CheckConstraint)):
+        if sqla_compat._constraint_is_named(ck, dialect):  # private: Alembic's own test for this
+            named[str(sqla_compat._get_constraint_final_name(ck, dialect))] = ck  # private: the convention's name
+        else:
+            unnamed += 1
+    return named, unnamed
+
+
+_CHECKS_OF = (
+    "SELECT conrelid, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' "
+    "AND conrelid = ANY(CAST(:oids AS oid[])) ORDER BY conrelid, conname"
+)
+_PROBE = "dbops_check_probe"
+
+
+class _RunChecks:
+    """One comparison's CHECK constraints, read for all its tables at the first: the database's
+    (``pg_get_constraintdef``) and the models' as the server writes them (each table's named
+    expressions on an empty temporary copy of it, all in one savepoint rolled back).  A table the
+    batch does not cover (or a batch the server refuses) is read on its own, as before."""
+
+    def __init__(self, autogen_context):
+        self.ctx = autogen_context
+        self.conn = autogen_context.connection
+        default = autogen_context.dialect.default_schema_name
+        #: the comparison's model tables by the name the database resolves (``_name``)
+        self.tables = {_name(t.name, t.schema if t.schema != default else None): t
+                       for t in autogen_context.sorted_tables}
+        self._oids: dict[str, int] | None = None
+        self._have: dict[int, dict[str, str]] = {}
+        self._wanted: dict[str, dict[str, str]] | None = None
+
+    @classmethod
+    def of(cls, autogen_context) -> _RunChecks:
+        run = getattr(autogen_context, "_dbops_checks", None)
+        if run is None or run.conn is not autogen_context.connection:
+            run = cls(autogen_context)
+            autogen_context._dbops_checks = run  # this comparison's, gone with its context
+        return run
+
+    def _load(self) -> None:
+        names = list(self.tables)
+        rows = self.conn.execute(sa.text(
+            "SELECT n, CAST(to_regclass(n) AS oid) FROM unnest(CAST(:names AS text[])) AS n"),
+            {"names": names}).all() if names else []
+        self._oids = {name: oid for name, oid in rows if oid is not None}
+        for oid, name, text in self.conn.execute(sa.text(_CHECKS_OF), {"oids": list(self._oids.values())}):
+            self._have.setdefault(oid, {})[name] = text
+
+    def have(self, tname: str, schema: str | None) -> dict[str, str]:
+        """The table's CHECK constraints in the database (name: definition), through the name filters."""
+        if self._oids is None:
+            self._load()
+        assert self._oids is not None
+        key = _name(tname, schema)
+        oid = self._oids.get(key)
+        if oid is None:  # not one of the comparison's tables as read at the start: read it alone
+            rows = self.conn.execute(sa.text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' AND conrelid = "
+                "CAST(:t AS regclass)"), {"t": key}).all()
+        else:
+            rows = self._have.get(oid, {}).items()
+        return {name: text for name, text in rows
+                if self.ctx.run_name_filters(name, "check_constraint", {"table_name": tname, "schema_name": schema})}
+
+    def wanted(self, tname: str, schema: str | None, checks: dict[str, sa.CheckConstraint]) -> dict[str, str] | None:
+        """The models' ``checks`` as the server writes them on the table's copy; None: the server refused one."""
+        key = _name(tname, schema)
+        if self._wanted is None:
+            self._wanted = self._probe_all()
+        if key in self._wanted and set(checks) <= set(self._wanted[key]):
+            return self._wanted[key]
+        return self._probe({key: checks}).get(key)  # alone, as before (its own savepoint)
+
+    def _probe_all(self) -> dict[str, dict[str, str]]:
+        """Every comparison table's named checks the database also has, probed at once (``{}`` if refused)."""
+        dialect = self.ctx.dialect
+        batch = {}
+        for key, table in self.tables.items():
+            oid = (self._oids or {}).get(key)
+            if oid is None or oid not in self._have:
+                continue
+            named, _unnamed = _named_checks(table, dialect)
+            common = {name: ck for name, ck in named.items() if name in self._have[oid]}
+            if common:
+                batch[key] = common
+        return self._probe(batch) if batch else {}
+
+    def _probe(self, batch: dict[str, dict[str, sa.CheckConstraint]]) -> dict[str, dict[str, str]]:
+        """``batch`` (table name: named checks) on empty temporary copies, one statement, in a savepoint."""
+        compiler = self.ctx.dialect.ddl_compiler(self.ctx.dialect, None).sql_compiler
+        # a driver with format-style placeholders gets % written as %%; these statements run without
+        # parameters, where the server must see the expression's own % (``LIKE 'a%'``)
+        doubled = compiler.process(sa.text("%")) == "%%"
+        statements, probes = [], {}
+        for i, (key, checks) in enumerate(batch.items()):
+            probe = f"{_PROBE}_{i}"
+            probes[probe] = key
+            statements.append(f"CREATE TEMPORARY TABLE {probe} (LIKE {key})")
+            for name, ck in checks.items():
+                text = compiler.process(ck.sqltext, include_table=False, literal_binds=True)
+                text = text.replace("%%", "%") if doubled else text
+                statements.append(f"ALTER TABLE {probe} ADD CONSTRAINT {_PREPARER.quote(name)} CHECK ({text})")
+        names = ", ".join(f"'{probe}'" for probe in probes)
+        statements.append(
+            "SELECT r.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+            "JOIN pg_class r ON r.oid = c.conrelid WHERE c.contype = 'c' AND r.relnamespace = pg_my_temp_schema() "
+            f"AND r.relname = ANY(ARRAY[{names}])")
+        savepoint = self.conn.begin_nested()
+        try:
+            def run(sql: str):  # no parameters: % is not a placeholder in these statements
+                return self.conn.exec_driver_sql(sql, execution_options={"no_parameters": True})
+
+            if self.ctx.dialect.driver == "psycopg2":  # one round trip: the statements as one simple query
+                rows = run(";\n".join(statements)).all()
+            else:  # a driver that prepares each statement (asyncpg): one at a time, still one savepoint
+                for statement in statements[:-1]:
+                    run(statement)
+                rows = run(statements[-1]).all()
+        except sa.exc.DBAPIError as exc:
+            savepoint.rollback()
+            savepoint = None
+            if len(batch) > 1:  # one table's expression refused: each table alone, as before
+                out = {}
+                for key, checks in batch.items():
+                    out.update(self._probe({key: checks}))
+                return out
+            log.info("CHECK constraints of %s not compared: %s", next(iter(batch)), exc)
+            return {}
+        finally:
+            if savepoint is not None:
+                savepoint.rollback()
+        out: dict[str, dict[str, str]] = {key: {} for key in batch}
+        for relname, name, text in rows:
+            if relname in probes:
+                out[probes[relname]][name] = text
+        return out
 
 
 def _strip_not_valid(definition: str | None) -> str | None:

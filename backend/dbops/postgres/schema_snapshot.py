@@ -317,6 +317,8 @@ class TrackedReader(SnapshotReader):
         self._ordered: list[tuple[tuple[Any, ...], str, tuple[str, int]]] = []
         self._text: SnapshotText | None = None
         self._params: tuple[str, ...] | None = None
+        #: each owner's share of those parameters, kept until the owner is read again (the rest is reused)
+        self._shares: dict[tuple[str, int], tuple[str, str, str, str, str]] = {}
         self._mode = ""
         self._installed = False
         #: the tracker was installed by this reader (and is taken out by :meth:`uninstall`)
@@ -354,15 +356,24 @@ class TrackedReader(SnapshotReader):
         else:
             self._mode = "delta"
             if self._params is None:  # arrays as their text form: thousands of oids adapted in one string
-                subs = [(sub, cat, owner[1]) for owner, rows in self._rows.items()
-                        for _key, _text, cat, sub in rows if sub is not None]
-                self._params = tuple("{" + ",".join(str(v) for v in values) + "}" for values in (
-                    [s[0] for s in subs], [s[1] for s in subs], [s[2] for s in subs],
-                    [o[0] for o in self._rows], [o[1] for o in self._rows]))
+                self._params = self._delta_params()
             self.cursor.execute(
                 f"EXECUTE {_TRACKED_DELTA} (%s, %s, %s::oid[], %s::text[], %s::oid[], %s::text[], %s::oid[])",
                 (self._ignored, self._horizon, *self._params))
         self.pending = True
+
+    def _delta_params(self) -> tuple[str, ...]:
+        """The delta query's arrays (each sub-object's oid, catalog and owner; each owner's catalog and oid) as
+        text, joined from each owner's share: only the owners read again since the last reading are formatted."""
+        shares = self._shares
+        for owner, rows in self._rows.items():
+            if owner not in shares:
+                subs = [(str(sub), cat) for _key, _text, cat, sub in rows if sub is not None]
+                oid = str(owner[1])
+                shares[owner] = (",".join(s[0] for s in subs), ",".join(s[1] for s in subs),
+                                 ",".join(oid for _ in subs), str(owner[0]), oid)
+        columns = zip(*(shares[owner] for owner in self._rows)) if self._rows else ((),) * 5
+        return tuple("{" + ",".join(part for part in column if part) + "}" for column in columns)
 
     def result(self) -> SnapshotText:
         assert self.pending, "start() first"
@@ -379,10 +390,11 @@ class TrackedReader(SnapshotReader):
             self.lost = ("the schema tracker's event triggers were dropped, disabled or altered"
                          if self._mode == "delta" else "the schema tracker's event triggers are not enabled")
             self._rows, self._horizon, self._ordered, self._params, self._text = {}, None, [], None, None
+            self._shares = {}
             return SnapshotText(self._sync(EXECUTE, (self._ignored,))[0][0])
         self._horizon = int(status[8])
         if self._mode == "all":
-            self._rows, self._ordered = {}, []
+            self._rows, self._ordered, self._shares = {}, [], {}
         again = {(row[1], row[2]) for row in rows[:-1] if row[0] == 0}
         fresh = [row for row in rows[:-1] if row[0] == 1]
         if self._mode == "delta" and not again and not fresh and self._text is not None:
@@ -390,6 +402,7 @@ class TrackedReader(SnapshotReader):
         else:
             for owner in again:
                 self._rows.pop(owner, None)
+                self._shares.pop(owner, None)
             if again:
                 self._ordered = [r for r in self._ordered if r[2] not in again]
             added = []
@@ -397,6 +410,7 @@ class TrackedReader(SnapshotReader):
                 cat = _SUB_CATALOG.get(kind) if sub is not None else None
                 key = (kind, schema, name, rel is None, rel or "")
                 self._rows.setdefault((oc, ooid), []).append((key, text, cat, sub))
+                self._shares.pop((oc, ooid), None)
                 added.append((key, text, (oc, ooid)))
             if self._mode == "all" or len(added) > 64:
                 self._ordered.extend(added)

@@ -115,3 +115,30 @@ def test_an_enum_column_dropped_drops_its_type_after_it(at_head, project):
     conn.commit()
     assert conn.execute(sa.text("SELECT count(*) FROM pg_type WHERE typname = 'post_status'")).scalar_one() == 1
     conn.rollback()
+
+
+USERS = "backend/app/domains/users/models.py"
+
+
+def test_check_constraints_of_every_table_are_read_at_once_and_a_refused_one_costs_only_its_table(at_head, project):
+    """The CHECK comparison reads all tables in one batch; a model expression the server refuses (a column
+    the table lacks) leaves that table's checks uncompared, and the other tables' are still compared."""
+    proj, conn = at_head
+    conn.execute(sa.text("ALTER TABLE posts ADD CONSTRAINT ck_posts_title CHECK (title LIKE 'a%')"))
+    conn.execute(sa.text("ALTER TABLE users ADD CONSTRAINT ck_users_named CHECK (length(name) > 0)"))
+    conn.commit()
+    edit(project, POSTS, '    __tablename__ = "posts"\n',
+         '    __tablename__ = "posts"\n    __table_args__ = (CheckConstraint("title LIKE \'a%\'", name="title"),)\n')
+    edit(project, POSTS, "from sqlalchemy import ", "from sqlalchemy import CheckConstraint, ")
+    edit(project, USERS, '    __tablename__ = "users"\n',
+         '    __tablename__ = "users"\n    __table_args__ = (CheckConstraint("length(name) > 0", name="named"),)\n')
+    edit(project, USERS, "from sqlalchemy import ", "from sqlalchemy import CheckConstraint, ")
+    assert diffs(proj, conn) == []  # both equal as the server writes them (a % in one of them)
+
+    edit(project, POSTS, "LIKE 'a%'", "LIKE 'b%'")
+    edit(project, USERS, "length(name) > 0", "length(no_such_column) > 0")
+    found = diffs(proj, conn)
+    assert found == ["drop constraint ck_posts_title on posts", "add constraint ck_posts_title on posts"], found
+    # the probe's temporary tables and savepoints left nothing behind
+    assert conn.execute(sa.text("SELECT count(*) FROM pg_class WHERE relname LIKE 'dbops_check_probe%'")).scalar() == 0
+    conn.rollback()
