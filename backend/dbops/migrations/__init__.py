@@ -201,16 +201,18 @@ class Project:
 
     @contextmanager
     def fence(self, url: URL | None, *, step: str, own: Connection | None = None, offline: bool = False,
-              read_only: bool = False, extra: Sequence[URL] = ()) -> Iterator[Fence]:
+              read_only: bool = False, extra: Sequence[URL] = (),
+              session: tuple[tuple[str, str], ...] | None = None) -> Iterator[Fence]:
         """Run env.py in here: it reaches ``url`` (and ``extra``) only, or nothing when ``offline``.
 
         See :mod:`.fence`.  Its variables name ``url`` either way (an offline env.py builds its URL from them).
+        ``session``: ``own``'s session settings read once by a caller that runs env.py many times on it.
         """
         allowed = () if offline or url is None else (url, *extra)
         variables = target_variables(url, names=self.url_variables, async_driver=self.env_is_async)
         flask = self.ini.parent if _FLASK_ENV.search(self.env_text) else None
         with fenced(allowed, step=step, read_only=read_only, own=own, variables=variables,
-                    modules=self.module_names, flask_root=_flask_root(flask)) as fence:
+                    modules=self.module_names, flask_root=_flask_root(flask), session=session) as fence:
             yield fence
 
     @cached_property

@@ -482,13 +482,16 @@ def fenced(
     variables: Mapping[str, str | None] | None = None,
     modules: Mapping[str, Path] | None = None,
     flask_root: Path | None = None,
+    session: tuple[tuple[str, str], ...] | None = None,
 ) -> Iterator[Fence]:
     """Run env.py inside this block: it reaches ``allowed`` only (none: offline), read-only if asked.
 
     ``own``: dbops' connection to ``allowed[0]``, whose server identity env.py's connections must match.
     ``variables``: the values env.py's variables take (see :func:`target_variables`).  ``modules``: the
     project's top-level modules (:func:`project_names`), evicted on entry when they were imported under
-    other values.  ``flask_root``: push the Flask app's context (found from this folder).  A nested block
+    other values.  ``flask_root``: push the Flask app's context (found from this folder).  ``session``: ``own``'s
+    settings as :func:`session_settings` read them earlier (a caller running env.py many times on one
+    connection reads them once; default: read now).  A nested block
     for the same databases (and no looser) reuses the outer fence.
     """
     outer = active()
@@ -496,7 +499,7 @@ def fenced(
         yield outer
         return
     variables = dict(variables or {})
-    own_identity, session = _own_identity(own) if own is not None and allowed else (None, ())
+    own_identity, session = _own_identity(own, session) if own is not None and allowed else (None, ())
     fence = Fence(tuple(allowed), step, read_only, identity=own_identity, session=session,
                   variables=tuple(n for n, v in variables.items() if v is not None and not n.startswith("PGSSL")))
     names = dict(modules or {})
@@ -519,14 +522,18 @@ def fenced(
         yield fence
 
 
-def _own_identity(own: Connection) -> tuple[tuple, tuple[tuple[str, str], ...]]:
-    """The identity (kept with the connection) and session settings of dbops' own connection, leaving its
-    transaction state as it was."""
+def _own_identity(own: Connection, settings: tuple[tuple[str, str], ...] | None = None,
+                  ) -> tuple[tuple, tuple[tuple[str, str], ...]]:
+    """The identity (kept with the connection) and session settings (``settings`` when given, else read now)
+    of dbops' own connection, leaving its transaction state as it was."""
     key = "dbops_fence_identity"
+    if key in own.info and settings is not None:
+        return tuple(own.info[key]), settings
     began = not own.in_transaction()
     if key not in own.info:
         own.info[key] = identity(own)
-    settings = session_settings(own)
+    if settings is None:
+        settings = session_settings(own)
     if began:
         own.rollback()
     return tuple(own.info[key]), settings

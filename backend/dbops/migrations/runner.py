@@ -35,7 +35,7 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
 from . import Project, compare
-from .fence import quiet_logging
+from .fence import quiet_logging, session_settings
 
 
 def env_is_async(project: Project) -> bool:
@@ -58,6 +58,12 @@ class StepRunner:
         self.script = project.script
         self.config = project.config(connection=conn, url=env_url(project, url))
         self.sections = tuple((sections or {}).values())
+        #: dbops' timeouts on ``conn``, which env.py's own connections get too: read once for every step, as
+        #: dbops set them (a revision's own ``SET lock_timeout`` on ``conn`` does not become env.py's)
+        began = not conn.in_transaction()
+        self.session = session_settings(conn)
+        if began:
+            conn.rollback()
         # a multi-database project: each engine's section gets the URL of its own throwaway database
         for name, section_url in (sections or {}).items():
             rendered = env_url(project, section_url).render_as_string(hide_password=False).replace("%", "%%")
@@ -130,7 +136,7 @@ class StepRunner:
         return diffs, seen[0] if seen else None
 
     def _run_env(self, fn, destination, *, guarded: bool = True, **kwargs) -> None:
-        fence = self.project.fence(self.url, own=self.conn, extra=self.sections,
+        fence = self.project.fence(self.url, own=self.conn, extra=self.sections, session=self.session,
                                    step="migrations on a throwaway database")
         with self.project.guard() if guarded else nullcontext(), fence:
             with EnvironmentContext(
