@@ -372,7 +372,7 @@ class TrackedReader(SnapshotReader):
                 oid = str(owner[1])
                 shares[owner] = (",".join(s[0] for s in subs), ",".join(s[1] for s in subs),
                                  ",".join(oid for _ in subs), str(owner[0]), oid)
-        columns = zip(*(shares[owner] for owner in self._rows)) if self._rows else ((),) * 5
+        columns = zip(*(shares[owner] for owner in self._rows), strict=True) if self._rows else ((),) * 5
         return tuple("{" + ",".join(part for part in column if part) + "}" for column in columns)
 
     def result(self) -> SnapshotText:
