@@ -38,6 +38,32 @@ def test_async_template_env_bug_is_found_and_blamed_on_the_revision(scenario, ch
     assert report.revision("as01").result == OK
 
 
+def test_an_async_env_compares_check_constraints_one_statement_at_a_time(scenario, check):
+    """The models check's CHECK comparison through asyncpg (which prepares each statement): equal as the
+    server writes them (a % in the expression), then a changed expression found."""
+    ini = scenario("async_env")
+    (ini.parent / "versions" / "as03.py").write_text(
+        '"""titles start with a letter"""\nfrom alembic import op\n\nrevision = "as03"\ndown_revision = "as02"\n'
+        "branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n"
+        "    op.create_check_constraint(\"ck_tasks_title\", \"tasks\", \"title NOT LIKE '%--%'\")\n\n\n"
+        "def downgrade():\n    op.drop_constraint(\"ck_tasks_title\", \"tasks\", type_=\"check\")\n")
+    models = ini.parent / "async_models.py"
+    models.write_text(models.read_text().replace(
+        '    sa.Index("ix_tasks_title", "title"),\n',
+        '    sa.Index("ix_tasks_title", "title"),\n'
+        '    sa.CheckConstraint("title NOT LIKE \'%--%\'", name="ck_tasks_title"),\n'))
+    report, error = check(ini)
+    assert error is None, error.render()
+    assert report.check(MODELS).status == OK
+
+    models.write_text(models.read_text().replace("NOT LIKE '%--%'", "NOT LIKE '%==%'"))
+    report, error = check(ini)
+    assert error is not None
+    assert report.check(MODELS).status == FAILED
+    assert report.check(MODELS).details == ["drop constraint ck_tasks_title on tasks",
+                                            "add constraint ck_tasks_title on tasks"]
+
+
 def test_an_enum_created_again_fails_as_in_a_real_deploy(scenario, check):
     """Each step is its own migration context: no DDL memo hides the second CREATE TYPE."""
     report, error = check(scenario("enum_created_twice"))
