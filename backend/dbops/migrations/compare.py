@@ -16,8 +16,10 @@ env.py configured, turns on:
 - named CHECK constraints added, dropped and changed (both expressions as the
   server writes them);
 - server defaults (``compare_server_default``, unless env.py passes its own
-  callable) and, with them, identity and sequence options; column comments and
-  types Alembic compares already;
+  callable; equal texts are equal, so a ``nextval('seq'::regclass)`` default is
+  never evaluated twice to compare it) and, with them, identity and sequence
+  options; column comments and types Alembic compares already.  Which
+  sequences columns own (a SERIAL's default is left out) is read in one query;
 - views, functions, triggers … that the project declares with ``alembic_utils``
   (``register_entities`` in env.py; the ``dbops[views]`` extra): its
   comparator is Alembic's global one, which every run includes.
@@ -59,6 +61,19 @@ REVIEW = "dbops: REVIEW"
 log = logging.getLogger(__name__)
 
 _PREPARER = postgresql.dialect().identifier_preparer
+#: a column default taking a sequence's next value, as the server writes it
+_NEXTVAL = re.compile(r"nextval\('(.+?)'::regclass\)")
+#: the cast Alembic drops from the database's side only
+_NEXTVAL_CAST = re.compile(r"(nextval\('(?:[^']|'')+')::regclass\)")
+#: every sequence a column owns: the name as a default shows it, the sequence's and the column's names
+_OWNED_SEQUENCES = (
+    "SELECT CAST(CAST(c.oid AS regclass) AS text), c.relname, a.attname FROM pg_class c "
+    "JOIN pg_depend d ON d.objid = c.oid AND d.classid = 'pg_class'::regclass "
+    "AND d.refclassid = 'pg_class'::regclass "
+    "JOIN pg_class t ON t.oid = d.refobjid "
+    "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid "
+    "WHERE c.relkind = 'S'"
+)
 #: a default that is one label of its enum type: ``'draft'::post_status``
 _LABEL_DEFAULT = re.compile(r"^'((?:[^']|'')*)'::")
 
@@ -77,6 +92,65 @@ def prepare(context) -> None:
     # the context read it when env.py configured it: its copy is what autogenerate consults
     if not context._user_compare_server_default:  # private: MigrationContext keeps no public setter
         opts["compare_server_default"] = context._user_compare_server_default = True  # private, as above
+    if context.dialect.name == "postgresql" and context.connection is not None:
+        _same_default_text(context)
+        _owned_sequences_at_once(context)
+
+
+def _same_default_text(context) -> None:
+    """This context's impl takes server defaults whose texts are equal as the same before it compares them.
+
+    Alembic drops ``::regclass`` from the database's ``nextval('seq'::regclass)`` only, then asks the
+    server whether both values are equal, which a sequence never is (``nextval() = nextval()``): a model
+    written as the database shows the default would differ forever.  Anything else is Alembic's comparison.
+    """
+    impl = context.impl
+    compare = impl.compare_server_default
+    if getattr(compare, "_dbops_text_first", False):
+        return
+
+    def compare_server_default(inspector_column, metadata_column, rendered_metadata_default,
+                               rendered_inspector_default):
+        if rendered_metadata_default is not None and rendered_inspector_default is not None:
+            strip = _NEXTVAL_CAST.sub
+            if strip(r"\1)", rendered_inspector_default) == strip(r"\1)", rendered_metadata_default):
+                return False
+        return compare(inspector_column, metadata_column, rendered_metadata_default, rendered_inspector_default)
+
+    compare_server_default._dbops_text_first = True
+    impl.compare_server_default = compare_server_default
+
+
+def _owned_sequences_at_once(context) -> None:
+    """Alembic's PostgreSQL reflection asks, for each integer column defaulting to ``nextval('seq')``, which
+    column owns that sequence (one query per column: a SERIAL's default is then left out).  This context's
+    impl answers from one query of every owned sequence, read at the first such column, by the name the
+    server writes in the default (``oid::regclass::text``, as ``nextval('…'::regclass)`` shows it); a name
+    not among them is asked as Alembic asks.  Only this context's impl is changed.
+    """
+    impl = context.impl
+    ask = impl.autogen_column_reflect
+    if getattr(ask, "_dbops_batched", False):
+        return
+    owned: dict[str, tuple[str, str]] | None = None
+
+    def autogen_column_reflect(inspector, table, column_info):
+        nonlocal owned
+        default = column_info.get("default")
+        match = _NEXTVAL.match(default) if isinstance(default, str) else None
+        if match is None:
+            return ask(inspector, table, column_info)
+        if owned is None:
+            owned = {name: (seq, col) for name, seq, col in context.connection.execute(sa.text(_OWNED_SEQUENCES))}
+        found = owned.get(match.group(1))
+        if found is None:
+            return ask(inspector, table, column_info)
+        if found[1] == column_info["name"] and isinstance(column_info["type"], (sa.INTEGER, sa.BIGINT)):
+            del column_info["default"]  # a SERIAL: what Alembic's own check does
+        return None
+
+    autogen_column_reflect._dbops_batched = True
+    impl.autogen_column_reflect = autogen_column_reflect
 
 
 def run_autogenerate(revision_context, rev, context) -> None:

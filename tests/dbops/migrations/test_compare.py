@@ -142,3 +142,19 @@ def test_check_constraints_of_every_table_are_read_at_once_and_a_refused_one_cos
     # the probe's temporary tables and savepoints left nothing behind
     assert conn.execute(sa.text("SELECT count(*) FROM pg_class WHERE relname LIKE 'dbops_check_probe%'")).scalar() == 0
     conn.rollback()
+
+
+def test_serial_defaults_are_left_out_and_a_sequence_the_column_does_not_own_is_compared(at_head, project):
+    """Which sequences columns own is read once per comparison: posts.id (a SERIAL) shows no default,
+    a column taking nextval() of a sequence it does not own keeps its default, compared as any other."""
+    proj, conn = at_head
+    conn.execute(sa.text("CREATE SEQUENCE post_numbers"))
+    conn.execute(sa.text("ALTER TABLE posts ADD COLUMN number integer DEFAULT nextval('post_numbers')"))
+    conn.commit()
+    edit(project, POSTS, '    published: Mapped[bool]',
+         "    number: Mapped[int | None] = mapped_column(server_default=text(\"nextval('post_numbers'::regclass)\"))\n"
+         "    published: Mapped[bool]")
+    edit(project, POSTS, "from sqlalchemy import ", "from sqlalchemy import text, ")
+    assert diffs(proj, conn) == []
+    edit(project, POSTS, "mapped_column(server_default=text(\"nextval('post_numbers'::regclass)\"))", "mapped_column()")
+    assert diffs(proj, conn) == ["alter posts.number server default: nextval('post_numbers'::regclass) -> None"]
