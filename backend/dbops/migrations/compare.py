@@ -692,12 +692,12 @@ class _RunChecks:
         key = _name(tname, schema)
         if self._wanted is None:
             self._wanted = self._probe_all()
-        if key in self._wanted and set(checks) <= set(self._wanted[key]):
-            return self._wanted[key]
-        return self._probe({key: checks}).get(key)  # alone, as before (its own savepoint)
+        if key not in self._wanted:  # not in the batch (read alone at the start): probed alone, as before
+            self._wanted[key] = self._probe({key: checks}).get(key)
+        return self._wanted[key]
 
-    def _probe_all(self) -> dict[str, dict[str, str]]:
-        """Every comparison table's named checks the database also has, probed at once (``{}`` if refused)."""
+    def _probe_all(self) -> dict[str, dict[str, str] | None]:
+        """Every comparison table's named checks the database also has, probed at once (None: refused)."""
         dialect = self.ctx.dialect
         batch = {}
         for key, table in self.tables.items():
@@ -710,8 +710,9 @@ class _RunChecks:
                 batch[key] = common
         return self._probe(batch) if batch else {}
 
-    def _probe(self, batch: dict[str, dict[str, sa.CheckConstraint]]) -> dict[str, dict[str, str]]:
-        """``batch`` (table name: named checks) on empty temporary copies, one statement, in a savepoint."""
+    def _probe(self, batch: dict[str, dict[str, sa.CheckConstraint]]) -> dict[str, dict[str, str] | None]:
+        """``batch`` (table name: named checks) on empty temporary copies, one statement, in a savepoint;
+        a table whose expression the server refuses maps to None."""
         compiler = self.ctx.dialect.ddl_compiler(self.ctx.dialect, None).sql_compiler
         # a driver with format-style placeholders gets % written as %%; these statements run without
         # parameters, where the server must see the expression's own % (``LIKE 'a%'``)
@@ -745,16 +746,16 @@ class _RunChecks:
             savepoint.rollback()
             savepoint = None
             if len(batch) > 1:  # one table's expression refused: each table alone, as before
-                out = {}
+                out: dict[str, dict[str, str] | None] = {}
                 for key, checks in batch.items():
                     out.update(self._probe({key: checks}))
                 return out
             log.info("CHECK constraints of %s not compared: %s", next(iter(batch)), exc)
-            return {}
+            return dict.fromkeys(batch)
         finally:
             if savepoint is not None:
                 savepoint.rollback()
-        out: dict[str, dict[str, str]] = {key: {} for key in batch}
+        out: dict[str, dict[str, str] | None] = {key: {} for key in batch}
         for relname, name, text in rows:
             if relname in probes:
                 out[probes[relname]][name] = text

@@ -302,11 +302,9 @@ ATTR_ORDER = {
     for kind, names in _ATTRS.items()
 }
 
-# The whole snapshot as one text value, a JSON array of [kind, schema, name, rel, attrs]
-# rows in a fixed order: one row to transfer, and equal schemas give equal texts, so
-# the common case (nothing differs) is a string comparison.  $1: tables to ignore.
-_SNAPSHOT_SQL = f"""
-WITH ns AS MATERIALIZED (SELECT n.oid, n.nspname FROM pg_namespace n WHERE {_USER_NS}),
+#: the snapshot's common table expressions: user schemas, extension members, user relations (``rel_only``:
+#: a condition narrowing them), and the rows (``parts``)
+_CTES = f"""ns AS MATERIALIZED (SELECT n.oid, n.nspname FROM pg_namespace n WHERE {_USER_NS}),
 ext AS MATERIALIZED (SELECT classid, objid FROM pg_depend
                      WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'),
 rel AS MATERIALIZED (
@@ -314,8 +312,13 @@ rel AS MATERIALIZED (
          c.relforcerowsecurity, c.relispartition, c.relpartbound, c.reloptions
   FROM pg_class c
   WHERE c.oid >= {_FIRST_USER_OID} AND c.relnamespace = ANY ((SELECT array_agg(oid) FROM ns)::oid[])
-    AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {_not_ext('pg_class', 'c.oid')}),
-parts AS ({_PARTS_SQL})
+    AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {_not_ext('pg_class', 'c.oid')}{{rel_only}}),
+parts AS ({{parts}})"""
+
+# The whole snapshot as one text value, a JSON array of [kind, schema, name, rel, attrs]
+# rows in a fixed order: one row to transfer, and equal schemas give equal texts, so
+# the common case (nothing differs) is a string comparison.  $1: tables to ignore.
+_SNAPSHOT_SQL = "\nWITH " + _CTES.format(rel_only="", parts=_PARTS_SQL) + """
 SELECT '[' || coalesce(string_agg(json_build_array(p.kind, p.schema, p.name, p.rel, p.attrs)::text, ','
                                   ORDER BY p.kind COLLATE "C", p.schema COLLATE "C", p.name COLLATE "C",
                                            p.rel COLLATE "C"), '') || ']'
@@ -366,16 +369,7 @@ DROP EVENT TRIGGER IF EXISTS {TRACKER_TRIGGERS[1]};
 DROP SCHEMA IF EXISTS {TRACKER_SCHEMA} CASCADE;
 """
 
-_CTES = f"""ns AS MATERIALIZED (SELECT n.oid, n.nspname FROM pg_namespace n WHERE {_USER_NS}),
-ext AS MATERIALIZED (SELECT classid, objid FROM pg_depend
-                     WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'),
-rel AS MATERIALIZED (
-  SELECT c.oid, c.relname, c.relnamespace, c.relkind, c.relpersistence, c.relrowsecurity,
-         c.relforcerowsecurity, c.relispartition, c.relpartbound, c.reloptions
-  FROM pg_class c
-  WHERE c.oid >= {_FIRST_USER_OID} AND c.relnamespace = ANY ((SELECT array_agg(oid) FROM ns)::oid[])
-    AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {_not_ext('pg_class', 'c.oid')}{{rel_only}}),
-parts AS ({{parts}})"""
+
 
 #: the status row (part 2): the horizon (next xid: rows written from there on are new) and whether the
 #: event triggers are intact (present, ENABLE ALWAYS, unchanged since the last reading: ``$2``)
@@ -394,7 +388,7 @@ SELECT 2, NULL, NULL, NULL, NULL, NULL,
 
 #: every row, and the tracker's table emptied: the baseline of the readings after it.  $1: ignored tables
 TRACKED_ALL_SQL = (f"WITH cleared AS (DELETE FROM {TRACKER_SCHEMA}.touched RETURNING 1),\n"
-                   + _CTES.format(rel_only="", parts=_parts_sql(False))
+                   + _CTES.format(rel_only="", parts=_PARTS_SQL)
                    + _TRACKED_TAIL.format(unchanged="true"))
 
 #: catalog rows that, when written (``xmin`` from the last horizon on), mean an object changed:
